@@ -1,0 +1,27 @@
+// `nsm`: one CLI for every component.
+import { Command, CommanderError } from "commander";
+import { isServiceError } from "../core/errors.js";
+import { demoCommand } from "./demo.js";
+import { registryCommand } from "./registry.js";
+
+const program = new Command()
+  .name("nsm")
+  .description("Network Service Mesh in TypeScript")
+  .showHelpAfterError()
+  .exitOverride();
+
+registryCommand(program);
+demoCommand(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) process.exit(err.exitCode);
+  const message = isServiceError(err)
+    ? `${err.details} (gRPC code ${err.code})`
+    : err instanceof Error
+      ? err.message
+      : String(err);
+  console.error(`nsm: ${message}`);
+  process.exit(1);
+}

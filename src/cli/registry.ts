@@ -1,0 +1,185 @@
+// `nsm registry …`: run a registry, and talk to one as a human.
+import { readFileSync } from "node:fs";
+import type { Command } from "commander";
+import { parseAllDocuments } from "yaml";
+import { NetworkService, NetworkServiceEndpoint } from "../api/registry.js";
+import { parseDuration } from "../core/duration.js";
+import { RegistryClient } from "../registry/client.js";
+import { registryDefaults, startRegistry } from "../components/registry.js";
+import { endpointCrd, expiresIn, serviceCrd, table, yamlDocs } from "./format.js";
+import { env, listOf, stopOnSignals } from "./util.js";
+
+const defaultRegistryUrl = "tcp://127.0.0.1:5002";
+
+export function registryCommand(program: Command): void {
+  const reg = program
+    .command("registry")
+    .description("run the NetworkService/NetworkServiceEndpoint registry (and, with a subcommand, query one)")
+    .option("--name <name>", "registry name, used in paths (NSM_NAME)", env("NSM_NAME"))
+    .option(
+      "--listen-on <urls>",
+      "comma-separated tcp://host:port or unix:///path (NSM_LISTEN_ON)",
+      env("NSM_LISTEN_ON", registryDefaults.listenOn),
+    )
+    .option(
+      "--store <kind>",
+      "sqlite (durable) or memory (NSM_REGISTRY_STORE)",
+      env("NSM_REGISTRY_STORE", "sqlite"),
+    )
+    .option(
+      "--db <path>",
+      "sqlite database file (NSM_REGISTRY_DB)",
+      env("NSM_REGISTRY_DB", registryDefaults.dbPath),
+    )
+    .option(
+      "--expire-period <duration>",
+      "NSE registration lifetime, e.g. 1m (NSM_EXPIRE_PERIOD)",
+      env("NSM_EXPIRE_PERIOD", "1m"),
+    )
+    .action(
+      async (o: { name?: string; listenOn: string; store: string; db: string; expirePeriod: string }) => {
+        if (o.store !== "sqlite" && o.store !== "memory")
+          throw new Error(`--store: "${o.store}" is not sqlite or memory`);
+        const running = await startRegistry({
+          name: o.name,
+          listenOn: listOf(o.listenOn),
+          store: o.store,
+          dbPath: o.db,
+          expirePeriodMs: parseDuration(o.expirePeriod, "--expire-period"),
+        });
+        stopOnSignals(() => running.stop());
+      },
+    );
+
+  const urlOption = [
+    "--registry-url <url>",
+    "registry to query (NSM_REGISTRY_URL)",
+    env("NSM_REGISTRY_URL", defaultRegistryUrl),
+  ] as const;
+  const outOption = ["-o, --output <format>", "table, yaml or json", "table"] as const;
+
+  const ns = reg.command("ns").description("NetworkService records");
+  ns.command("list")
+    .option(...urlOption)
+    .option(...outOption)
+    .action((o: { registryUrl: string; output: string }) =>
+      withClient(o.registryUrl, async (c) => {
+        const list = await c.findServices();
+        if (o.output === "table") {
+          const rows = list.map((s) => [s.name, s.payload, String(s.matches.length)]);
+          console.log(table(["NAME", "PAYLOAD", "MATCHES"], rows));
+        } else print(list.map(serviceCrd), o.output);
+      }),
+    );
+  ns.command("get <name>")
+    .option(...urlOption)
+    .option("-o, --output <format>", "yaml or json", "yaml")
+    .action((name: string, o: { registryUrl: string; output: string }) =>
+      withClient(o.registryUrl, async (c) => {
+        const [found] = await c.findServices({ name });
+        if (!found) throw new Error(`network service "${name}" not found`);
+        print([serviceCrd(found)], o.output);
+      }),
+    );
+  ns.command("apply")
+    .requiredOption(
+      "-f, --file <file>",
+      "YAML/JSON file with NetworkService (and NetworkServiceEndpoint) documents",
+    )
+    .option(...urlOption)
+    .action((o: { file: string; registryUrl: string }) =>
+      withClient(o.registryUrl, async (c) => {
+        for (const doc of readDocuments(o.file)) {
+          if (doc.kind === "NetworkServiceEndpoint") {
+            const nse = await c.registerEndpoint(NetworkServiceEndpoint.fromJSON(doc.spec));
+            console.log(`networkserviceendpoint/${nse.name} registered`);
+          } else {
+            const s = await c.registerService(NetworkService.fromJSON(doc.spec));
+            console.log(`networkservice/${s.name} applied`);
+          }
+        }
+      }),
+    );
+  ns.command("delete <name>")
+    .option(...urlOption)
+    .action((name: string, o: { registryUrl: string }) =>
+      withClient(o.registryUrl, async (c) => {
+        await c.unregisterService(name);
+        console.log(`networkservice/${name} deleted`);
+      }),
+    );
+
+  const nse = reg.command("nse").description("NetworkServiceEndpoint records");
+  nse
+    .command("list")
+    .option(...urlOption)
+    .option(...outOption)
+    .option("--service <name>", "only endpoints of this network service")
+    .option("-w, --watch", "keep streaming changes")
+    .action((o: { registryUrl: string; output: string; service?: string; watch?: boolean }) =>
+      withClient(o.registryUrl, async (c) => {
+        const query = o.service ? { networkServiceNames: [o.service] } : {};
+        if (!o.watch) {
+          const list = await c.findEndpoints(query);
+          if (o.output === "table") console.log(endpointTable(list));
+          else print(list.map(endpointCrd), o.output);
+          return;
+        }
+        const stream = c.watchEndpoints(query);
+        process.once("SIGINT", () => stream.cancel());
+        try {
+          for await (const ev of stream) {
+            const n = ev.networkServiceEndpoint!;
+            if (o.output === "json") console.log(JSON.stringify({ deleted: ev.deleted, ...endpointCrd(n) }));
+            else
+              console.log(
+                `${ev.deleted ? "DELETED" : "UPDATED"}  ${n.name}  ${n.networkServiceNames.join(",")}  ${n.url}`,
+              );
+          }
+        } catch (err) {
+          if ((err as { code?: number }).code !== 1) throw err; // 1 = CANCELLED: the user stopped watching
+        }
+      }),
+    );
+}
+
+function endpointTable(list: NetworkServiceEndpoint[]): string {
+  const rows = list.map((n) => [n.name, n.networkServiceNames.join(","), n.url, expiresIn(n)]);
+  return table(["NAME", "SERVICES", "URL", "EXPIRES"], rows);
+}
+
+function print(docs: object[], format: string): void {
+  if (format === "json") console.log(JSON.stringify(docs.length === 1 ? docs[0] : docs, null, 2));
+  else console.log(yamlDocs(docs).trimEnd());
+}
+
+interface Document {
+  kind: string;
+  spec: Record<string, unknown>;
+}
+
+/** CRD documents (apiVersion/kind/metadata/spec) or bare specs; metadata.name fills an empty spec.name. */
+export function readDocuments(file: string): Document[] {
+  const text = readFileSync(file, "utf8");
+  return parseAllDocuments(text).map((d, i) => {
+    if (d.errors.length > 0) throw new Error(`${file}: document ${i + 1}: ${d.errors[0]!.message}`);
+    const obj = d.toJS() as Record<string, unknown> | null;
+    if (!obj || typeof obj !== "object") throw new Error(`${file}: document ${i + 1} is not a mapping`);
+    const kind = typeof obj.kind === "string" ? obj.kind : "NetworkService";
+    if (kind !== "NetworkService" && kind !== "NetworkServiceEndpoint")
+      throw new Error(`${file}: document ${i + 1}: unsupported kind "${kind}"`);
+    const spec = { ...((obj.spec ?? obj) as Record<string, unknown>) };
+    const metaName = (obj.metadata as { name?: unknown } | undefined)?.name;
+    if (!spec.name && typeof metaName === "string") spec.name = metaName;
+    return { kind, spec };
+  });
+}
+
+async function withClient(url: string, fn: (c: RegistryClient) => Promise<void>): Promise<void> {
+  const c = new RegistryClient(url);
+  try {
+    await fn(c);
+  } finally {
+    c.close();
+  }
+}

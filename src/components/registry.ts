@@ -1,0 +1,96 @@
+// `nsm registry`: the NetworkService and NetworkServiceEndpoint registries (spec §4), one process.
+// The chains, top to bottom, are what a request goes through.
+import { hostname } from "node:os";
+import type {
+  NetworkService,
+  NetworkServiceEndpoint,
+  NetworkServiceEndpointQuery,
+  NetworkServiceEndpointResponse,
+  NetworkServiceQuery,
+  NetworkServiceResponse,
+} from "../api/registry.js";
+import { registryChain } from "../core/registrychain.js";
+import { NsmServer } from "../core/grpc.js";
+import { componentLogger } from "../core/log.js";
+import { expire, setPayload, validateNS, validateNSE } from "../registry/elements.js";
+import { EndpointTable, ServiceTable, memoryNSEServer, memoryNSServer } from "../registry/memory.js";
+import { nsRegistryService, nseRegistryService, type NSChain, type NSEChain } from "../registry/server.js";
+import { MemoryStore, type RegistryStore } from "../registry/store/store.js";
+import { SqliteStore } from "../registry/store/sqlite.js";
+import { updatePathServer } from "../registry/updatepath.js";
+
+export interface RegistryOptions {
+  name?: string;
+  listenOn: string[];
+  store: "sqlite" | "memory";
+  /** sqlite database file (store=sqlite). */
+  dbPath?: string;
+  /** Default and maximum NSE registration lifetime. */
+  expirePeriodMs: number;
+}
+
+export const registryDefaults = {
+  listenOn: "tcp://:5002",
+  dbPath: "/var/lib/networkservicemesh/registry.db",
+  expirePeriodMs: 60_000,
+};
+
+export interface RunningRegistry {
+  urls: string[];
+  endpoints: EndpointTable;
+  services: ServiceTable;
+  stop(): Promise<void>;
+}
+
+export async function startRegistry(opts: RegistryOptions): Promise<RunningRegistry> {
+  const name = opts.name ?? `registry-${hostname()}`;
+  const log = componentLogger("registry", name);
+  const store: RegistryStore =
+    opts.store === "memory" ? new MemoryStore() : new SqliteStore(opts.dbPath ?? registryDefaults.dbPath);
+
+  const services = new ServiceTable(store);
+  const endpoints = new EndpointTable(store, log);
+  await services.load();
+  await endpoints.load();
+
+  const nsChain: NSChain = registryChain([
+    validateNS(),
+    updatePathServer<NetworkService, NetworkServiceQuery, NetworkServiceResponse>(name),
+    setPayload(),
+    memoryNSServer(services),
+  ]);
+  const nseChain: NSEChain = registryChain([
+    validateNSE(),
+    updatePathServer<NetworkServiceEndpoint, NetworkServiceEndpointQuery, NetworkServiceEndpointResponse>(
+      name,
+    ),
+    expire(opts.expirePeriodMs),
+    memoryNSEServer(endpoints),
+  ]);
+
+  const server = new NsmServer([nsRegistryService(nsChain, log), nseRegistryService(nseChain, log)]);
+  const urls: string[] = [];
+  try {
+    for (const url of opts.listenOn) urls.push(await server.listen(url));
+  } catch (err) {
+    await server.stop(0);
+    await store.close();
+    throw err;
+  }
+  log.info(
+    { urls, store: store.kind, services: services.size, endpoints: endpoints.size },
+    "registry serving",
+  );
+
+  return {
+    urls,
+    endpoints,
+    services,
+    async stop() {
+      await server.stop();
+      endpoints.close();
+      await store.close();
+      log.info("registry stopped");
+    },
+  };
+}

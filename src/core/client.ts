@@ -1,0 +1,109 @@
+// A small promise-based gRPC client over the generated service definitions: unary calls resolve with the
+// response (and response headers), server streams are async iterables that can be cancelled. Every call has
+// a deadline unless it is a watch.
+import * as grpc from "@grpc/grpc-js";
+import { defaultChannelOptions, dialTarget } from "./grpc.js";
+
+export interface MethodDefinition<Req, Res> {
+  path: string;
+  requestStream: boolean;
+  responseStream: boolean;
+  requestSerialize: (v: Req) => Buffer;
+  responseDeserialize: (b: Buffer) => Res;
+}
+
+export interface CallOptions {
+  /** Milliseconds until the call fails with DEADLINE_EXCEEDED. */
+  timeoutMs?: number;
+  metadata?: grpc.Metadata;
+  signal?: AbortSignal;
+}
+
+export interface UnaryResult<Res> {
+  response: Res;
+  headers: grpc.Metadata;
+}
+
+export interface ServerStream<Res> extends AsyncIterable<Res> {
+  headers: Promise<grpc.Metadata>;
+  cancel(): void;
+}
+
+export const defaultTimeoutMs = 15_000;
+
+export class GrpcClient {
+  readonly raw: grpc.Client;
+
+  constructor(
+    readonly url: string,
+    options: grpc.ChannelOptions = {},
+  ) {
+    const { target, credentials } = dialTarget(url);
+    this.raw = new grpc.Client(target, credentials, { ...defaultChannelOptions, ...options });
+  }
+
+  unary<Req, Res>(
+    def: MethodDefinition<Req, Res>,
+    request: Req,
+    opts: CallOptions = {},
+  ): Promise<UnaryResult<Res>> {
+    return new Promise((resolve, reject) => {
+      let headers = new grpc.Metadata();
+      const call = this.raw.makeUnaryRequest(
+        def.path,
+        def.requestSerialize,
+        def.responseDeserialize,
+        request,
+        opts.metadata ?? new grpc.Metadata(),
+        { deadline: Date.now() + (opts.timeoutMs ?? defaultTimeoutMs) },
+        (err, response) => (err ? reject(err) : resolve({ response: response as Res, headers })),
+      );
+      call.on("metadata", (md) => (headers = md));
+      opts.signal?.addEventListener("abort", () => call.cancel(), { once: true });
+    });
+  }
+
+  /** Server-streaming call. `timeoutMs` undefined means no deadline (watches). */
+  serverStream<Req, Res>(
+    def: MethodDefinition<Req, Res>,
+    request: Req,
+    opts: CallOptions = {},
+  ): ServerStream<Res> {
+    const call = this.raw.makeServerStreamRequest(
+      def.path,
+      def.requestSerialize,
+      def.responseDeserialize,
+      request,
+      opts.metadata ?? new grpc.Metadata(),
+      opts.timeoutMs === undefined ? {} : { deadline: Date.now() + opts.timeoutMs },
+    );
+    opts.signal?.addEventListener("abort", () => call.cancel(), { once: true });
+    const headers = new Promise<grpc.Metadata>((resolve) => {
+      call.once("metadata", resolve);
+      call.once("status", () => resolve(new grpc.Metadata()));
+    });
+    return {
+      headers,
+      cancel: () => call.cancel(),
+      [Symbol.asyncIterator]: () => (call as AsyncIterable<Res>)[Symbol.asyncIterator](),
+    };
+  }
+
+  /** Resolves when the channel is connected, or rejects at the deadline. */
+  waitReady(timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.raw.waitForReady(Date.now() + timeoutMs, (err) => (err ? reject(err) : resolve())),
+    );
+  }
+
+  close(): void {
+    this.raw.close();
+  }
+}
+
+/** Reads a finite server stream to the end. */
+export async function collect<T>(stream: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of stream) out.push(item);
+  return out;
+}

@@ -1,0 +1,69 @@
+// Small registry chain elements, each doing one thing (upstream names).
+import type {
+  NetworkService,
+  NetworkServiceEndpoint,
+  NetworkServiceEndpointQuery,
+  NetworkServiceEndpointResponse,
+  NetworkServiceQuery,
+  NetworkServiceResponse,
+} from "../api/registry.js";
+import type { RegistryServer } from "../core/registrychain.js";
+import { msToTimestamp, timestampToMs } from "../core/time.js";
+import {
+  validateEndpoint,
+  validateEndpointQuery,
+  validateNetworkService,
+  validateServiceQuery,
+} from "./validate.js";
+
+type NSEServer = RegistryServer<
+  NetworkServiceEndpoint,
+  NetworkServiceEndpointQuery,
+  NetworkServiceEndpointResponse
+>;
+type NSServer = RegistryServer<NetworkService, NetworkServiceQuery, NetworkServiceResponse>;
+
+/** Rejects malformed input with INVALID_ARGUMENT before anything else sees it. */
+export function validateNSE(): NSEServer {
+  return {
+    name: "validate",
+    register: (nse, ctx, next) => (validateEndpoint(nse), next.register(nse, ctx)),
+    unregister: (nse, ctx, next) => {
+      validateEndpoint({ ...nse, url: "" });
+      return next.unregister(nse, ctx);
+    },
+    find: (q, ctx, stream, next) => (validateEndpointQuery(q), next.find(q, ctx, stream)),
+  };
+}
+
+export function validateNS(): NSServer {
+  return {
+    name: "validate",
+    register: (ns, ctx, next) => (validateNetworkService(ns), next.register(ns, ctx)),
+    unregister: (ns, ctx, next) => (validateNetworkService(ns), next.unregister(ns, ctx)),
+    find: (q, ctx, stream, next) => (validateServiceQuery(q), next.find(q, ctx, stream)),
+  };
+}
+
+/** `setpayload`: a NetworkService registered without a payload is an IP service (upstream default). */
+export function setPayload(): NSServer {
+  return {
+    name: "setpayload",
+    register: (ns, ctx, next) => next.register(ns.payload === "" ? { ...ns, payload: "IP" } : ns, ctx),
+  };
+}
+
+/**
+ * `expire` (server side): expiration_time = min(requested, now + period). A client may ask for less, never
+ * for more. The memory element removes the record when the time comes.
+ */
+export function expire(periodMs: number): NSEServer {
+  return {
+    name: "expire",
+    register: (nse, ctx, next) => {
+      const limit = Date.now() + periodMs;
+      const requested = nse.expirationTime ? timestampToMs(nse.expirationTime) : Infinity;
+      return next.register({ ...nse, expirationTime: msToTimestamp(Math.min(requested, limit)) }, ctx);
+    },
+  };
+}
