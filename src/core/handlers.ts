@@ -39,7 +39,7 @@ export function unaryHandler<Req, Res>(
     const abort = new AbortController();
     call.once("cancelled", () => abort.abort());
     const ctx = contextFor(log, method, call.metadata, call.getDeadline(), abort.signal);
-    fn(call.request, ctx).then(
+    invoke(() => fn(call.request, ctx)).then(
       (res) => {
         if (hasHeaders(ctx.responseHeaders)) call.sendMetadata(ctx.responseHeaders);
         callback(null, res);
@@ -92,7 +92,7 @@ export function serverStreamHandler<Req, Res>(
         call.write(res as Res);
       },
     };
-    fn(call.request, ctx, sink).then(
+    invoke(() => fn(call.request, ctx, sink)).then(
       () => {
         if (abort.signal.aborted) return;
         flushHeaders();
@@ -106,6 +106,11 @@ export function serverStreamHandler<Req, Res>(
       },
     );
   };
+}
+
+/** Runs `fn`, turning a synchronous throw (e.g. validation) into a rejection. */
+async function invoke<T>(fn: () => Promise<T>): Promise<T> {
+  return fn();
 }
 
 /** Wraps a generated serializer so that pre-encoded messages (fan-out) are sent without re-encoding. */

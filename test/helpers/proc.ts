@@ -1,0 +1,121 @@
+// Starts `nsm` component processes for tests and stops them by pid. A component is ready when it logs its
+// serving line (JSON on stderr); its bound URLs are read from that line.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const nsmBin = new URL("../../bin/nsm.js", import.meta.url).pathname;
+
+export interface Component {
+  proc: ChildProcess;
+  pid: number;
+  urls: string[];
+  logs: string[];
+  /** SIGTERM and wait for exit (SIGKILL after `graceMs`). */
+  stop(graceMs?: number): Promise<number | null>;
+  /** kill -9 and wait for exit. */
+  kill(): Promise<void>;
+}
+
+export function tempDir(prefix: string): { path: string; remove(): void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+export async function startComponent(
+  args: string[],
+  readyMessage: string,
+  env: Record<string, string> = {},
+  timeoutMs = 20_000,
+): Promise<Component> {
+  const proc = spawn(process.execPath, [nsmBin, ...args], {
+    env: { ...process.env, NSM_LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const logs: string[] = [];
+  const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
+  const urls = await new Promise<string[]>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${args.join(" ")} not ready in ${timeoutMs} ms:\n${logs.join("")}`)),
+      timeoutMs,
+    );
+    let buf = "";
+    proc.stderr.on("data", (chunk: Buffer) => {
+      buf += chunk.toString();
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        logs.push(line + "\n");
+        try {
+          const rec = JSON.parse(line) as { msg?: string; urls?: string[] };
+          if (rec.msg === readyMessage) {
+            clearTimeout(timer);
+            resolve(rec.urls ?? []);
+          }
+        } catch {
+          /* not JSON */
+        }
+      }
+    });
+    proc.stdout.on("data", (chunk: Buffer) => logs.push(chunk.toString()));
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`${args.join(" ")} exited with ${code} before ready:\n${logs.join("")}`));
+    });
+  });
+  const pid = proc.pid!;
+  return {
+    proc,
+    pid,
+    urls,
+    logs,
+    async stop(graceMs = 5000) {
+      if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
+      process.kill(pid, "SIGTERM");
+      const t = setTimeout(() => proc.kill("SIGKILL"), graceMs);
+      const code = await exited;
+      clearTimeout(t);
+      return code;
+    },
+    async kill() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      process.kill(pid, "SIGKILL");
+      await exited;
+    },
+  };
+}
+
+/** Runs `nsm …` to completion and returns its output. */
+export function runNsm(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [nsmBin, ...args], {
+      env: { ...process.env, NSM_LOG_LEVEL: "warn", ...env },
+    });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+    p.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+    p.once("exit", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `check` until it returns true or `timeoutMs` passes. */
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 5000,
+  what = "condition",
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await check()) return;
+    await sleep(20);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
