@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs everything nsm-ts needs on a Debian machine (run as root): system packages, then npm packages.
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install.sh: run as root (it installs Debian packages and later plumbs network namespaces)" >&2
+  exit 1
+fi
+if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  echo "install.sh: Node.js 20 or newer is required (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+# build-essential + python3: better-sqlite3 builds from source (node-gyp).
+# iproute2, iputils-ping, iperf3, procps: network namespaces, liveness pings, benchmarks, process control.
+packages=(build-essential python3 iproute2 iputils-ping iperf3 procps)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install.sh: installing ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+npm ci --no-audit --no-fund --loglevel=error

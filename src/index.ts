@@ -1,0 +1,20 @@
+// The nsm-ts library: what people use to write their own NSM components in TypeScript.
+export * as connection from "./api/connection.js";
+export * as connectioncontext from "./api/connectioncontext.js";
+export * as networkservice from "./api/networkservice.js";
+export * as registry from "./api/registry.js";
+export * as ipam from "./api/ipam.js";
+export { CallContext } from "./core/context.js";
+export {
+  registryChain,
+  type RegistryServer,
+  type RegistryNext,
+  type FindStream,
+} from "./core/registrychain.js";
+export { GrpcClient, collect } from "./core/client.js";
+export { NsmServer } from "./core/grpc.js";
+export { StatusError, invalidArgument, notFound, permissionDenied } from "./core/errors.js";
+export { RegistryClient, endpoint, service } from "./registry/client.js";
+export { selectEndpoints, liveEndpoints } from "./registry/selector.js";
+export { isSubset, renderTemplate } from "./registry/template.js";
+export { startRegistry, type RegistryOptions } from "./components/registry.js";
