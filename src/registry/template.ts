@@ -1,6 +1,6 @@
 // Selector label values are Go text/template strings rendered with the client's labels as data (spec §4.3):
-// "{{.nodeName}}" means "the client's nodeName". We support what NSM selectors use — field actions {{.key}},
-// with optional spaces and {{- -}} trimming — and, like upstream, fall back to the literal text on anything
+// "{{.nodeName}}" means "the client's nodeName". We support what NSM selectors use — field actions {{.key}}
+// and {{index . "key"}}, with optional spaces and {{- -}} trimming — and, like upstream, fall back to the literal text on anything
 // we cannot render. A key missing from the labels renders as Go's "<no value>".
 const action = /\{\{(-\s)?\s*(.*?)\s*(\s-)?\}\}/gs;
 
@@ -12,9 +12,10 @@ export function renderTemplate(text: string, data: Record<string, string>): stri
     let before = text.slice(last, m.index);
     if (m[1]) before = before.trimEnd();
     const expr = m[2]!;
-    const field = /^\.([A-Za-z_][A-Za-z0-9_]*)$/.exec(expr);
-    if (!field) return text; // functions, pipelines, nested fields: not rendered, literal as upstream on error
-    out += before + (Object.hasOwn(data, field[1]!) ? data[field[1]!] : "<no value>");
+    // {{.key}}, or the older NSM docs' form {{index . "key"}}
+    const key = /^\.([A-Za-z_][A-Za-z0-9_]*)$/.exec(expr)?.[1] ?? /^index\s+\.\s+"([^"\\]*)"$/.exec(expr)?.[1];
+    if (key === undefined) return text; // other functions, pipelines, nested fields: literal, as upstream on error
+    out += before + (Object.hasOwn(data, key) ? data[key] : "<no value>");
     last = m.index + m[0].length;
     if (m[3]) {
       const rest = text.slice(last);
@@ -39,9 +40,10 @@ export function isSubset(
   const want = Object.entries(b ?? {});
   if (Object.keys(have).length < want.length) return false;
   for (const [k, v] of want) {
-    const got = have[k];
+    // As in Go, a missing key reads as "": a selector value "" matches labels without the key.
+    const got = have[k] ?? "";
     if (got === v) continue;
-    if (got === undefined || got !== renderTemplate(v, data)) return false;
+    if (got !== renderTemplate(v, data)) return false;
   }
   return true;
 }
