@@ -1,0 +1,214 @@
+// Tokens: ES256 JWS with sub/aud/exp/iat, embedded jwk without certificates, metadata round trip.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { Metadata, status } from "@grpc/grpc-js";
+import { StatusError } from "../core/errors.js";
+import { generatedIdentity, loadIdentity, type Identity } from "./identity.js";
+import { TestPki } from "./testpki.js";
+import {
+  TokenError,
+  decodeToken,
+  decodeTokenHeader,
+  embeddedKey,
+  embeddedKeyThumbprint,
+  formatRfc3339Nano,
+  generateToken,
+  parseRfc3339,
+  tokenExpiresKey,
+  tokenFromMetadata,
+  tokenKey,
+  tokenMetadata,
+  verifyToken,
+} from "./token.js";
+
+const b64 = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString("base64url");
+
+async function rejectsWith(p: Promise<unknown>, reason: TokenError["reason"], text: string): Promise<void> {
+  await assert.rejects(p, (err: unknown) => {
+    assert.ok(err instanceof TokenError, `expected TokenError, got ${String(err)}`);
+    assert.equal(err.reason, reason);
+    assert.ok(err.message.includes(text), `"${err.message}" should mention "${text}"`);
+    return true;
+  });
+}
+
+describe("generateToken / verifyToken (generated identity)", () => {
+  const nsc = generatedIdentity("nsc");
+  const nsmgr = generatedIdentity("nsmgr");
+
+  it("signs ES256 with sub, aud, exp, iat and the public key as jwk header", async () => {
+    const now = new Date("2030-01-02T03:04:05.678Z");
+    const { token, expires } = await generateToken(nsc, [nsmgr.spiffeId], 10 * 60_000, undefined, now);
+    const header = decodeTokenHeader(token);
+    assert.equal(header.alg, "ES256");
+    assert.equal(header.typ, "JWT");
+    assert.deepEqual(Object.keys(header.jwk ?? {}).sort(), ["crv", "kty", "x", "y"]);
+    const claims = decodeToken(token);
+    assert.equal(claims.sub, "spiffe://nsm-ts.local/nsc");
+    assert.deepEqual(claims.aud, ["spiffe://nsm-ts.local/nsmgr"]);
+    assert.equal(claims.iat, Math.floor(now.getTime() / 1000));
+    assert.equal(claims.exp, Math.floor(now.getTime() / 1000) + 600);
+    assert.equal(expires.getTime(), (claims.exp ?? 0) * 1000);
+    assert.ok(embeddedKey(token)?.equals(nsc.publicKey));
+    assert.deepEqual(await verifyToken(token, "embedded"), claims);
+    assert.deepEqual(await verifyToken(token, nsc.publicKey), claims);
+  });
+
+  it("leaves aud out when the peer is unknown", async () => {
+    const { token } = await generateToken(nsc, []);
+    assert.deepEqual(decodeToken(token).aud, []);
+    assert.ok(
+      !("aud" in (JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString()) as object)),
+    );
+  });
+
+  it("caps exp at the identity's NotAfter and at capAt", async () => {
+    const now = new Date("2030-01-01T00:00:00Z");
+    const notAfter = new Date("2030-01-01T00:05:00Z");
+    const capped: Identity = { ...nsc, notAfter };
+    assert.equal(
+      (await generateToken(capped, [], 600_000, undefined, now)).expires.getTime(),
+      notAfter.getTime(),
+    );
+    const capAt = new Date("2030-01-01T00:02:30.900Z");
+    const { expires, token } = await generateToken(capped, [], 600_000, capAt, now);
+    assert.equal(expires.toISOString(), "2030-01-01T00:02:30.000Z");
+    assert.equal(decodeToken(token).exp, expires.getTime() / 1000);
+  });
+
+  it("rejects a tampered payload", async () => {
+    const { token } = await generateToken(nsc, [nsmgr.spiffeId]);
+    const [h, p, s] = token.split(".");
+    const claims = JSON.parse(Buffer.from(p ?? "", "base64url").toString()) as Record<string, unknown>;
+    const forged = `${h}.${b64({ ...claims, sub: "spiffe://nsm-ts.local/admin" })}.${s}`;
+    assert.equal(decodeToken(forged).sub, "spiffe://nsm-ts.local/admin");
+    await rejectsWith(verifyToken(forged, "embedded"), "signature", "does not verify");
+    await rejectsWith(verifyToken(forged, nsc.publicKey), "signature", "does not verify");
+  });
+
+  it("rejects the wrong key, a swapped jwk and other algorithms", async () => {
+    const { token } = await generateToken(nsc, []);
+    await rejectsWith(verifyToken(token, nsmgr.publicKey), "signature", "does not verify");
+    // Swapping in another key's jwk header changes the signing input: the old signature no longer fits.
+    const other = await generateToken(nsmgr, []);
+    const swapped = `${other.token.split(".")[0]}.${token.split(".")[1]}.${token.split(".")[2]}`;
+    await rejectsWith(verifyToken(swapped, "embedded"), "signature", "does not verify");
+    // alg "none" and HS256 are refused whatever the key.
+    const [, p] = token.split(".");
+    await rejectsWith(verifyToken(`${b64({ alg: "none" })}.${p}.`, nsc.publicKey), "signature", "");
+    await rejectsWith(verifyToken(`${b64({ alg: "HS256" })}.${p}.AAAA`, nsc.publicKey), "signature", "");
+  });
+
+  it("'embedded' needs a jwk header", async () => {
+    const pki = new TestPki();
+    try {
+      const id = loadIdentity(pki.leaf(pki.ca("ca"), "a"));
+      const { token } = await generateToken(id, []);
+      assert.equal(decodeTokenHeader(token).jwk, undefined, "certificate identities send no jwk");
+      assert.equal(decodeToken(token).sub, "spiffe://example.org/ns/default/pod/a");
+      assert.ok(id.notAfter && decodeToken(token).exp !== undefined);
+      await verifyToken(token, id.publicKey);
+      await rejectsWith(verifyToken(token, "embedded"), "key", "no jwk header");
+      assert.equal(embeddedKey(token), undefined);
+      assert.equal(await embeddedKeyThumbprint(token), undefined);
+    } finally {
+      pki.cleanup();
+    }
+  });
+
+  it("thumbprints identify the signing key across tokens", async () => {
+    const t1 = (await generateToken(nsc, [])).token;
+    const t2 = (await generateToken(nsc, [nsmgr.spiffeId])).token;
+    const t3 = (await generateToken(nsmgr, [])).token;
+    assert.equal(await embeddedKeyThumbprint(t1), await embeddedKeyThumbprint(t2));
+    assert.notEqual(await embeddedKeyThumbprint(t1), await embeddedKeyThumbprint(t3));
+  });
+});
+
+describe("decodeToken", () => {
+  it("throws TokenError('malformed') on anything but a JWT", () => {
+    const bad = ["", "abc", "a.b", "a.b.c.d", `${b64({ alg: "ES256" })}.notjson.x`, `notjson.${b64({})}.x`];
+    for (const t of bad)
+      assert.throws(
+        () => decodeToken(t),
+        (e: unknown) => e instanceof TokenError && e.reason === "malformed",
+        t,
+      );
+    const h = b64({ alg: "ES256" });
+    assert.throws(() => decodeToken(`${h}.${b64({ sub: 5 })}.x`), /sub/);
+    assert.throws(() => decodeToken(`${h}.${b64({ exp: "soon" })}.x`), /exp/);
+    assert.throws(() => decodeToken(`${h}.${b64({ aud: [1] })}.x`), /aud/);
+  });
+
+  it("accepts aud as a single string (as some JWT libraries write it)", () => {
+    const t = `${b64({ alg: "ES256" })}.${b64({ sub: "spiffe://a/b", aud: "spiffe://a/c", exp: 1 })}.x`;
+    assert.deepEqual(decodeToken(t), { sub: "spiffe://a/b", aud: ["spiffe://a/c"], exp: 1 });
+  });
+});
+
+describe("token metadata", () => {
+  it("round-trips nsm-client-token and nsm-client-token-expires", () => {
+    const expires = new Date("2030-05-06T07:08:09Z");
+    const md = tokenMetadata("tok", expires);
+    assert.equal(md.get(tokenKey)[0], "tok");
+    assert.equal(md.get(tokenExpiresKey)[0], "2030-05-06T07:08:09Z");
+    assert.deepEqual(tokenFromMetadata(md), { token: "tok", expires });
+    const existing = new Metadata();
+    existing.set("x-request-id", "r1");
+    assert.equal(tokenMetadata("t", expires, existing), existing);
+    assert.equal(existing.get("x-request-id")[0], "r1");
+    assert.equal(tokenFromMetadata(new Metadata()), undefined);
+  });
+
+  it("reads Go's RFC3339Nano with nanoseconds and offsets", () => {
+    const md = new Metadata();
+    md.set(tokenKey, "tok");
+    md.set(tokenExpiresKey, "2030-05-06T09:08:09.123456789+02:00");
+    assert.equal(tokenFromMetadata(md)?.expires.toISOString(), "2030-05-06T07:08:09.123Z");
+  });
+
+  it("falls back to the token's exp, else INVALID_ARGUMENT", async () => {
+    const { token, expires } = await generateToken(generatedIdentity("x"), []);
+    const md = new Metadata();
+    md.set(tokenKey, token);
+    md.set(tokenExpiresKey, "tomorrow");
+    assert.deepEqual(tokenFromMetadata(md), { token, expires });
+    const bad = new Metadata();
+    bad.set(tokenKey, "garbage");
+    assert.throws(
+      () => tokenFromMetadata(bad),
+      (e: unknown) =>
+        e instanceof StatusError && e.code === status.INVALID_ARGUMENT && e.message.includes(tokenExpiresKey),
+    );
+  });
+
+  it("formats and parses RFC 3339", () => {
+    assert.equal(formatRfc3339Nano(new Date("2030-01-01T00:00:00.500Z")), "2030-01-01T00:00:00.5Z");
+    assert.equal(formatRfc3339Nano(new Date("2030-01-01T00:00:00.120Z")), "2030-01-01T00:00:00.12Z");
+    assert.equal(parseRfc3339("2030-01-01T00:00:00Z")?.toISOString(), "2030-01-01T00:00:00.000Z");
+    assert.equal(parseRfc3339("2030-01-01T00:00:00-01:30")?.toISOString(), "2030-01-01T01:30:00.000Z");
+    for (const bad of [
+      "",
+      "2030-01-01",
+      "2030-01-01T00:00:00",
+      "2030-13-01T00:00:00Z",
+      "x2030-01-01T00:00:00Z",
+    ])
+      assert.equal(parseRfc3339(bad), undefined, bad);
+  });
+});
+
+describe("tokens across identities in one process", () => {
+  let pki: TestPki;
+  before(() => (pki = new TestPki()));
+  after(() => pki.cleanup());
+
+  it("a certificate identity's token verifies only with its certificate key", async () => {
+    const ca = pki.ca("ca");
+    const a = loadIdentity(pki.leaf(ca, "a"));
+    const b = loadIdentity(pki.leaf(ca, "b"));
+    const { token } = await generateToken(a, [b.spiffeId]);
+    assert.deepEqual((await verifyToken(token, a.publicKey)).aud, [b.spiffeId]);
+    await rejectsWith(verifyToken(token, b.publicKey), "signature", "does not verify");
+  });
+});

@@ -1,0 +1,248 @@
+// Per-hop tokens (spec §1.10.2, §2.2, §5): a compact JWS signed ES256 with the hop's key, claims `sub` = own
+// SPIFFE ID, `aud` = [peer SPIFFE ID] when known, `exp`, `iat`. Sent in `nsm-client-token` (+ `-expires`) on
+// every call and stored per path segment.
+//
+// JWS signing and verification use `jose` (panva/jose): a dependency-free, widely used and actively maintained
+// implementation of the JOSE specs, so we do not hand-roll ES256's raw r||s signature encoding or JWS parsing.
+//
+// Without certificates (a generated identity, insecure transport) a token carries its public key as a `jwk`
+// protected header, so a verifier can check its signature without a PKI. That proves only integrity and that
+// consecutive tokens come from the same key — NOT who holds the key: anyone can mint a key pair and claim any
+// `sub`. With certificates there is no `jwk` header and verifiers use the peer certificate's public key.
+import { createPublicKey, type KeyObject } from "node:crypto";
+import { Metadata } from "@grpc/grpc-js";
+import {
+  EmbeddedJWK,
+  SignJWT,
+  calculateJwkThumbprint,
+  compactVerify,
+  decodeJwt,
+  decodeProtectedHeader,
+  exportJWK,
+  type JWK,
+  type JWTHeaderParameters,
+  type ProtectedHeaderParameters,
+} from "jose";
+import { invalidArgument } from "../core/errors.js";
+import type { Identity } from "./identity.js";
+
+/** NSM_MAX_TOKEN_LIFETIME default (upstream: 10m). */
+export const defaultTokenLifetimeMs = 10 * 60_000;
+
+/** Request metadata keys (spec §1.10.2). */
+export const tokenKey = "nsm-client-token";
+export const tokenExpiresKey = "nsm-client-token-expires";
+
+export type TokenErrorReason = "malformed" | "signature" | "key";
+
+/** A token that cannot be decoded ("malformed"), does not verify ("signature") or has an unusable key. */
+export class TokenError extends Error {
+  constructor(
+    readonly reason: TokenErrorReason,
+    message: string,
+  ) {
+    super(message);
+    this.name = "TokenError";
+  }
+}
+
+/** The claims NSM uses. `aud` is always an array here (a JWT may carry a single string). */
+export interface TokenClaims {
+  sub?: string;
+  aud: string[];
+  /** Seconds since the epoch. */
+  exp?: number;
+  iat?: number;
+}
+
+export interface GeneratedToken {
+  token: string;
+  /** Equals the token's `exp` (whole seconds): what goes into the path segment and `-expires` metadata. */
+  expires: Date;
+}
+
+const publicJwks = new WeakMap<KeyObject, JWK>();
+
+async function publicJwk(key: KeyObject): Promise<JWK> {
+  let jwk = publicJwks.get(key);
+  if (!jwk) {
+    const { kty, crv, x, y } = await exportJWK(key);
+    jwk = { kty, crv, x, y };
+    publicJwks.set(key, jwk);
+  }
+  return jwk;
+}
+
+/**
+ * Signs a token for a call to peers `audience` (their SPIFFE IDs; empty when unknown, then `aud` is left out
+ * as upstream does). exp = min(now + lifetime, identity.notAfter, capAt) — `capAt` is the peer certificate's
+ * NotAfter when known.
+ */
+export async function generateToken(
+  identity: Identity,
+  audience: readonly string[],
+  lifetimeMs = defaultTokenLifetimeMs,
+  capAt?: Date,
+  now = new Date(),
+): Promise<GeneratedToken> {
+  let expMs = now.getTime() + lifetimeMs;
+  if (identity.notAfter) expMs = Math.min(expMs, identity.notAfter.getTime());
+  if (capAt) expMs = Math.min(expMs, capAt.getTime());
+  const exp = Math.floor(expMs / 1000);
+  const header: JWTHeaderParameters = { alg: "ES256", typ: "JWT" };
+  if (identity.certificatePem === undefined) header.jwk = await publicJwk(identity.publicKey);
+  const jwt = new SignJWT({})
+    .setProtectedHeader(header)
+    .setSubject(identity.spiffeId)
+    .setIssuedAt(Math.floor(now.getTime() / 1000))
+    .setExpirationTime(exp);
+  if (audience.length > 0) jwt.setAudience([...audience]);
+  const token = await jwt.sign(identity.privateKey);
+  return { token, expires: new Date(exp * 1000) };
+}
+
+/** The protected header of a token, unverified. Throws TokenError("malformed"). */
+export function decodeTokenHeader(token: string): ProtectedHeaderParameters {
+  if (typeof token !== "string" || token.split(".").length !== 3)
+    throw new TokenError("malformed", "token is not a JWT: want three dot-separated base64url parts");
+  try {
+    return decodeProtectedHeader(token);
+  } catch (e) {
+    throw new TokenError("malformed", `token header does not decode: ${(e as Error).message}`);
+  }
+}
+
+/** The claims of a token, WITHOUT verifying it. Throws TokenError("malformed") on anything that is not a JWT. */
+export function decodeToken(token: string): TokenClaims {
+  decodeTokenHeader(token);
+  let payload: Record<string, unknown>;
+  try {
+    payload = decodeJwt(token);
+  } catch (e) {
+    throw new TokenError("malformed", `token payload does not decode: ${(e as Error).message}`);
+  }
+  const { sub, aud, exp, iat } = payload;
+  if (sub !== undefined && typeof sub !== "string")
+    throw new TokenError("malformed", "token `sub` is not a string");
+  const isNum = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
+  if (exp !== undefined && !isNum(exp)) throw new TokenError("malformed", "token `exp` is not a number");
+  if (iat !== undefined && !isNum(iat)) throw new TokenError("malformed", "token `iat` is not a number");
+  let audience: string[];
+  if (aud === undefined) audience = [];
+  else if (typeof aud === "string") audience = [aud];
+  else {
+    const list: unknown[] = Array.isArray(aud) ? aud : [aud];
+    audience = list.filter((a): a is string => typeof a === "string");
+    if (!Array.isArray(aud) || audience.length !== list.length)
+      throw new TokenError("malformed", "token `aud` is neither a string nor an array of strings");
+  }
+  const claims: TokenClaims = { aud: audience };
+  if (sub !== undefined) claims.sub = sub;
+  if (exp !== undefined) claims.exp = exp;
+  if (iat !== undefined) claims.iat = iat;
+  return claims;
+}
+
+/** The public key carried in a token's `jwk` header, or undefined when it has none. */
+export function embeddedKey(token: string): KeyObject | undefined {
+  const { jwk } = decodeTokenHeader(token);
+  if (jwk === undefined) return undefined;
+  try {
+    return createPublicKey({ key: jwk as JsonWebKeyInput["key"], format: "jwk" });
+  } catch (e) {
+    throw new TokenError("key", `token jwk header is not a usable public key: ${(e as Error).message}`);
+  }
+}
+
+type JsonWebKeyInput = Extract<Parameters<typeof createPublicKey>[0], { format: "jwk" }>;
+
+/**
+ * RFC 7638 thumbprint of the token's embedded `jwk`, or undefined without one: lets a server pin the key a
+ * caller used across refreshes of one connection in insecure mode.
+ */
+export async function embeddedKeyThumbprint(token: string): Promise<string | undefined> {
+  const { jwk } = decodeTokenHeader(token);
+  if (jwk === undefined) return undefined;
+  try {
+    return await calculateJwkThumbprint(jwk);
+  } catch (e) {
+    throw new TokenError("key", `token jwk header is not a usable public key: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Verifies the ES256 signature (only the signature: `exp` is the tokensExpired policy's business) and returns
+ * the claims. `key` is the signer's public key (the peer certificate's under mTLS) or "embedded" to use the
+ * token's own `jwk` header (insecure mode; see the note at the top of this file).
+ */
+export async function verifyToken(token: string, key: KeyObject | "embedded"): Promise<TokenClaims> {
+  const claims = decodeToken(token);
+  try {
+    if (key === "embedded") {
+      if (decodeTokenHeader(token).jwk === undefined)
+        throw new TokenError(
+          "key",
+          "token has no jwk header to verify it with (signed by a certificate key?)",
+        );
+      await compactVerify(token, EmbeddedJWK, { algorithms: ["ES256"] });
+    } else {
+      await compactVerify(token, key, { algorithms: ["ES256"] });
+    }
+  } catch (e) {
+    if (e instanceof TokenError) throw e;
+    throw new TokenError("signature", `token signature does not verify: ${(e as Error).message}`);
+  }
+  return claims;
+}
+
+/** Go's time.RFC3339Nano output: fraction with trailing zeros dropped (none at all when zero), UTC "Z". */
+export function formatRfc3339Nano(d: Date): string {
+  return d.toISOString().replace(/\.(\d*?)0*Z$/, (_m, frac: string) => (frac ? `.${frac}Z` : "Z"));
+}
+
+const rfc3339Re = /^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d+)?([Zz]|([+-])(\d\d):(\d\d))$/;
+
+/** Parses RFC 3339 with any number of fraction digits (Go writes up to 9) and any offset; undefined if not. */
+export function parseRfc3339(text: string): Date | undefined {
+  const m = rfc3339Re.exec(text);
+  if (!m) return undefined;
+  const n = (i: number): number => Number(m[i] ?? "0");
+  let ms = Date.UTC(n(1), n(2) - 1, n(3), n(4), n(5), n(6));
+  if (m[7]) ms += Math.floor(Number(`0${m[7]}`) * 1000);
+  if (m[9]) ms -= (m[9] === "-" ? -1 : 1) * (n(10) * 60 + n(11)) * 60_000;
+  const d = new Date(ms);
+  return Number.isNaN(d.getTime()) || n(2) > 12 || n(3) > 31 || n(4) > 23 || n(5) > 59 || n(6) > 60
+    ? undefined
+    : d;
+}
+
+/** Sets `nsm-client-token` and `nsm-client-token-expires` (spec §1.10.2) on `md` (a new Metadata by default). */
+export function tokenMetadata(token: string, expires: Date, md = new Metadata()): Metadata {
+  md.set(tokenKey, token);
+  md.set(tokenExpiresKey, formatRfc3339Nano(expires));
+  return md;
+}
+
+/**
+ * The token a caller presented, or undefined when it sent none. A missing or unparseable `-expires` falls back
+ * to the token's `exp`; throws INVALID_ARGUMENT when neither gives a time.
+ */
+export function tokenFromMetadata(md: Metadata): { token: string; expires: Date } | undefined {
+  const token = md.get(tokenKey)[0];
+  if (typeof token !== "string" || token.length === 0) return undefined;
+  const raw = md.get(tokenExpiresKey)[0];
+  const expires = typeof raw === "string" ? parseRfc3339(raw) : undefined;
+  if (expires) return { token, expires };
+  let exp: number | undefined;
+  try {
+    exp = decodeToken(token).exp;
+  } catch {
+    exp = undefined;
+  }
+  if (exp === undefined)
+    throw invalidArgument(
+      `metadata ${tokenExpiresKey}`,
+      `${raw === undefined ? "missing" : `"${String(raw)}" is not an RFC 3339 time`} and the token has no exp`,
+    );
+  return { token, expires: new Date(exp * 1000) };
+}
