@@ -1,6 +1,7 @@
 // `nsm`: one CLI for every component.
 import { Command, CommanderError } from "commander";
 import { isServiceError } from "../core/errors.js";
+import { componentCommands } from "./components.js";
 import { demoCommand } from "./demo.js";
 import { registryCommand } from "./registry.js";
 
@@ -11,6 +12,7 @@ const program = new Command()
   .exitOverride();
 
 registryCommand(program);
+componentCommands(program);
 demoCommand(program);
 
 try {

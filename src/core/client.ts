@@ -37,9 +37,13 @@ export class GrpcClient {
   constructor(
     readonly url: string,
     options: grpc.ChannelOptions = {},
+    credentials?: grpc.ChannelCredentials,
   ) {
-    const { target, credentials } = dialTarget(url);
-    this.raw = new grpc.Client(target, credentials, { ...defaultChannelOptions, ...options });
+    const target = dialTarget(url);
+    this.raw = new grpc.Client(target.target, credentials ?? target.credentials, {
+      ...defaultChannelOptions,
+      ...options,
+    });
   }
 
   unary<Req, Res>(

@@ -4,8 +4,24 @@ import { randomUUID } from "node:crypto";
 import { Metadata } from "@grpc/grpc-js";
 import type { Logger } from "./log.js";
 
+/**
+ * State an element keeps for one connection across Request, refresh and Close (upstream `metadata`): one
+ * map for the hop's server side and one for its client side. `begin` creates it with the connection and
+ * drops it when the connection closes.
+ */
+export class ConnectionMetadata {
+  readonly server = new Map<symbol, unknown>();
+  readonly client = new Map<symbol, unknown>();
+}
+
 export class CallContext {
   readonly values = new Map<symbol, unknown>();
+  /** Raised inside this process (timeout, refresh, heal), not received from a caller: nothing to authorize. */
+  internal = false;
+  /** DER of the caller's TLS certificate (mTLS only): who is calling, for token policies. */
+  peerCertificate?: Buffer;
+  /** Per-connection state, set by `begin`; undefined outside a connection's events. */
+  connection?: ConnectionMetadata;
   /** Metadata to send back as response headers (e.g. the registry `path`). */
   readonly responseHeaders = new Metadata();
 
@@ -24,9 +40,17 @@ export class CallContext {
     this.values.set(key, value);
   }
 
+  /** The per-connection map of the server (`client=false`) or client side; throws outside `begin`. */
+  connMeta(client = false): Map<symbol, unknown> {
+    if (!this.connection) throw new Error("per-connection metadata used outside begin");
+    return client ? this.connection.client : this.connection.server;
+  }
+
   /** A context for work that is not tied to a client call (timers, expiry, background tasks). */
   static background(log: Logger): CallContext {
-    return new CallContext(log, new AbortController().signal);
+    const ctx = new CallContext(log, new AbortController().signal);
+    ctx.internal = true;
+    return ctx;
   }
 }
 

@@ -28,7 +28,10 @@ export class NsmServer {
   private readonly unixPaths: string[] = [];
   readonly urls: string[] = [];
 
-  constructor(services: RegisteredService[]) {
+  constructor(
+    services: RegisteredService[],
+    private readonly credentials: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure(),
+  ) {
     for (const s of services) {
       this.grpc.addService(s.definition, s.implementation);
       this.health.setStatus(s.name, "SERVING");
@@ -43,7 +46,7 @@ export class NsmServer {
     const port = await new Promise<number>((resolve, reject) => {
       this.grpc.bindAsync(
         ep.kind === "tcp" ? bindHostPort(ep) : `unix://${ep.path}`,
-        grpc.ServerCredentials.createInsecure(),
+        this.credentials,
         (err, p) => (err ? reject(new Error(`cannot listen on ${url}: ${err.message}`)) : resolve(p)),
       );
     });

@@ -15,15 +15,23 @@ import type { Logger } from "./log.js";
 // A watcher that stops reading must not make the server buffer without bound.
 const maxBufferedBytes = 16 * 1024 * 1024;
 
-function contextFor(
-  log: Logger,
-  method: string,
-  md: Metadata,
-  deadline: Date | number,
-  signal: AbortSignal,
-): CallContext {
+interface Call {
+  metadata: Metadata;
+  getDeadline(): Date | number;
+  getAuthContext?: () => { sslPeerCertificate?: { raw?: Buffer } } | null;
+}
+
+function contextFor(log: Logger, method: string, call: Call, signal: AbortSignal): CallContext {
+  const deadline = call.getDeadline();
   const d = deadline instanceof Date ? deadline : Number.isFinite(deadline) ? new Date(deadline) : undefined;
-  return new CallContext(log.child({ reqId: requestId(md), method }), signal, md, d);
+  const ctx = new CallContext(
+    log.child({ reqId: requestId(call.metadata), method }),
+    signal,
+    call.metadata,
+    d,
+  );
+  ctx.peerCertificate = call.getAuthContext?.()?.sslPeerCertificate?.raw;
+  return ctx;
 }
 
 function hasHeaders(md: Metadata): boolean {
@@ -38,7 +46,7 @@ export function unaryHandler<Req, Res>(
   return (call, callback) => {
     const abort = new AbortController();
     call.once("cancelled", () => abort.abort());
-    const ctx = contextFor(log, method, call.metadata, call.getDeadline(), abort.signal);
+    const ctx = contextFor(log, method, call, abort.signal);
     invoke(() => fn(call.request, ctx)).then(
       (res) => {
         if (hasHeaders(ctx.responseHeaders)) call.sendMetadata(ctx.responseHeaders);
@@ -69,7 +77,7 @@ export function serverStreamHandler<Req, Res>(
     const abort = new AbortController();
     call.once("cancelled", () => abort.abort());
     call.once("close", () => abort.abort());
-    const ctx = contextFor(log, method, call.metadata, call.getDeadline(), abort.signal);
+    const ctx = contextFor(log, method, call, abort.signal);
     let headersSent = false;
     const flushHeaders = (): void => {
       if (headersSent) return;

@@ -1,5 +1,6 @@
 // Registry client: what the CLI, the tests and (later) nsmgr use to talk to a registry.
 
+import type { ChannelCredentials, ChannelOptions } from "@grpc/grpc-js";
 import {
   NetworkServiceEndpointRegistryService as NSE,
   NetworkServiceRegistryService as NS,
@@ -13,8 +14,8 @@ import { GrpcClient, collect, type CallOptions, type ServerStream } from "../cor
 export class RegistryClient {
   readonly grpc: GrpcClient;
 
-  constructor(url: string) {
-    this.grpc = new GrpcClient(url);
+  constructor(url: string, credentials?: ChannelCredentials, options?: ChannelOptions) {
+    this.grpc = new GrpcClient(url, options, credentials);
   }
 
   async registerEndpoint(nse: NetworkServiceEndpoint, opts?: CallOptions): Promise<NetworkServiceEndpoint> {

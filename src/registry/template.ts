@@ -13,7 +13,8 @@ export function renderTemplate(text: string, data: Record<string, string>): stri
     if (m[1]) before = before.trimEnd();
     const expr = m[2]!;
     // {{.key}}, or the older NSM docs' form {{index . "key"}}
-    const key = /^\.([A-Za-z_][A-Za-z0-9_]*)$/.exec(expr)?.[1] ?? /^index\s+\.\s+"([^"\\]*)"$/.exec(expr)?.[1];
+    const key =
+      /^\.([A-Za-z_][A-Za-z0-9_]*)$/.exec(expr)?.[1] ?? /^index\s+\.\s+"([^"\\]*)"$/.exec(expr)?.[1];
     if (key === undefined) return text; // other functions, pipelines, nested fields: literal, as upstream on error
     out += before + (Object.hasOwn(data, key) ? data[key] : "<no value>");
     last = m.index + m[0].length;

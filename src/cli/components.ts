@@ -1,0 +1,349 @@
+// `nsm nsmgr | forwarder | nse | nsc | connections`: start the NSM components, and look at connections.
+import { hostname } from "node:os";
+import type { Command } from "commander";
+import { ConnectionEventType, MonitorConnectionService, State, type Connection } from "../api/connection.js";
+import { GrpcClient } from "../core/client.js";
+import { parseDuration } from "../core/duration.js";
+import { startForwarder } from "../components/forwarder.js";
+import { startIcmpResponder } from "../components/endpoint.js";
+import { NsmClient, parseServiceUrl } from "../components/client.js";
+import { startNsmgr } from "../components/nsmgr.js";
+import { createSecurity, type Security } from "../components/security.js";
+import { noopDataPlane } from "../forwarder/dataplane.js";
+import { table } from "./format.js";
+import { env, listOf, stopOnSignals } from "./util.js";
+
+interface SecurityFlags {
+  name: string;
+  certFile?: string;
+  keyFile?: string;
+  caFile?: string;
+  maxTokenLifetime: string;
+}
+
+function withSecurityFlags(cmd: Command, component: string): Command {
+  return cmd
+    .option(
+      "--name <name>",
+      "this component's name (NSM_NAME)",
+      env("NSM_NAME", `${component}-${hostname()}`),
+    )
+    .option(
+      "--cert-file <pem>",
+      "X.509-SVID certificate chain; with --key-file and --ca-file enables mTLS (NSM_CERT_FILE)",
+      env("NSM_CERT_FILE"),
+    )
+    .option("--key-file <pem>", "private key of the certificate (NSM_KEY_FILE)", env("NSM_KEY_FILE"))
+    .option("--ca-file <pem>", "trust bundle (NSM_CA_FILE)", env("NSM_CA_FILE"))
+    .option(
+      "--max-token-lifetime <duration>",
+      "lifetime of the tokens this component signs (NSM_MAX_TOKEN_LIFETIME)",
+      env("NSM_MAX_TOKEN_LIFETIME", "10m"),
+    );
+}
+
+function securityFrom(o: SecurityFlags): Security {
+  const files =
+    o.certFile || o.keyFile || o.caFile
+      ? {
+          certFile: need(o.certFile, "--cert-file"),
+          keyFile: need(o.keyFile, "--key-file"),
+          caFile: need(o.caFile, "--ca-file"),
+        }
+      : undefined;
+  return createSecurity({
+    name: o.name,
+    files,
+    tokenLifetimeMs: parseDuration(o.maxTokenLifetime, "--max-token-lifetime"),
+  });
+}
+
+function need(v: string | undefined, flag: string): string {
+  if (!v) throw new Error(`${flag} is required when any of --cert-file/--key-file/--ca-file is given`);
+  return v;
+}
+
+function labelsOf(text: string | undefined): Record<string, string> {
+  if (!text) return {};
+  return Object.fromEntries(
+    listOf(text).map((kv) => {
+      const i = kv.indexOf("=");
+      if (i <= 0) throw new Error(`label "${kv}" is not key=value`);
+      return [kv.slice(0, i), kv.slice(i + 1)];
+    }),
+  );
+}
+
+export function componentCommands(program: Command): void {
+  withSecurityFlags(program.command("nsmgr").description("run the per-node network service manager"), "nsmgr")
+    .option(
+      "--listen-on <urls>",
+      "unix:///path and tcp://host:port, comma-separated (NSM_LISTEN_ON)",
+      env("NSM_LISTEN_ON", "unix:///var/lib/networkservicemesh/nsm.io.sock,tcp://:5001"),
+    )
+    .option(
+      "--public-url <url>",
+      "tcp URL other nodes reach this nsmgr at (NSM_PUBLIC_URL)",
+      env("NSM_PUBLIC_URL"),
+    )
+    .option(
+      "--registry-url <url>",
+      "registry to use; none = in-memory (NSM_REGISTRY_URL)",
+      env("NSM_REGISTRY_URL"),
+    )
+    .option(
+      "--forwarder-service <name>",
+      "service name forwarders register as (NSM_FORWARDER_NETWORK_SERVICE_NAME)",
+      env("NSM_FORWARDER_NETWORK_SERVICE_NAME", "forwarder"),
+    )
+    .action(
+      async (
+        o: SecurityFlags & {
+          listenOn: string;
+          publicUrl?: string;
+          registryUrl?: string;
+          forwarderService: string;
+        },
+      ) => {
+        const running = await startNsmgr({
+          name: o.name,
+          listenOn: listOf(o.listenOn),
+          publicUrl: o.publicUrl,
+          registryUrl: o.registryUrl,
+          forwarderServiceName: o.forwarderService,
+          security: securityFrom(o),
+        });
+        stopOnSignals(() => running.stop());
+      },
+    );
+
+  const fwd = program.command("forwarder").description("run a forwarder");
+  withSecurityFlags(
+    fwd.command("noop").description("control plane only, no data plane (tests, benchmarks)"),
+    "forwarder",
+  )
+    .option(
+      "--listen-on <url>",
+      "unix socket to serve on (NSM_LISTEN_ON)",
+      env("NSM_LISTEN_ON", "unix:///var/lib/networkservicemesh/forwarder.sock"),
+    )
+    .option(
+      "--connect-to <url>",
+      "this node's nsmgr (NSM_CONNECT_TO)",
+      env("NSM_CONNECT_TO", "unix:///var/lib/networkservicemesh/nsm.io.sock"),
+    )
+    .option(
+      "--labels <k=v,...>",
+      "forwarder labels for select-forwarder (NSM_LABELS)",
+      env("NSM_LABELS", "p2p=true"),
+    )
+    .option("--tunnel-ip <ip>", "underlay IP for VXLAN (NSM_TUNNEL_IP)", env("NSM_TUNNEL_IP", "127.0.0.1"))
+    .option("--nsname <name>", "service name to register as (NSM_NSNAME)", env("NSM_NSNAME", "forwarder"))
+    .action(
+      async (
+        o: SecurityFlags & {
+          listenOn: string;
+          connectTo: string;
+          labels: string;
+          tunnelIp: string;
+          nsname: string;
+        },
+      ) => {
+        const running = await startForwarder({
+          name: o.name,
+          listenOn: o.listenOn,
+          nsmgrUrl: o.connectTo,
+          labels: labelsOf(o.labels),
+          serviceName: o.nsname,
+          dataPlane: noopDataPlane({ tunnelIp: o.tunnelIp }),
+          tunnelIp: o.tunnelIp,
+          security: securityFrom(o),
+        });
+        stopOnSignals(() => running.stop());
+      },
+    );
+
+  const nse = program.command("nse").description("run a reference endpoint");
+  withSecurityFlags(
+    nse.command("icmp-responder").description("IPAM endpoint: point-to-point addresses from --cidr"),
+    "nse",
+  )
+    .option(
+      "--listen-on <url>",
+      "unix socket to serve on (NSM_LISTEN_ON)",
+      env("NSM_LISTEN_ON", "unix:///var/lib/networkservicemesh/nse.sock"),
+    )
+    .option(
+      "--connect-to <url>",
+      "this node's nsmgr (NSM_CONNECT_TO)",
+      env("NSM_CONNECT_TO", "unix:///var/lib/networkservicemesh/nsm.io.sock"),
+    )
+    .option(
+      "--services <names>",
+      "services served, comma-separated (NSM_SERVICE_NAMES)",
+      env("NSM_SERVICE_NAMES", "icmp-responder"),
+    )
+    .option("--labels <k=v,...>", "labels of this endpoint (NSM_LABELS)", env("NSM_LABELS"))
+    .option(
+      "--cidr <cidrs>",
+      "address pools, comma-separated (NSM_CIDR_PREFIX)",
+      env("NSM_CIDR_PREFIX", "169.254.0.0/16"),
+    )
+    .option("--ipam-policy <policy>", "polite or strict (NSM_IPAM_POLICY)", env("NSM_IPAM_POLICY", "polite"))
+    .option(
+      "--payload <payload>",
+      "ETHERNET or IP, for services it registers (NSM_PAYLOAD)",
+      env("NSM_PAYLOAD", "ETHERNET"),
+    )
+    .option("--netns <path>", "the endpoint's network namespace (default: its own)")
+    .action(
+      async (
+        o: SecurityFlags & {
+          listenOn: string;
+          connectTo: string;
+          services: string;
+          labels?: string;
+          cidr: string;
+          ipamPolicy: string;
+          payload: string;
+          netns?: string;
+        },
+      ) => {
+        if (o.ipamPolicy !== "polite" && o.ipamPolicy !== "strict")
+          throw new Error(`--ipam-policy: "${o.ipamPolicy}" is not polite or strict`);
+        const running = await startIcmpResponder({
+          name: o.name,
+          listenOn: o.listenOn,
+          nsmgrUrl: o.connectTo,
+          services: listOf(o.services),
+          labels: labelsOf(o.labels),
+          cidrs: listOf(o.cidr),
+          ipamPolicy: o.ipamPolicy,
+          payload: o.payload,
+          netnsPath: o.netns,
+          security: securityFrom(o),
+        });
+        stopOnSignals(() => running.stop());
+      },
+    );
+
+  withSecurityFlags(
+    program.command("nsc").description("request network services for a network namespace"),
+    "nsc",
+  )
+    .option(
+      "--connect-to <url>",
+      "this node's nsmgr (NSM_CONNECT_TO)",
+      env("NSM_CONNECT_TO", "unix:///var/lib/networkservicemesh/nsm.io.sock"),
+    )
+    .option(
+      "--service <urls>",
+      "services: name or kernel://<service>/<ifname>?label=value, comma-separated (NSM_NETWORK_SERVICES)",
+      env("NSM_NETWORK_SERVICES"),
+    )
+    .option("--labels <k=v,...>", "labels for every request (NSM_LABELS)", env("NSM_LABELS"))
+    .option("--netns <path>", "the client's network namespace (default: its own)")
+    .option("--request-timeout <duration>", "(NSM_REQUEST_TIMEOUT)", env("NSM_REQUEST_TIMEOUT", "15s"))
+    .option("--once", "print the connections and close them again (no refresh loop)")
+    .action(
+      async (
+        o: SecurityFlags & {
+          connectTo: string;
+          service?: string;
+          labels?: string;
+          netns?: string;
+          requestTimeout: string;
+          once?: boolean;
+        },
+      ) => {
+        if (!o.service) throw new Error("--service (NSM_NETWORK_SERVICES) is required");
+        const client = new NsmClient({
+          name: o.name,
+          nsmgrUrl: o.connectTo,
+          netnsPath: o.netns,
+          labels: labelsOf(o.labels),
+          requestTimeoutMs: parseDuration(o.requestTimeout, "--request-timeout"),
+          security: securityFrom(o),
+        });
+        try {
+          for (const s of listOf(o.service)) {
+            const conn = await client.request(parseServiceUrl(s));
+            console.log(JSON.stringify(connectionSummary(conn)));
+          }
+        } catch (err) {
+          await client.closeAll();
+          throw err;
+        }
+        const printAll = (): void => {
+          for (const c of client.connections()) console.log(JSON.stringify(connectionSummary(c)));
+        };
+        if (o.once) return client.closeAll();
+        process.on("SIGUSR1", printAll);
+        console.error(JSON.stringify({ msg: "nsc connected", connections: client.connections().length }));
+        stopOnSignals(() => client.closeAll());
+      },
+    );
+
+  program
+    .command("connections")
+    .description("connections of any hop (nsmgr, forwarder, endpoint) via MonitorConnections")
+    .requiredOption("--url <url>", "the hop's URL (unix:///… or tcp://…)")
+    .option("--service <name>", "only this network service")
+    .option("-w, --watch", "keep printing changes")
+    .action(async (o: { url: string; service?: string; watch?: boolean }) => {
+      const client = new GrpcClient(o.url);
+      const stream = client.serverStream(MonitorConnectionService.monitorConnections, {
+        pathSegments: [],
+        networkServices: o.service ? [o.service] : [],
+      });
+      process.once("SIGINT", () => stream.cancel());
+      try {
+        for await (const ev of stream) {
+          const rows = Object.values(ev.connections).map(row);
+          if (ev.type === ConnectionEventType.INITIAL_STATE_TRANSFER) {
+            console.log(
+              table(["ID", "SERVICE", "ENDPOINT", "STATE", "MECHANISM", "SRC", "DST", "PATH"], rows),
+            );
+            if (!o.watch) break;
+          } else {
+            for (const r of rows) console.log(`${ConnectionEventType[ev.type]}  ${r.join("  ")}`);
+          }
+        }
+      } catch (err) {
+        if ((err as { code?: number }).code !== 1) throw err;
+      } finally {
+        stream.cancel();
+        client.close();
+      }
+    });
+}
+
+function row(c: Connection): string[] {
+  const ip = c.context?.ipContext;
+  return [
+    c.id,
+    c.networkService,
+    c.networkServiceEndpointName,
+    State[c.state],
+    c.mechanism ? `${c.mechanism.cls}/${c.mechanism.type}` : "",
+    ip?.srcIpAddrs.join(",") ?? "",
+    ip?.dstIpAddrs.join(",") ?? "",
+    (c.path?.pathSegments ?? []).map((s) => s.name).join(">"),
+  ];
+}
+
+export function connectionSummary(c: Connection): object {
+  const ip = c.context?.ipContext;
+  return {
+    id: c.id,
+    service: c.networkService,
+    endpoint: c.networkServiceEndpointName,
+    state: State[c.state],
+    mechanism: c.mechanism,
+    srcIps: ip?.srcIpAddrs ?? [],
+    dstIps: ip?.dstIpAddrs ?? [],
+    srcRoutes: ip?.srcRoutes.map((r) => r.prefix) ?? [],
+    dstRoutes: ip?.dstRoutes.map((r) => r.prefix) ?? [],
+    path: (c.path?.pathSegments ?? []).map((s) => ({ name: s.name, id: s.id })),
+  };
+}

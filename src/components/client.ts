@@ -1,0 +1,111 @@
+// The NSC as a library and as `nsm nsc`: requests network services for a network namespace, keeps them
+// refreshed, closes them on exit. Chain, top to bottom:
+//   updatepath → begin → refresh → clienturl (nsmgr) → mechanism preference (KERNEL) → connect
+import type { Connection } from "../api/connection.js";
+import { chain, element } from "../core/chain.js";
+import { CallContext } from "../core/context.js";
+import { componentLogger } from "../core/log.js";
+import { inodeUrlOf } from "../core/netns.js";
+import { beginClient } from "../networkservice/begin/begin.js";
+import { setClientUrl } from "../networkservice/clienturl/clienturl.js";
+import { connect } from "../networkservice/connect/connect.js";
+import { ClientPool } from "../networkservice/connect/pool.js";
+import { kernelOffer } from "../networkservice/mechanisms/kernel.js";
+import { preferenceClient } from "../networkservice/mechanisms/mechanisms.js";
+import { refreshClient } from "../networkservice/refresh/refresh.js";
+import { emptyConnection, updatePathClient } from "../networkservice/updatepath/updatepath.js";
+import { invalidArgument } from "../core/errors.js";
+import type { Security } from "./security.js";
+
+export interface ClientOptions {
+  name: string;
+  nsmgrUrl: string;
+  /** The client's network namespace (default: its own). */
+  netnsPath?: string;
+  labels?: Record<string, string>;
+  requestTimeoutMs?: number;
+  security: Security;
+}
+
+export interface ServiceRequest {
+  service: string;
+  ifname?: string;
+  labels?: Record<string, string>;
+  /** Connection id; default `<name>-<i>` so a restarted client finds its connection again. */
+  id?: string;
+}
+
+/** Parses upstream's nsurl form: kernel://<service>/<ifname>?label=value&… (spec §1.9). */
+export function parseServiceUrl(text: string): ServiceRequest {
+  const m = /^kernel:\/\/([^/?]+)(?:\/([^?]*))?(?:\?(.*))?$/.exec(text);
+  if (!m) {
+    if (/^[^:/?]+$/.test(text)) return { service: text };
+    throw invalidArgument(
+      "service",
+      `"${text}" is neither a service name nor kernel://<service>/<ifname>?label=value`,
+    );
+  }
+  const labels = Object.fromEntries(new URLSearchParams(m[3] ?? "").entries());
+  return { service: decodeURIComponent(m[1]!), ifname: m[2] ? decodeURIComponent(m[2]) : undefined, labels };
+}
+
+export class NsmClient {
+  private readonly pool: ClientPool;
+  private readonly begin;
+  private readonly chain;
+  private readonly inodeUrl: string;
+  private readonly log;
+  private count = 0;
+
+  constructor(private readonly opts: ClientOptions) {
+    this.log = componentLogger("nsc", opts.name);
+    this.inodeUrl = inodeUrlOf(opts.netnsPath ?? "/proc/self/ns/net");
+    this.pool = new ClientPool(opts.security.channelCredentials(), opts.security.channelOptions());
+    this.begin = beginClient(this.log);
+    this.chain = chain([
+      updatePathClient(opts.name),
+      this.begin,
+      refreshClient(),
+      element("clienturl", (req, ctx, next) => {
+        setClientUrl(ctx, opts.nsmgrUrl);
+        return next.request(req, ctx);
+      }),
+      connect({ pool: this.pool, security: opts.security, requestTimeoutMs: opts.requestTimeoutMs }),
+    ]);
+  }
+
+  /** Requests a service; resolves with the established connection (addresses, routes, path). */
+  async request(r: ServiceRequest): Promise<Connection> {
+    const id = r.id ?? `${this.opts.name}-${this.count++}`;
+    const conn = {
+      ...emptyConnection(),
+      id,
+      networkService: r.service,
+      labels: { ...this.opts.labels, ...r.labels },
+    };
+    const ctx = new CallContext(this.log.child({ connId: id }), new AbortController().signal);
+    const mech = preferenceClient("mechanisms/kernel", () => [
+      kernelOffer({ name: r.ifname, inodeURL: this.inodeUrl }),
+    ]);
+    return mech.request({ connection: conn, mechanismPreferences: [] }, ctx, this.chain);
+  }
+
+  /** The client's connections as last refreshed. */
+  connections(): Connection[] {
+    return this.begin.connections();
+  }
+
+  async close(id: string): Promise<void> {
+    const conn = this.begin.get(id);
+    if (!conn) return;
+    await this.chain.close(
+      structuredClone(conn),
+      new CallContext(this.log.child({ connId: id }), new AbortController().signal),
+    );
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all(this.connections().map((c) => this.close(c.id)));
+    this.pool.close();
+  }
+}

@@ -1,0 +1,55 @@
+// Pieces every NSM hop shares: the endpoint prefix of its server chain (spec §2.1), and start/stop of its
+// gRPC server.
+import type { NetworkServiceElement } from "../core/chain.js";
+import type { Logger } from "../core/log.js";
+import { NsmServer, type RegisteredService } from "../core/grpc.js";
+import { Begin, beginServer } from "../networkservice/begin/begin.js";
+import { MonitorStore, monitorConnectionService, monitorServer } from "../networkservice/monitor/monitor.js";
+import { timeoutServer } from "../networkservice/timeout/timeout.js";
+import { trimPathServer } from "../networkservice/trimpath/trimpath.js";
+import { updatePathServer } from "../networkservice/updatepath/updatepath.js";
+import type { Security } from "./security.js";
+
+export interface HopPrefix {
+  begin: Begin;
+  monitor: MonitorStore;
+  elements: NetworkServiceElement[];
+}
+
+/** updatepath → begin → updatetoken → authorize → timeout → monitor → trimpath (upstream's endpoint prefix). */
+export function endpointPrefix(name: string, log: Logger, security: Security): HopPrefix {
+  const begin = beginServer(log);
+  const monitor = new MonitorStore();
+  return {
+    begin,
+    monitor,
+    elements: [
+      updatePathServer(name),
+      begin,
+      security.updateToken(),
+      security.authorize(),
+      timeoutServer(),
+      monitorServer(monitor),
+      trimPathServer(),
+    ],
+  };
+}
+
+export async function serve(
+  services: RegisteredService[],
+  urls: string[],
+  log: Logger,
+  security: Security,
+): Promise<NsmServer> {
+  const server = new NsmServer(services, security.serverCredentials());
+  try {
+    for (const url of urls) await server.listen(url);
+  } catch (err) {
+    await server.stop(0);
+    throw err;
+  }
+  log.info({ urls: server.urls }, "serving");
+  return server;
+}
+
+export { monitorConnectionService };

@@ -1,0 +1,106 @@
+// Endpoints (NSEs): `startEndpoint` serves any chain behind the endpoint prefix and registers the endpoint
+// (and optionally its services) through the nsmgr; `nsm nse icmp-responder` is the reference endpoint:
+//   endpoint prefix → ipam → mechanisms{KERNEL (own namespace), NOOP}
+import type { NetworkServiceElement } from "../core/chain.js";
+import { chain } from "../core/chain.js";
+import { componentLogger } from "../core/log.js";
+import { inodeUrlOf } from "../core/netns.js";
+import { point2pointIpam, type IpamPolicy } from "../networkservice/ipam/ipam.js";
+import { kernelServer } from "../networkservice/mechanisms/kernel.js";
+import { mechanismsServer, passThrough } from "../networkservice/mechanisms/mechanisms.js";
+import { networkServiceService } from "../networkservice/server.js";
+import { RegistryClient, endpoint, service } from "../registry/client.js";
+import { Registration } from "../registry/registration.js";
+import { endpointPrefix, monitorConnectionService, serve } from "./common.js";
+import type { Security } from "./security.js";
+
+export interface EndpointOptions {
+  name: string;
+  listenOn: string;
+  nsmgrUrl: string;
+  services: string[];
+  /** Labels per service; every service gets these. */
+  labels?: Record<string, string>;
+  /** Register the NetworkServices too (upstream NSM_REGISTER_SERVICE, default true), with this payload. */
+  registerServices?: boolean;
+  payload?: string;
+  security: Security;
+}
+
+export interface RunningEndpoint {
+  url: string;
+  connections(): number;
+  stop(): Promise<void>;
+}
+
+/** Serves `elements` as an NSE: the library entry point for endpoints written in TypeScript. */
+export async function startEndpoint(
+  opts: EndpointOptions,
+  elements: NetworkServiceElement[],
+): Promise<RunningEndpoint> {
+  const log = componentLogger("nse", opts.name);
+  const prefix = endpointPrefix(opts.name, log, opts.security);
+  const networkService = chain([...prefix.elements, ...elements]);
+  const server = await serve(
+    [networkServiceService(networkService, log), monitorConnectionService(prefix.monitor, log)],
+    [opts.listenOn],
+    log,
+    opts.security,
+  );
+  const url = server.urls[0]!;
+  const registry = new RegistryClient(
+    opts.nsmgrUrl,
+    opts.security.channelCredentials(),
+    opts.security.channelOptions(),
+  );
+  const labels = opts.labels ?? {};
+  const registration = new Registration(
+    registry,
+    endpoint({
+      name: opts.name,
+      networkServiceNames: opts.services,
+      networkServiceLabels: Object.fromEntries(opts.services.map((s) => [s, { labels }])),
+      url,
+    }),
+    log,
+  );
+  try {
+    if (opts.registerServices ?? true) {
+      for (const s of opts.services) {
+        const existing = await registry.findServices({ name: s }, { timeoutMs: 5000 });
+        if (existing.length === 0)
+          await registry.registerService(service({ name: s, payload: opts.payload ?? "ETHERNET" }));
+      }
+    }
+    await registration.start();
+  } catch (err) {
+    await server.stop(0);
+    registry.close();
+    throw err;
+  }
+  log.info({ urls: [url], services: opts.services }, "endpoint ready");
+  return {
+    url,
+    connections: () => prefix.begin.size,
+    async stop() {
+      await registration.stop();
+      await server.stop();
+      registry.close();
+    },
+  };
+}
+
+export interface IcmpResponderOptions extends EndpointOptions {
+  cidrs: string[];
+  ipamPolicy?: IpamPolicy;
+  /** The endpoint's network namespace (default: its own); its interface of each connection goes there. */
+  netnsPath?: string;
+}
+
+export function startIcmpResponder(opts: IcmpResponderOptions): Promise<RunningEndpoint> {
+  const ownInodeUrl = inodeUrlOf(opts.netnsPath ?? "/proc/self/ns/net");
+  return startEndpoint(opts, [
+    point2pointIpam(opts.cidrs, { policy: opts.ipamPolicy ?? "polite" }),
+    mechanismsServer({ KERNEL: kernelServer({ ownInodeUrl }), NOOP: passThrough("mechanisms/noop") }),
+  ]);
+}

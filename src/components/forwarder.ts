@@ -1,0 +1,133 @@
+// `nsm forwarder`: connects a client's leg to the endpoint's leg through a pluggable data plane (spec §2.3
+// steps 4–5, §2.4). Chain, top to bottom:
+//   endpoint prefix → discover → roundrobin → mechanisms{KERNEL, VXLAN} → xconnect(data plane)
+//   → mechanismtranslation → outgoing preferences → filtermechanisms → connect (NSE or remote nsmgr)
+import { chain } from "../core/chain.js";
+import { componentLogger } from "../core/log.js";
+import type { DataPlane } from "../forwarder/dataplane.js";
+import { xconnect } from "../forwarder/xconnect.js";
+import { clientUrl } from "../networkservice/clienturl/clienturl.js";
+import { connect } from "../networkservice/connect/connect.js";
+import { ClientPool } from "../networkservice/connect/pool.js";
+import { discoverServer, type EndpointSource } from "../networkservice/discover/discover.js";
+import { kernelServer } from "../networkservice/mechanisms/kernel.js";
+import {
+  filterMechanismsClient,
+  mechanismTranslationClient,
+  mechanismsServer,
+  preferenceClient,
+} from "../networkservice/mechanisms/mechanisms.js";
+import { VniAllocator, vxlanServer } from "../networkservice/mechanisms/vxlan.js";
+import { DownstreamMonitor } from "../networkservice/monitor/downstream.js";
+import { roundRobinServer } from "../networkservice/roundrobin/roundrobin.js";
+import { networkServiceService } from "../networkservice/server.js";
+import { RegistryClient, endpoint } from "../registry/client.js";
+import { Registration } from "../registry/registration.js";
+import { endpointPrefix, monitorConnectionService, serve } from "./common.js";
+import type { Security } from "./security.js";
+
+export interface ForwarderOptions {
+  name: string;
+  /** Where this forwarder listens (unix socket); it registers this URL through its nsmgr. */
+  listenOn: string;
+  nsmgrUrl: string;
+  /** Labels the nsmgr selects forwarders by (select-forwarder); default p2p=true. */
+  labels?: Record<string, string>;
+  serviceName?: string;
+  dataPlane: DataPlane;
+  /** This node's underlay address for VXLAN tunnels. */
+  tunnelIp: string;
+  vxlanPort?: number;
+  security: Security;
+}
+
+export interface RunningForwarder {
+  url: string;
+  connections(): number;
+  stop(): Promise<void>;
+}
+
+export function registryEndpointSource(client: RegistryClient): EndpointSource {
+  return {
+    findService: async (name) => (await client.findServices({ name }, { timeoutMs: 5000 }))[0],
+    findEndpoints: (query) => client.findEndpoints(query, { timeoutMs: 5000 }),
+  };
+}
+
+export async function startForwarder(opts: ForwarderOptions): Promise<RunningForwarder> {
+  const log = componentLogger("forwarder", opts.name);
+  const serviceName = opts.serviceName ?? "forwarder";
+  const dp = opts.dataPlane;
+  const registry = new RegistryClient(
+    opts.nsmgrUrl,
+    opts.security.channelCredentials(),
+    opts.security.channelOptions(),
+  );
+  const pool = new ClientPool(opts.security.channelCredentials(), opts.security.channelOptions());
+  const prefix = endpointPrefix(opts.name, log, opts.security);
+  const downstream = new DownstreamMonitor(pool, opts.name, prefix.monitor, log);
+  const vnis = new VniAllocator();
+  const incoming = Object.fromEntries(
+    dp.incoming.map((t) => [
+      t,
+      t === "VXLAN" ? vxlanServer(opts.tunnelIp, vnis, opts.vxlanPort) : kernelServer(),
+    ]),
+  );
+
+  const networkService = chain([
+    ...prefix.elements,
+    discoverServer(registryEndpointSource(registry)),
+    roundRobinServer(),
+    mechanismsServer(incoming),
+    xconnect(dp),
+    mechanismTranslationClient(),
+    preferenceClient("mechanisms/client", (ctx, req) => {
+      const url = clientUrl(ctx) ?? "";
+      return dp.outgoing(url.startsWith("tcp:") ? "REMOTE" : "LOCAL", req.connection!);
+    }),
+    filterMechanismsClient(),
+    connect({
+      pool,
+      security: opts.security,
+      onConnected: (url, conn) => downstream.track(url, conn.id),
+      onClosed: (url, conn) => downstream.untrack(url, conn.id),
+    }),
+  ]);
+
+  const server = await serve(
+    [networkServiceService(networkService, log), monitorConnectionService(prefix.monitor, log)],
+    [opts.listenOn],
+    log,
+    opts.security,
+  );
+  const url = server.urls[0]!;
+  const registration = new Registration(
+    registry,
+    endpoint({
+      name: opts.name,
+      networkServiceNames: [serviceName],
+      networkServiceLabels: { [serviceName]: { labels: opts.labels ?? { p2p: "true" } } },
+      url,
+    }),
+    log,
+  );
+  try {
+    await registration.start();
+  } catch (err) {
+    await server.stop(0);
+    throw err;
+  }
+  log.info({ urls: [url], nsmgr: opts.nsmgrUrl, dataPlane: dp.name }, "forwarder ready");
+
+  return {
+    url,
+    connections: () => prefix.begin.size,
+    async stop() {
+      await registration.stop();
+      await server.stop();
+      downstream.close();
+      pool.close();
+      registry.close();
+    },
+  };
+}

@@ -1,0 +1,153 @@
+// `nsm nsmgr`: admits local clients' requests, picks a forwarder, and proxies registry calls (spec §2.1, §4.1).
+// Chains, top to bottom:
+//   NetworkService: endpoint prefix → clientinfo → discoverforwarder → connect (to the forwarder)
+//   NSE registry:   validate → updatepath → clientinfo → localbypass → connect (registry) | expire → memory
+//   NS registry:    validate → connect (registry) | setpayload → memory
+import type {
+  NetworkService,
+  NetworkServiceEndpoint,
+  NetworkServiceEndpointQuery,
+  NetworkServiceEndpointResponse,
+  NetworkServiceQuery,
+  NetworkServiceResponse,
+} from "../api/registry.js";
+import { chain } from "../core/chain.js";
+import { CallContext } from "../core/context.js";
+import { componentLogger } from "../core/log.js";
+import { registryChain, type RegistryServer } from "../core/registrychain.js";
+import { clientInfo, clientInfoLabels } from "../networkservice/clientinfo/clientinfo.js";
+import { connect } from "../networkservice/connect/connect.js";
+import { ClientPool } from "../networkservice/connect/pool.js";
+import { discoverForwarderServer } from "../networkservice/discoverforwarder/discoverforwarder.js";
+import { DownstreamMonitor } from "../networkservice/monitor/downstream.js";
+import { networkServiceService } from "../networkservice/server.js";
+import { RegistryClient, service } from "../registry/client.js";
+import { clientInfoNSE } from "../registry/clientinfo.js";
+import { connectNS, connectNSE } from "../registry/connect.js";
+import { expire, setPayload, validateNS, validateNSE } from "../registry/elements.js";
+import { LocalEndpoints, localBypassNSE } from "../registry/localbypass.js";
+import { EndpointTable, ServiceTable, memoryNSEServer, memoryNSServer } from "../registry/memory.js";
+import { nsRegistryService, nseRegistryService, type NSChain, type NSEChain } from "../registry/server.js";
+import { MemoryStore } from "../registry/store/store.js";
+import { updatePathServer } from "../registry/updatepath.js";
+import { endpointPrefix, monitorConnectionService, serve } from "./common.js";
+import type { Security } from "./security.js";
+
+type NSEServer = RegistryServer<
+  NetworkServiceEndpoint,
+  NetworkServiceEndpointQuery,
+  NetworkServiceEndpointResponse
+>;
+type NSServer = RegistryServer<NetworkService, NetworkServiceQuery, NetworkServiceResponse>;
+
+export interface NsmgrOptions {
+  name: string;
+  /** unix:// for local clients, endpoints and forwarders; tcp:// for remote nsmgrs and forwarders. */
+  listenOn: string[];
+  /** URL other nodes use to reach this nsmgr; defaults to the first tcp listen URL. */
+  publicUrl?: string;
+  /** Registry to proxy to; without one the nsmgr keeps an in-memory registry of its own. */
+  registryUrl?: string;
+  forwarderServiceName?: string;
+  expirePeriodMs?: number;
+  security: Security;
+}
+
+export interface RunningNsmgr {
+  urls: string[];
+  publicUrl: string;
+  connections(): number;
+  stop(): Promise<void>;
+}
+
+export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
+  const log = componentLogger("nsmgr", opts.name);
+  const fwdService = opts.forwarderServiceName ?? "forwarder";
+  let publicUrl = opts.publicUrl ?? "";
+
+  // Registry side: proxy to the registry, or keep one in memory.
+  const local = new LocalEndpoints();
+  const registry = opts.registryUrl
+    ? new RegistryClient(opts.registryUrl, opts.security.channelCredentials(), opts.security.channelOptions())
+    : undefined;
+  const mem = new MemoryStore();
+  const endpoints = registry ? undefined : new EndpointTable(mem, log);
+  const nseTail: NSEServer[] = registry
+    ? [connectNSE(registry)]
+    : [expire(opts.expirePeriodMs ?? 60_000), memoryNSEServer(endpoints!)];
+  const nsTail: NSServer[] = registry
+    ? [connectNS(registry)]
+    : [setPayload(), memoryNSServer(new ServiceTable(mem))];
+  const nseChain: NSEChain = registryChain<
+    NetworkServiceEndpoint,
+    NetworkServiceEndpointQuery,
+    NetworkServiceEndpointResponse
+  >([
+    validateNSE(),
+    updatePathServer(opts.name),
+    clientInfoNSE(clientInfoLabels()),
+    localBypassNSE(local, () => publicUrl),
+    ...nseTail,
+  ]);
+  const nsChain: NSChain = registryChain<NetworkService, NetworkServiceQuery, NetworkServiceResponse>([
+    validateNS(),
+    ...nsTail,
+  ]);
+
+  const findService = async (name: string): Promise<NetworkService | undefined> => {
+    let found: NetworkService | undefined;
+    await nsChain.find({ networkService: service({ name }), watch: false }, CallContext.background(log), {
+      send: (r) => {
+        if (!(r instanceof Uint8Array) && !r.deleted) found ??= r.networkService;
+      },
+    });
+    return found;
+  };
+
+  // NetworkService side.
+  const pool = new ClientPool(opts.security.channelCredentials(), opts.security.channelOptions());
+  const prefix = endpointPrefix(opts.name, log, opts.security);
+  const downstream = new DownstreamMonitor(pool, opts.name, prefix.monitor, log);
+  const networkService = chain([
+    ...prefix.elements,
+    clientInfo(clientInfoLabels()),
+    discoverForwarderServer({
+      findService,
+      forwarders: () => local.ofService(fwdService),
+      forwarderServiceName: fwdService,
+    }),
+    connect({
+      pool,
+      security: opts.security,
+      onConnected: (url, conn) => downstream.track(url, conn.id),
+      onClosed: (url, conn) => downstream.untrack(url, conn.id),
+    }),
+  ]);
+
+  const server = await serve(
+    [
+      networkServiceService(networkService, log),
+      monitorConnectionService(prefix.monitor, log),
+      nseRegistryService(nseChain, log),
+      nsRegistryService(nsChain, log),
+    ],
+    opts.listenOn,
+    log,
+    opts.security,
+  );
+  publicUrl ||= server.urls.find((u) => u.startsWith("tcp://")) ?? server.urls[0]!;
+  log.info({ urls: server.urls, publicUrl, registry: opts.registryUrl ?? "in-memory" }, "nsmgr ready");
+
+  return {
+    urls: server.urls,
+    publicUrl,
+    connections: () => prefix.begin.size,
+    async stop() {
+      await server.stop();
+      downstream.close();
+      pool.close();
+      registry?.close();
+      endpoints?.close();
+    },
+  };
+}

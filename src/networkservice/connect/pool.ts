@@ -1,0 +1,30 @@
+// One gRPC channel per next-hop URL, shared by every connection going there (upstream `clientconn` with
+// per-target reuse). Channels live until the component stops.
+import type { ChannelCredentials, ChannelOptions } from "@grpc/grpc-js";
+import { GrpcClient } from "../../core/client.js";
+
+export class ClientPool {
+  private readonly clients = new Map<string, GrpcClient>();
+
+  constructor(
+    private readonly credentials?: ChannelCredentials,
+    private readonly options: ChannelOptions = {},
+  ) {}
+
+  get(url: string): GrpcClient {
+    let c = this.clients.get(url);
+    if (!c) this.clients.set(url, (c = new GrpcClient(url, this.options, this.credentials)));
+    return c;
+  }
+
+  /** Drops a channel after its peer went away, so the next call dials afresh. */
+  drop(url: string): void {
+    this.clients.get(url)?.close();
+    this.clients.delete(url);
+  }
+
+  close(): void {
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+}

@@ -1,0 +1,74 @@
+// Registry `localbypass` (nsmgr, spec §4.1): endpoints and forwarders that register through this nsmgr are
+// stored in the registry with the nsmgr's public URL (so other nodes reach them through it), while this
+// nsmgr remembers their real local URL. Finds through this nsmgr get local records back with their real
+// URL, and stale records carrying our URL that we no longer know are dropped.
+import type {
+  NetworkServiceEndpoint,
+  NetworkServiceEndpointQuery,
+  NetworkServiceEndpointResponse,
+} from "../api/registry.js";
+import type { RegistryServer } from "../core/registrychain.js";
+import { timestampToMs } from "../core/time.js";
+
+export class LocalEndpoints {
+  private readonly local = new Map<string, NetworkServiceEndpoint>();
+
+  /** The stored record with its real URL. */
+  remember(nse: NetworkServiceEndpoint): void {
+    this.local.set(nse.name, nse);
+  }
+
+  forget(name: string): void {
+    this.local.delete(name);
+  }
+
+  get(name: string): NetworkServiceEndpoint | undefined {
+    const n = this.local.get(name);
+    if (n?.expirationTime && timestampToMs(n.expirationTime) <= Date.now()) {
+      this.local.delete(name);
+      return undefined;
+    }
+    return n;
+  }
+
+  /** Live local records offering `service`. */
+  ofService(service: string): NetworkServiceEndpoint[] {
+    return [...this.local.keys()].flatMap((name) => {
+      const n = this.get(name);
+      return n && n.networkServiceNames.includes(service) ? [n] : [];
+    });
+  }
+}
+
+export function localBypassNSE(
+  table: LocalEndpoints,
+  publicUrl: () => string,
+): RegistryServer<NetworkServiceEndpoint, NetworkServiceEndpointQuery, NetworkServiceEndpointResponse> {
+  return {
+    name: "localbypass",
+    async register(nse, ctx, next) {
+      const realUrl = nse.url;
+      const stored = await next.register({ ...nse, url: publicUrl() }, ctx);
+      const local = { ...stored, url: realUrl };
+      table.remember(local);
+      return local;
+    },
+    async unregister(nse, ctx, next) {
+      table.forget(nse.name);
+      await next.unregister({ ...nse, url: publicUrl() }, ctx);
+    },
+    find(query, ctx, stream, next) {
+      return next.find(query, ctx, {
+        send(resp) {
+          if (resp instanceof Uint8Array) return stream.send(resp);
+          const nse = resp.networkServiceEndpoint;
+          if (!nse || nse.url !== publicUrl()) return stream.send(resp);
+          const local = table.get(nse.name);
+          if (local) stream.send({ ...resp, networkServiceEndpoint: { ...nse, url: local.url } });
+          else if (resp.deleted) stream.send(resp);
+          // else: a record of ours from a previous incarnation that nobody re-registered: stale, drop it.
+        },
+      });
+    },
+  };
+}
