@@ -13,7 +13,7 @@ import { noopDataPlane } from "../forwarder/dataplane.js";
 import { table } from "./format.js";
 import { env, listOf, stopOnSignals } from "./util.js";
 
-interface SecurityFlags {
+export interface SecurityFlags {
   name: string;
   certFile?: string;
   keyFile?: string;
@@ -21,7 +21,7 @@ interface SecurityFlags {
   maxTokenLifetime: string;
 }
 
-function withSecurityFlags(cmd: Command, component: string): Command {
+export function withSecurityFlags(cmd: Command, component: string): Command {
   return cmd
     .option(
       "--name <name>",
@@ -42,7 +42,7 @@ function withSecurityFlags(cmd: Command, component: string): Command {
     );
 }
 
-function securityFrom(o: SecurityFlags): Security {
+export function securityFrom(o: SecurityFlags): Security {
   const files =
     o.certFile || o.keyFile || o.caFile
       ? {

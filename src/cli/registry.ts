@@ -8,14 +8,19 @@ import { RegistryClient } from "../registry/client.js";
 import { registryDefaults, startRegistry } from "../components/registry.js";
 import { endpointCrd, expiresIn, serviceCrd, table, yamlDocs } from "./format.js";
 import { env, listOf, stopOnSignals } from "./util.js";
+import { securityFrom, withSecurityFlags, type SecurityFlags } from "./components.js";
 
 const defaultRegistryUrl = "tcp://127.0.0.1:5002";
 
 export function registryCommand(program: Command): void {
-  const reg = program
-    .command("registry")
-    .description("run the NetworkService/NetworkServiceEndpoint registry (and, with a subcommand, query one)")
-    .option("--name <name>", "registry name, used in paths (NSM_NAME)", env("NSM_NAME"))
+  const reg = withSecurityFlags(
+    program
+      .command("registry")
+      .description(
+        "run the NetworkService/NetworkServiceEndpoint registry (and, with a subcommand, query one)",
+      ),
+    "registry",
+  )
     .option(
       "--listen-on <urls>",
       "comma-separated tcp://host:port or unix:///path (NSM_LISTEN_ON)",
@@ -37,7 +42,7 @@ export function registryCommand(program: Command): void {
       env("NSM_EXPIRE_PERIOD", "1m"),
     )
     .action(
-      async (o: { name?: string; listenOn: string; store: string; db: string; expirePeriod: string }) => {
+      async (o: SecurityFlags & { listenOn: string; store: string; db: string; expirePeriod: string }) => {
         if (o.store !== "sqlite" && o.store !== "memory")
           throw new Error(`--store: "${o.store}" is not sqlite or memory`);
         const running = await startRegistry({
@@ -46,6 +51,7 @@ export function registryCommand(program: Command): void {
           store: o.store,
           dbPath: o.db,
           expirePeriodMs: parseDuration(o.expirePeriod, "--expire-period"),
+          security: securityFrom(o),
         });
         stopOnSignals(() => running.stop());
       },

@@ -11,6 +11,7 @@ import { mechanismsServer, passThrough } from "../networkservice/mechanisms/mech
 import { networkServiceService } from "../networkservice/server.js";
 import { RegistryClient, endpoint, service } from "../registry/client.js";
 import { Registration } from "../registry/registration.js";
+import { registryCallMetadata } from "../registry/security.js";
 import { endpointPrefix, monitorConnectionService, serve } from "./common.js";
 import type { Security } from "./security.js";
 
@@ -63,14 +64,11 @@ export async function startEndpoint(
       url,
     }),
     log,
+    () => registryCallMetadata(opts.security.sign, undefined, opts.name),
   );
   try {
     if (opts.registerServices ?? true) {
-      for (const s of opts.services) {
-        const existing = await registry.findServices({ name: s }, { timeoutMs: 5000 });
-        if (existing.length === 0)
-          await registry.registerService(service({ name: s, payload: opts.payload ?? "ETHERNET" }));
-      }
+      for (const s of opts.services) await ensureService(registry, s, opts);
     }
     await registration.start();
   } catch (err) {
@@ -88,6 +86,21 @@ export async function startEndpoint(
       registry.close();
     },
   };
+}
+
+/**
+ * Registers a NetworkService unless it exists. Endpoints of one service start concurrently: losing the race
+ * to another endpoint (it now owns the name) is fine as long as the service exists afterwards.
+ */
+async function ensureService(registry: RegistryClient, name: string, opts: EndpointOptions): Promise<void> {
+  if ((await registry.findServices({ name }, { timeoutMs: 5000 })).length > 0) return;
+  try {
+    await registry.registerService(service({ name, payload: opts.payload ?? "ETHERNET" }), {
+      metadata: await registryCallMetadata(opts.security.sign, undefined, opts.name),
+    });
+  } catch (err) {
+    if ((await registry.findServices({ name }, { timeoutMs: 5000 })).length === 0) throw err;
+  }
 }
 
 export interface IcmpResponderOptions extends EndpointOptions {

@@ -23,6 +23,7 @@ import { roundRobinServer } from "../networkservice/roundrobin/roundrobin.js";
 import { networkServiceService } from "../networkservice/server.js";
 import { RegistryClient, endpoint } from "../registry/client.js";
 import { Registration } from "../registry/registration.js";
+import { registryCallMetadata } from "../registry/security.js";
 import { endpointPrefix, monitorConnectionService, serve } from "./common.js";
 import type { Security } from "./security.js";
 
@@ -110,6 +111,7 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
       url,
     }),
     log,
+    () => registryCallMetadata(opts.security.sign, undefined, opts.name),
   );
   try {
     await registration.start();

@@ -29,6 +29,7 @@ import { LocalEndpoints, localBypassNSE } from "../registry/localbypass.js";
 import { EndpointTable, ServiceTable, memoryNSEServer, memoryNSServer } from "../registry/memory.js";
 import { nsRegistryService, nseRegistryService, type NSChain, type NSEChain } from "../registry/server.js";
 import { MemoryStore } from "../registry/store/store.js";
+import { authorizeRegistry, registryCallMetadata, updateTokenRegistry } from "../registry/security.js";
 import { updatePathServer } from "../registry/updatepath.js";
 import { endpointPrefix, monitorConnectionService, serve } from "./common.js";
 import type { Security } from "./security.js";
@@ -71,13 +72,20 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
     ? new RegistryClient(opts.registryUrl, opts.security.channelCredentials(), opts.security.channelOptions())
     : undefined;
   const mem = new MemoryStore();
+  const sign = opts.security.sign;
+  const upstreamMd = (ctx: CallContext) => registryCallMetadata(sign, ctx, opts.name);
   const endpoints = registry ? undefined : new EndpointTable(mem, log);
+  const services = registry ? undefined : new ServiceTable(mem);
   const nseTail: NSEServer[] = registry
-    ? [connectNSE(registry)]
-    : [expire(opts.expirePeriodMs ?? 60_000), memoryNSEServer(endpoints!)];
+    ? [connectNSE(registry, upstreamMd)]
+    : [
+        authorizeRegistry((n) => endpoints!.get(n)?.pathIds),
+        expire(opts.expirePeriodMs ?? 60_000),
+        memoryNSEServer(endpoints!),
+      ];
   const nsTail: NSServer[] = registry
-    ? [connectNS(registry)]
-    : [setPayload(), memoryNSServer(new ServiceTable(mem))];
+    ? [connectNS(registry, upstreamMd)]
+    : [authorizeRegistry((n) => services!.get(n)?.pathIds), setPayload(), memoryNSServer(services!)];
   const nseChain: NSEChain = registryChain<
     NetworkServiceEndpoint,
     NetworkServiceEndpointQuery,
@@ -85,12 +93,15 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
   >([
     validateNSE(),
     updatePathServer(opts.name),
+    updateTokenRegistry(sign),
     clientInfoNSE(clientInfoLabels()),
     localBypassNSE(local, () => publicUrl),
     ...nseTail,
   ]);
   const nsChain: NSChain = registryChain<NetworkService, NetworkServiceQuery, NetworkServiceResponse>([
     validateNS(),
+    updatePathServer(opts.name),
+    updateTokenRegistry(sign),
     ...nsTail,
   ]);
 

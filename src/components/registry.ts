@@ -18,6 +18,8 @@ import { nsRegistryService, nseRegistryService, type NSChain, type NSEChain } fr
 import { MemoryStore, type RegistryStore } from "../registry/store/store.js";
 import { SqliteStore } from "../registry/store/sqlite.js";
 import { updatePathServer } from "../registry/updatepath.js";
+import { authorizeRegistry, updateTokenRegistry } from "../registry/security.js";
+import { createSecurity, type Security } from "./security.js";
 
 export interface RegistryOptions {
   name?: string;
@@ -27,6 +29,8 @@ export interface RegistryOptions {
   dbPath?: string;
   /** Default and maximum NSE registration lifetime. */
   expirePeriodMs: number;
+  /** Identity, tokens and transport; default: a generated identity, insecure transport. */
+  security?: Security;
 }
 
 export const registryDefaults = {
@@ -53,9 +57,13 @@ export async function startRegistry(opts: RegistryOptions): Promise<RunningRegis
   await services.load();
   await endpoints.load();
 
+  const security = opts.security ?? createSecurity({ name });
+  const sign = security.sign;
   const nsChain: NSChain = registryChain([
     validateNS(),
     updatePathServer<NetworkService, NetworkServiceQuery, NetworkServiceResponse>(name),
+    updateTokenRegistry(sign),
+    authorizeRegistry((n) => services.get(n)?.pathIds),
     setPayload(),
     memoryNSServer(services),
   ]);
@@ -64,11 +72,16 @@ export async function startRegistry(opts: RegistryOptions): Promise<RunningRegis
     updatePathServer<NetworkServiceEndpoint, NetworkServiceEndpointQuery, NetworkServiceEndpointResponse>(
       name,
     ),
+    updateTokenRegistry(sign),
+    authorizeRegistry((n) => endpoints.get(n)?.pathIds),
     expire(opts.expirePeriodMs),
     memoryNSEServer(endpoints),
   ]);
 
-  const server = new NsmServer([nsRegistryService(nsChain, log), nseRegistryService(nseChain, log)]);
+  const server = new NsmServer(
+    [nsRegistryService(nsChain, log), nseRegistryService(nseChain, log)],
+    security.serverCredentials(),
+  );
   const urls: string[] = [];
   try {
     for (const url of opts.listenOn) urls.push(await server.listen(url));

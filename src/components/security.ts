@@ -38,6 +38,10 @@ export interface Security extends CallSecurity {
   serverCredentials(): ServerCredentials;
   channelCredentials(): ChannelCredentials | undefined;
   channelOptions(): ChannelOptions;
+  /** A token of this identity for `audience` (cached while fresh). */
+  readonly sign: (audience: string[]) => Promise<GeneratedToken>;
+  /** Whether server-side policies are enforced. */
+  readonly enforce: boolean;
 }
 
 export interface SecurityOptions {
@@ -118,6 +122,8 @@ export function createSecurity(opts: SecurityOptions): Security {
   return {
     identity,
     tokenLifetimeMs: lifetime,
+    sign: token,
+    enforce,
     updateToken: () => ({
       name: "updatetoken",
       async request(req, ctx, next) {

@@ -10,6 +10,7 @@ import {
   type NetworkServiceQuery,
   type NetworkServiceResponse,
 } from "../api/registry.js";
+import type { Metadata } from "@grpc/grpc-js";
 import type { CallContext } from "../core/context.js";
 import { toStatusError, StatusError } from "../core/errors.js";
 import type { RegistryServer } from "../core/registrychain.js";
@@ -17,54 +18,65 @@ import type { RegistryClient } from "./client.js";
 
 const timeoutMs = 15_000;
 
+/** Per-call metadata for the upstream registry (tokens, proxied path). */
+export type RegistryMetadata = (ctx: CallContext) => Promise<Metadata | undefined>;
+
 function wrap(url: string, err: unknown): StatusError {
   const e = toStatusError(err);
   return new StatusError(e.code, `registry ${url}: ${e.details}`);
 }
 
+const noMetadata: RegistryMetadata = () => Promise.resolve(undefined);
+
 export function connectNSE(
   client: RegistryClient,
+  md: RegistryMetadata = noMetadata,
 ): RegistryServer<NetworkServiceEndpoint, NetworkServiceEndpointQuery, NetworkServiceEndpointResponse> {
+  const url = client.grpc.url;
   return {
     name: "connect",
-    register: (nse, ctx) =>
+    register: async (nse, ctx) =>
       client
-        .registerEndpoint(nse, { timeoutMs, signal: ctx.signal })
-        .catch((e: unknown) => Promise.reject(wrap(client.grpc.url, e))),
-    unregister: (nse, ctx) =>
+        .registerEndpoint(nse, { timeoutMs, signal: ctx.signal, metadata: await md(ctx) })
+        .catch(rethrow(url)),
+    unregister: async (nse, ctx) =>
       client
-        .unregisterEndpoint(nse, { timeoutMs, signal: ctx.signal })
-        .catch((e: unknown) => Promise.reject(wrap(client.grpc.url, e))),
+        .unregisterEndpoint(nse, { timeoutMs, signal: ctx.signal, metadata: await md(ctx) })
+        .catch(rethrow(url)),
     find: async (query, ctx, stream) => {
-      const s = client.grpc.serverStream(findNSE, query, {
-        signal: ctx.signal,
-        timeoutMs: query.watch ? undefined : timeoutMs,
-      });
-      await pipe(s, ctx, (r) => stream.send(r), client.grpc.url);
+      const timeout = query.watch ? undefined : timeoutMs;
+      const s = client.grpc.serverStream(findNSE, query, { signal: ctx.signal, timeoutMs: timeout });
+      await pipe(s, ctx, (r) => stream.send(r), url);
     },
   };
 }
 
 export function connectNS(
   client: RegistryClient,
+  md: RegistryMetadata = noMetadata,
 ): RegistryServer<NetworkService, NetworkServiceQuery, NetworkServiceResponse> {
+  const url = client.grpc.url;
   return {
     name: "connect",
-    register: (ns, ctx) =>
+    register: async (ns, ctx) =>
       client
-        .registerService(ns, { timeoutMs, signal: ctx.signal })
-        .catch((e: unknown) => Promise.reject(wrap(client.grpc.url, e))),
-    unregister: (ns, ctx) =>
+        .registerService(ns, { timeoutMs, signal: ctx.signal, metadata: await md(ctx) })
+        .catch(rethrow(url)),
+    unregister: async (ns, ctx) =>
       client
-        .unregisterService(ns.name, { timeoutMs, signal: ctx.signal })
-        .catch((e: unknown) => Promise.reject(wrap(client.grpc.url, e))),
+        .unregisterService(ns.name, { timeoutMs, signal: ctx.signal, metadata: await md(ctx) })
+        .catch(rethrow(url)),
     find: async (query, ctx, stream) => {
-      const s = client.grpc.serverStream(findNS, query, {
-        signal: ctx.signal,
-        timeoutMs: query.watch ? undefined : timeoutMs,
-      });
-      await pipe(s, ctx, (r) => stream.send(r), client.grpc.url);
+      const timeout = query.watch ? undefined : timeoutMs;
+      const s = client.grpc.serverStream(findNS, query, { signal: ctx.signal, timeoutMs: timeout });
+      await pipe(s, ctx, (r) => stream.send(r), url);
     },
+  };
+}
+
+function rethrow(url: string): (e: unknown) => never {
+  return (e) => {
+    throw wrap(url, e);
   };
 }
 

@@ -181,6 +181,10 @@ export class ServiceTable {
     return this.byName.size;
   }
 
+  get(name: string): NetworkService | undefined {
+    return this.byName.get(name);
+  }
+
   put(ns: NetworkService): Promise<NetworkService> {
     return this.serial.run(ns.name, async () => {
       await this.store.putService(ns);

@@ -1,5 +1,6 @@
 // Client side of registration (upstream registry `refresh` + `retry`): register, then re-register at 2/3 of
 // the granted lifetime; retry every 200 ms while the registry is unreachable; unregister on stop.
+import type { Metadata } from "@grpc/grpc-js";
 import type { NetworkServiceEndpoint } from "../api/registry.js";
 import type { Logger } from "../core/log.js";
 import { timestampToMs } from "../core/time.js";
@@ -16,6 +17,8 @@ export class Registration {
     private readonly client: RegistryClient,
     private readonly nse: NetworkServiceEndpoint,
     private readonly log: Logger,
+    /** Tokens and path for each call (see registryCallMetadata). */
+    private readonly metadata: () => Promise<Metadata | undefined> = () => Promise.resolve(undefined),
   ) {}
 
   /** Registers (retrying until `timeoutMs`) and keeps the registration fresh. */
@@ -34,7 +37,7 @@ export class Registration {
   private async register(): Promise<NetworkServiceEndpoint> {
     const got = await this.client.registerEndpoint(
       { ...this.nse, expirationTime: undefined },
-      { timeoutMs: 5000 },
+      { timeoutMs: 5000, metadata: await this.metadata() },
     );
     this.current = got;
     this.schedule(
@@ -61,8 +64,9 @@ export class Registration {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    const metadata = await this.metadata();
     await this.client
-      .unregisterEndpoint({ name: this.nse.name }, { timeoutMs: 2000 })
+      .unregisterEndpoint({ name: this.nse.name }, { timeoutMs: 2000, metadata })
       .catch((err: unknown) => this.log.warn({ nse: this.nse.name, err }, "unregister failed"));
   }
 }

@@ -14,7 +14,8 @@ import { NetworkServiceService } from "../../src/api/networkservice.js";
 import { GrpcClient } from "../../src/core/client.js";
 import { NsmClient } from "../../src/components/client.js";
 import { createSecurity } from "../../src/components/security.js";
-import { RegistryClient, service } from "../../src/registry/client.js";
+import { RegistryClient, endpoint, service } from "../../src/registry/client.js";
+import { registryCallMetadata } from "../../src/registry/security.js";
 import { generatedIdentity } from "../../src/security/identity.js";
 import { decodeToken, generateToken, tokenMetadata } from "../../src/security/token.js";
 import { emptyConnection } from "../../src/networkservice/updatepath/updatepath.js";
@@ -246,6 +247,38 @@ describe("control plane e2e", () => {
       "services without that metadata use p2p forwarders",
     );
     await nsc.closeAll();
+  });
+
+  it("registry: path_ids record the registration path; only the original registrant may change a name", async () => {
+    const [viaNsmgr] = await registry.findEndpoints({ name: "nse-local" });
+    assert.deepEqual(viaNsmgr!.pathIds.slice(0, 2), [
+      "spiffe://nsm-ts.local/nse-local",
+      "spiffe://nsm-ts.local/nsmgr-1",
+    ]);
+    assert.equal(viaNsmgr!.pathIds.length, 3, "nse, nsmgr, registry");
+
+    const a = createSecurity({ name: "owner-a" });
+    const b = createSecurity({ name: "intruder-b" });
+    const mdA = () => registryCallMetadata(a.sign, undefined, "owner-a");
+    const mdB = () => registryCallMetadata(b.sign, undefined, "intruder-b");
+    const nse = endpoint({ name: "owned", networkServiceNames: ["owned-svc"], url: "tcp://198.18.9.1:5001" });
+    await registry.registerEndpoint(nse, { metadata: await mdA() });
+    const denied = (e: unknown) =>
+      codeOf(e) === status.PERMISSION_DENIED && /original registrant/.test((e as Error).message);
+    await assert.rejects(
+      registry.registerEndpoint({ ...nse, url: "tcp://198.18.9.2:5001" }, { metadata: await mdB() }),
+      denied,
+    );
+    await assert.rejects(registry.unregisterEndpoint({ name: "owned" }, { metadata: await mdB() }), denied);
+    await assert.rejects(
+      registry.unregisterEndpoint({ name: "owned" }),
+      denied,
+      "anonymous callers cannot remove it either",
+    );
+    assert.equal((await registry.findEndpoints({ name: "owned" }))[0]!.url, "tcp://198.18.9.1:5001");
+    await registry.registerEndpoint(nse, { metadata: await mdA() }); // the owner refreshes
+    await registry.unregisterEndpoint({ name: "owned" }, { metadata: await mdA() });
+    assert.equal((await registry.findEndpoints({ name: "owned" })).length, 0);
   });
 
   describe("rejections", () => {
