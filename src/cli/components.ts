@@ -10,6 +10,7 @@ import { NsmClient, parseServiceUrl } from "../components/client.js";
 import { startNsmgr } from "../components/nsmgr.js";
 import { createSecurity, type Security } from "../components/security.js";
 import { noopDataPlane } from "../forwarder/dataplane.js";
+import { parseDnsConfigs } from "../networkservice/dnscontext/dnscontext.js";
 import { table } from "./format.js";
 import { env, listOf, stopOnSignals } from "./util.js";
 
@@ -96,6 +97,11 @@ export function componentCommands(program: Command): void {
       "service name forwarders register as (NSM_FORWARDER_NETWORK_SERVICE_NAME)",
       env("NSM_FORWARDER_NETWORK_SERVICE_NAME", "forwarder"),
     )
+    .option(
+      "--excluded-prefixes-file <path>",
+      "YAML `prefixes:` list endpoints must not hand out (NSM_EXCLUDED_PREFIXES_FILE)",
+      env("NSM_EXCLUDED_PREFIXES_FILE"),
+    )
     .action(
       async (
         o: SecurityFlags & {
@@ -103,6 +109,7 @@ export function componentCommands(program: Command): void {
           publicUrl?: string;
           registryUrl?: string;
           forwarderService: string;
+          excludedPrefixesFile?: string;
         },
       ) => {
         const running = await startNsmgr({
@@ -111,6 +118,7 @@ export function componentCommands(program: Command): void {
           publicUrl: o.publicUrl,
           registryUrl: o.registryUrl,
           forwarderServiceName: o.forwarderService,
+          excludedPrefixesFile: o.excludedPrefixesFile,
           security: securityFrom(o),
         });
         stopOnSignals(() => running.stop());
@@ -196,6 +204,11 @@ export function componentCommands(program: Command): void {
       env("NSM_PAYLOAD", "ETHERNET"),
     )
     .option("--netns <path>", "the endpoint's network namespace (default: its own)")
+    .option(
+      "--dns-configs <json>",
+      'DNS for clients: [{"dns_server_ips":[..],"search_domains":[..]}] (NSM_DNS_CONFIGS)',
+      env("NSM_DNS_CONFIGS"),
+    )
     .action(
       async (
         o: SecurityFlags & {
@@ -207,6 +220,7 @@ export function componentCommands(program: Command): void {
           ipamPolicy: string;
           payload: string;
           netns?: string;
+          dnsConfigs?: string;
         },
       ) => {
         if (o.ipamPolicy !== "polite" && o.ipamPolicy !== "strict")
@@ -221,6 +235,7 @@ export function componentCommands(program: Command): void {
           ipamPolicy: o.ipamPolicy,
           payload: o.payload,
           netnsPath: o.netns,
+          dnsConfigs: o.dnsConfigs ? parseDnsConfigs(o.dnsConfigs) : [],
           security: securityFrom(o),
         });
         stopOnSignals(() => running.stop());

@@ -1,6 +1,7 @@
 // The NSC as a library and as `nsm nsc`: requests network services for a network namespace, keeps them
 // refreshed, closes them on exit. Chain, top to bottom:
-//   updatepath → begin → refresh → clienturl (nsmgr) → mechanism preference (KERNEL) → connect
+//   mechanism preference (KERNEL) → updatepath → begin → refresh → excludedprefixes → clienturl (nsmgr)
+//   → connect
 import type { Connection } from "../api/connection.js";
 import { chain, element } from "../core/chain.js";
 import { CallContext } from "../core/context.js";
@@ -13,6 +14,7 @@ import { ClientPool } from "../networkservice/connect/pool.js";
 import { kernelOffer } from "../networkservice/mechanisms/kernel.js";
 import { preferenceClient } from "../networkservice/mechanisms/mechanisms.js";
 import { refreshClient } from "../networkservice/refresh/refresh.js";
+import { excludedPrefixesClient } from "../networkservice/excludedprefixes/excludedprefixes.js";
 import { emptyConnection, updatePathClient } from "../networkservice/updatepath/updatepath.js";
 import { invalidArgument } from "../core/errors.js";
 import type { Security } from "./security.js";
@@ -66,6 +68,7 @@ export class NsmClient {
       updatePathClient(opts.name),
       this.begin,
       refreshClient(),
+      excludedPrefixesClient(),
       element("clienturl", (req, ctx, next) => {
         setClientUrl(ctx, opts.nsmgrUrl);
         return next.request(req, ctx);

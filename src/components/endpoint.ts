@@ -1,10 +1,12 @@
 // Endpoints (NSEs): `startEndpoint` serves any chain behind the endpoint prefix and registers the endpoint
 // (and optionally its services) through the nsmgr; `nsm nse icmp-responder` is the reference endpoint:
-//   endpoint prefix → ipam → mechanisms{KERNEL (own namespace), NOOP}
+//   endpoint prefix → ipam → dnscontext → mechanisms{KERNEL (own namespace), NOOP}
 import type { NetworkServiceElement } from "../core/chain.js";
 import { chain } from "../core/chain.js";
 import { componentLogger } from "../core/log.js";
 import { inodeUrlOf } from "../core/netns.js";
+import type { DNSConfig } from "../api/connectioncontext.js";
+import { dnsContextServer } from "../networkservice/dnscontext/dnscontext.js";
 import { point2pointIpam, type IpamPolicy } from "../networkservice/ipam/ipam.js";
 import { kernelServer } from "../networkservice/mechanisms/kernel.js";
 import { mechanismsServer, passThrough } from "../networkservice/mechanisms/mechanisms.js";
@@ -105,6 +107,8 @@ async function ensureService(registry: RegistryClient, name: string, opts: Endpo
 
 export interface IcmpResponderOptions extends EndpointOptions {
   cidrs: string[];
+  /** DNS servers and search domains handed to clients. */
+  dnsConfigs?: DNSConfig[];
   ipamPolicy?: IpamPolicy;
   /** The endpoint's network namespace (default: its own); its interface of each connection goes there. */
   netnsPath?: string;
@@ -114,6 +118,7 @@ export function startIcmpResponder(opts: IcmpResponderOptions): Promise<RunningE
   const ownInodeUrl = inodeUrlOf(opts.netnsPath ?? "/proc/self/ns/net");
   return startEndpoint(opts, [
     point2pointIpam(opts.cidrs, { policy: opts.ipamPolicy ?? "polite" }),
+    dnsContextServer(opts.dnsConfigs ?? []),
     mechanismsServer({ KERNEL: kernelServer({ ownInodeUrl }), NOOP: passThrough("mechanisms/noop") }),
   ]);
 }

@@ -1,6 +1,7 @@
 // `nsm nsmgr`: admits local clients' requests, picks a forwarder, and proxies registry calls (spec §2.1, §4.1).
 // Chains, top to bottom:
-//   NetworkService: endpoint prefix → clientinfo → discoverforwarder → connect (to the forwarder)
+//   NetworkService: endpoint prefix → clientinfo → excludedprefixes → netsvcmonitor → discoverforwarder
+//                   → connect (to the forwarder)
 //   NSE registry:   validate → updatepath → clientinfo → localbypass → connect (registry) | expire → memory
 //   NS registry:    validate → connect (registry) | setpayload → memory
 import type {
@@ -21,7 +22,16 @@ import { ClientPool } from "../networkservice/connect/pool.js";
 import { discoverForwarderServer } from "../networkservice/discoverforwarder/discoverforwarder.js";
 import { DownstreamMonitor } from "../networkservice/monitor/downstream.js";
 import { networkServiceService } from "../networkservice/server.js";
-import { RegistryClient, service } from "../registry/client.js";
+import { RegistryClient, endpoint, service } from "../registry/client.js";
+import {
+  defaultPrefixesFile,
+  excludedPrefixesServer,
+  prefixesFromFile,
+} from "../networkservice/excludedprefixes/excludedprefixes.js";
+import {
+  netsvcMonitorServer,
+  type ServiceWatchSource,
+} from "../networkservice/netsvcmonitor/netsvcmonitor.js";
 import { clientInfoNSE } from "../registry/clientinfo.js";
 import { connectNS, connectNSE } from "../registry/connect.js";
 import { expire, setPayload, validateNS, validateNSE } from "../registry/elements.js";
@@ -50,6 +60,8 @@ export interface NsmgrOptions {
   /** Registry to proxy to; without one the nsmgr keeps an in-memory registry of its own. */
   registryUrl?: string;
   forwarderServiceName?: string;
+  /** YAML `prefixes:` list of CIDRs endpoints must not hand out (cluster pod/service CIDRs). */
+  excludedPrefixesFile?: string;
   expirePeriodMs?: number;
   security: Security;
 }
@@ -115,6 +127,35 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
     return found;
   };
 
+  const serviceWatch: ServiceWatchSource = {
+    watchService(name, signal, onChange) {
+      const ctx = new CallContext(log, signal);
+      ctx.internal = true;
+      nsChain
+        .find({ networkService: service({ name }), watch: true }, ctx, {
+          send: (r) => {
+            if (!(r instanceof Uint8Array)) onChange(r.deleted ? undefined : r.networkService);
+          },
+        })
+        .catch((err: unknown) => {
+          if (!signal.aborted) log.warn({ service: name, err }, "network service watch ended");
+        });
+    },
+    async findEndpoint(name) {
+      let found: NetworkServiceEndpoint | undefined;
+      await nseChain.find(
+        { networkServiceEndpoint: endpoint({ name }), watch: false },
+        CallContext.background(log),
+        {
+          send: (r) => {
+            if (!(r instanceof Uint8Array) && !r.deleted) found ??= r.networkServiceEndpoint;
+          },
+        },
+      );
+      return found;
+    },
+  };
+
   // NetworkService side.
   const pool = new ClientPool(opts.security.channelCredentials(), opts.security.channelOptions());
   const prefix = endpointPrefix(opts.name, log, opts.security);
@@ -122,6 +163,8 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
   const networkService = chain([
     ...prefix.elements,
     clientInfo(clientInfoLabels()),
+    excludedPrefixesServer(prefixesFromFile(opts.excludedPrefixesFile ?? defaultPrefixesFile, log)),
+    netsvcMonitorServer(serviceWatch, log),
     discoverForwarderServer({
       findService,
       forwarders: () => local.ofService(fwdService),

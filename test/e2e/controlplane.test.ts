@@ -1,5 +1,7 @@
 // Control plane end to end (issue 3): NSC → nsmgr → forwarder → NSE on one node and across two nsmgrs, with
 // real processes over real sockets (no data plane: forwarders run `forwarder noop`).
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Metadata, status } from "@grpc/grpc-js";
@@ -24,6 +26,13 @@ import { Mesh } from "../helpers/mesh.js";
 import { eventually, startComponent } from "../helpers/proc.js";
 
 const mesh = new Mesh();
+const excludedFile = join(mesh.dir.path, "excluded_prefixes.yaml");
+const colour = (app: string) => ({
+  sourceSelector: {},
+  routes: [{ destinationSelector: { app }, weight: 0 }],
+  fallthrough: false,
+  metadata: undefined,
+});
 let n1: { url: string; publicUrl: string };
 let n2: { url: string; publicUrl: string };
 let registry: RegistryClient;
@@ -59,13 +68,17 @@ describe("control plane e2e", () => {
   before(async () => {
     await mesh.registry();
     registry = new RegistryClient(mesh.registryUrl);
-    n1 = await mesh.nsmgr("nsmgr-1");
+    writeFileSync(excludedFile, "prefixes:\n  - 169.254.1.0/30\n");
+    n1 = await mesh.nsmgr("nsmgr-1", { NSM_EXCLUDED_PREFIXES_FILE: excludedFile });
     n2 = await mesh.nsmgr("nsmgr-2");
     await Promise.all([
       mesh.forwarder("fwd-1", n1.url),
       mesh.forwarder("fwd-2", n2.url),
       mesh.forwarder("fwd-sel", n1.url, "my_forwarder_capability=true"),
-      mesh.nse("nse-local", n1.url, "icmp-local", "169.254.1.0/24"),
+      mesh.nse("nse-local", n1.url, "icmp-local", "169.254.1.0/24", [
+        "--dns-configs",
+        JSON.stringify([{ dns_server_ips: ["169.254.1.53"], search_domains: ["svc.test"] }]),
+      ]),
       mesh.nse("nse-remote", n2.url, "icmp-remote", "169.254.2.0/24"),
       mesh.nse("nse-rr-a", n1.url, "icmp-rr", "169.254.3.0/24"),
       mesh.nse("nse-rr-b", n1.url, "icmp-rr", "169.254.4.0/24"),
@@ -85,6 +98,13 @@ describe("control plane e2e", () => {
       }),
     );
     await mesh.nse("nse-sel", n1.url, "icmp-sel", "169.254.5.0/24", ["--payload", "ETHERNET"]);
+    await registry.registerService(
+      service({ name: "icmp-switch", payload: "ETHERNET", matches: [colour("blue")] }),
+    );
+    await Promise.all([
+      mesh.nse("nse-blue", n1.url, "icmp-switch", "169.254.6.0/24", ["--labels", "app=blue"]),
+      mesh.nse("nse-green", n1.url, "icmp-switch", "169.254.7.0/24", ["--labels", "app=green"]),
+    ]);
   });
 
   after(async () => {
@@ -108,6 +128,16 @@ describe("control plane e2e", () => {
     const ip = conn.context!.ipContext!;
     assert.match(ip.srcIpAddrs[0]!, /^169\.254\.1\.\d+\/32$/);
     assert.match(ip.dstIpAddrs[0]!, /^169\.254\.1\.\d+\/32$/);
+    for (const a of [...ip.srcIpAddrs, ...ip.dstIpAddrs]) {
+      assert.ok(
+        Number(a.split(".")[3]!.split("/")[0]) > 3,
+        `${a} is outside the nsmgr's excluded 169.254.1.0/30`,
+      );
+    }
+    assert.ok(ip.excludedPrefixes.includes("169.254.1.0/30"), "nsmgr added its excluded prefixes");
+    assert.deepEqual(conn.context!.dnsContext!.configs, [
+      { dnsServerIps: ["169.254.1.53"], searchDomains: ["svc.test"] },
+    ]);
     // Every segment carries a token signed by its hop; each names the next hop as audience once known.
     const claims = conn.path!.pathSegments.map((s) => decodeToken(s.token));
     assert.deepEqual(
@@ -279,6 +309,32 @@ describe("control plane e2e", () => {
     await registry.registerEndpoint(nse, { metadata: await mdA() }); // the owner refreshes
     await registry.unregisterEndpoint({ name: "owned" }, { metadata: await mdA() });
     assert.equal((await registry.findEndpoints({ name: "owned" })).length, 0);
+  });
+
+  it("netsvcmonitor: changing the service's matches closes connections whose endpoint no longer matches", async () => {
+    const nsc = client("nsc-switch");
+    const conn = await nsc.request({ service: "icmp-switch" });
+    assert.equal(conn.networkServiceEndpointName, "nse-blue");
+    const mine = async () =>
+      (await hopConnections(n1.url)).filter((c) => c.path!.pathSegments[0]!.name === "nsc-switch");
+    assert.equal((await mine()).length, 1);
+    await registry.registerService(
+      service({ name: "icmp-switch", payload: "ETHERNET", matches: [colour("green")] }),
+    );
+    await eventually(
+      async () => (await mine()).length === 0,
+      4000,
+      "nsmgr to close the connection to nse-blue",
+    );
+    assert.deepEqual(
+      (await hopConnections(mesh.sock("nse-blue"))).filter(
+        (c) => c.path!.pathSegments[0]!.name === "nsc-switch",
+      ),
+      [],
+    );
+    const again = await nsc.request({ service: "icmp-switch" });
+    assert.equal(again.networkServiceEndpointName, "nse-green");
+    await nsc.closeAll();
   });
 
   describe("rejections", () => {
