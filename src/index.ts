@@ -26,4 +26,6 @@ export { startForwarder, type ForwarderOptions } from "./components/forwarder.js
 export { createSecurity, type Security } from "./components/security.js";
 export { noopDataPlane, type DataPlane, type Leg } from "./forwarder/dataplane.js";
 export { point2pointIpam } from "./networkservice/ipam/ipam.js";
+export { mechanismsServer } from "./networkservice/mechanisms/mechanisms.js";
+export { kernelServer, kernelOffer } from "./networkservice/mechanisms/kernel.js";
 export { eventFactory } from "./networkservice/begin/begin.js";
