@@ -1,6 +1,11 @@
 // Pieces every NSM hop shares: the endpoint prefix of its server chain (spec §2.1), and start/stop of its
 // gRPC server.
-import type { NetworkServiceElement } from "../core/chain.js";
+import type { NetworkServiceEndpoint } from "../api/registry.js";
+import type { NetworkServiceElement, NetworkServiceNext } from "../core/chain.js";
+import { networkServiceService } from "../networkservice/server.js";
+import type { RegistryClient } from "../registry/client.js";
+import { Registration } from "../registry/registration.js";
+import { registryCallMetadata } from "../registry/security.js";
 import type { Logger } from "../core/log.js";
 import { NsmServer, type RegisteredService } from "../core/grpc.js";
 import { Begin, beginServer } from "../networkservice/begin/begin.js";
@@ -50,6 +55,32 @@ export async function serve(
   }
   log.info({ urls: server.urls }, "serving");
   return server;
+}
+
+/** Serves a hop that offers NetworkService and MonitorConnection on one URL (forwarders, endpoints). */
+export function serveHop(
+  networkService: NetworkServiceNext,
+  prefix: HopPrefix,
+  url: string,
+  log: Logger,
+  security: Security,
+): Promise<NsmServer> {
+  return serve(
+    [networkServiceService(networkService, log), monitorConnectionService(prefix.monitor, log)],
+    [url],
+    log,
+    security,
+  );
+}
+
+/** A registration through the nsmgr that signs each call as this component. */
+export function registrationOf(
+  registry: RegistryClient,
+  nse: NetworkServiceEndpoint,
+  security: Security,
+  log: Logger,
+): Registration {
+  return new Registration(registry, nse, log, () => registryCallMetadata(security.sign, undefined, nse.name));
 }
 
 export { monitorConnectionService };

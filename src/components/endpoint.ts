@@ -10,11 +10,9 @@ import { dnsContextServer } from "../networkservice/dnscontext/dnscontext.js";
 import { point2pointIpam, type IpamPolicy } from "../networkservice/ipam/ipam.js";
 import { kernelServer } from "../networkservice/mechanisms/kernel.js";
 import { mechanismsServer, passThrough } from "../networkservice/mechanisms/mechanisms.js";
-import { networkServiceService } from "../networkservice/server.js";
 import { RegistryClient, endpoint, service } from "../registry/client.js";
-import { Registration } from "../registry/registration.js";
 import { registryCallMetadata } from "../registry/security.js";
-import { endpointPrefix, monitorConnectionService, serve } from "./common.js";
+import { endpointPrefix, registrationOf, serveHop } from "./common.js";
 import type { Security } from "./security.js";
 
 export interface EndpointOptions {
@@ -44,12 +42,7 @@ export async function startEndpoint(
   const log = componentLogger("nse", opts.name);
   const prefix = endpointPrefix(opts.name, log, opts.security);
   const networkService = chain([...prefix.elements, ...elements]);
-  const server = await serve(
-    [networkServiceService(networkService, log), monitorConnectionService(prefix.monitor, log)],
-    [opts.listenOn],
-    log,
-    opts.security,
-  );
+  const server = await serveHop(networkService, prefix, opts.listenOn, log, opts.security);
   const url = server.urls[0]!;
   const registry = new RegistryClient(
     opts.nsmgrUrl,
@@ -57,7 +50,7 @@ export async function startEndpoint(
     opts.security.channelOptions(),
   );
   const labels = opts.labels ?? {};
-  const registration = new Registration(
+  const registration = registrationOf(
     registry,
     endpoint({
       name: opts.name,
@@ -65,8 +58,8 @@ export async function startEndpoint(
       networkServiceLabels: Object.fromEntries(opts.services.map((s) => [s, { labels }])),
       url,
     }),
+    opts.security,
     log,
-    () => registryCallMetadata(opts.security.sign, undefined, opts.name),
   );
   try {
     if (opts.registerServices ?? true) {

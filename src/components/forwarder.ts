@@ -20,11 +20,8 @@ import {
 import { VniAllocator, vxlanServer } from "../networkservice/mechanisms/vxlan.js";
 import { DownstreamMonitor } from "../networkservice/monitor/downstream.js";
 import { roundRobinServer } from "../networkservice/roundrobin/roundrobin.js";
-import { networkServiceService } from "../networkservice/server.js";
 import { RegistryClient, endpoint } from "../registry/client.js";
-import { Registration } from "../registry/registration.js";
-import { registryCallMetadata } from "../registry/security.js";
-import { endpointPrefix, monitorConnectionService, serve } from "./common.js";
+import { endpointPrefix, registrationOf, serveHop } from "./common.js";
 import type { Security } from "./security.js";
 
 export interface ForwarderOptions {
@@ -95,14 +92,9 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
     }),
   ]);
 
-  const server = await serve(
-    [networkServiceService(networkService, log), monitorConnectionService(prefix.monitor, log)],
-    [opts.listenOn],
-    log,
-    opts.security,
-  );
+  const server = await serveHop(networkService, prefix, opts.listenOn, log, opts.security);
   const url = server.urls[0]!;
-  const registration = new Registration(
+  const registration = registrationOf(
     registry,
     endpoint({
       name: opts.name,
@@ -110,8 +102,8 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
       networkServiceLabels: { [serviceName]: { labels: opts.labels ?? { p2p: "true" } } },
       url,
     }),
+    opts.security,
     log,
-    () => registryCallMetadata(opts.security.sign, undefined, opts.name),
   );
   try {
     await registration.start();

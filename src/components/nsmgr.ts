@@ -15,7 +15,7 @@ import type {
 import { chain } from "../core/chain.js";
 import { CallContext } from "../core/context.js";
 import { componentLogger } from "../core/log.js";
-import { registryChain, type RegistryServer } from "../core/registrychain.js";
+import { registryChain } from "../core/registrychain.js";
 import { clientInfo, clientInfoLabels } from "../networkservice/clientinfo/clientinfo.js";
 import { connect } from "../networkservice/connect/connect.js";
 import { ClientPool } from "../networkservice/connect/pool.js";
@@ -43,13 +43,7 @@ import { authorizeRegistry, registryCallMetadata, updateTokenRegistry } from "..
 import { updatePathServer } from "../registry/updatepath.js";
 import { endpointPrefix, monitorConnectionService, serve } from "./common.js";
 import type { Security } from "./security.js";
-
-type NSEServer = RegistryServer<
-  NetworkServiceEndpoint,
-  NetworkServiceEndpointQuery,
-  NetworkServiceEndpointResponse
->;
-type NSServer = RegistryServer<NetworkService, NetworkServiceQuery, NetworkServiceResponse>;
+import type { NSEServer, NSServer } from "../registry/types.js";
 
 export interface NsmgrOptions {
   name: string;

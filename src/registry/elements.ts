@@ -1,13 +1,4 @@
 // Small registry chain elements, each doing one thing (upstream names).
-import type {
-  NetworkService,
-  NetworkServiceEndpoint,
-  NetworkServiceEndpointQuery,
-  NetworkServiceEndpointResponse,
-  NetworkServiceQuery,
-  NetworkServiceResponse,
-} from "../api/registry.js";
-import type { RegistryServer } from "../core/registrychain.js";
 import { msToTimestamp, timestampToMs } from "../core/time.js";
 import {
   validateEndpoint,
@@ -15,13 +6,7 @@ import {
   validateNetworkService,
   validateServiceQuery,
 } from "./validate.js";
-
-type NSEServer = RegistryServer<
-  NetworkServiceEndpoint,
-  NetworkServiceEndpointQuery,
-  NetworkServiceEndpointResponse
->;
-type NSServer = RegistryServer<NetworkService, NetworkServiceQuery, NetworkServiceResponse>;
+import type { NSEServer, NSServer } from "./types.js";
 
 /** Rejects malformed input with INVALID_ARGUMENT before anything else sees it. */
 export function validateNSE(): NSEServer {

@@ -7,23 +7,14 @@ import {
   NetworkServiceEndpoint,
   NetworkServiceEndpointResponse,
   NetworkServiceResponse,
-  type NetworkServiceEndpointQuery,
-  type NetworkServiceQuery,
 } from "../api/registry.js";
 import type { Logger } from "../core/log.js";
-import type { RegistryServer } from "../core/registrychain.js";
 import { KeyedSerializer } from "../core/serialize.js";
 import { msToTimestamp, timestampToMs } from "../core/time.js";
 import { matchEndpoint, matchService } from "./match.js";
 import type { RegistryStore } from "./store/store.js";
 import { WatchHub } from "./watch.js";
-
-type NSEServer = RegistryServer<
-  NetworkServiceEndpoint,
-  NetworkServiceEndpointQuery,
-  NetworkServiceEndpointResponse
->;
-type NSServer = RegistryServer<NetworkService, NetworkServiceQuery, NetworkServiceResponse>;
+import type { NSEServer, NSServer } from "./types.js";
 
 // setTimeout cannot wait longer than ~24.8 days; longer expirations are re-armed.
 const maxTimerMs = 2 ** 31 - 1;

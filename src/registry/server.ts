@@ -5,21 +5,14 @@ import {
   type NetworkService,
   type NetworkServiceEndpoint,
   type NetworkServiceEndpointQuery,
-  type NetworkServiceEndpointResponse,
   type NetworkServiceQuery,
-  type NetworkServiceResponse,
 } from "../api/registry.js";
 import type { RegisteredService } from "../core/grpc.js";
 import { passEncoded, serverStreamHandler, unaryHandler } from "../core/handlers.js";
 import type { Logger } from "../core/log.js";
-import type { RegistryNext } from "../core/registrychain.js";
+import type { NSChain, NSEChain } from "./types.js";
 
-export type NSEChain = RegistryNext<
-  NetworkServiceEndpoint,
-  NetworkServiceEndpointQuery,
-  NetworkServiceEndpointResponse
->;
-export type NSChain = RegistryNext<NetworkService, NetworkServiceQuery, NetworkServiceResponse>;
+export type { NSChain, NSEChain };
 
 export function nseRegistryService(chain: NSEChain, log: Logger): RegisteredService {
   const def = NetworkServiceEndpointRegistryService;
