@@ -1,5 +1,32 @@
 #!/usr/bin/env node
-// Thin launcher: runs the TypeScript CLI through tsx so that `nsm` works straight from a checkout.
-import { register } from "tsx/esm/api";
-register();
-await import("../src/cli/main.ts");
+// Launcher: runs the transpiled CLI from dist/ when it is up to date (npm run build; npm ci does it), else
+// the TypeScript sources through tsx, so a checkout being edited never runs stale code.
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+
+const root = new URL("..", import.meta.url).pathname;
+
+function newestSource(dir) {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    newest = Math.max(newest, e.isDirectory() ? newestSource(p) : statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+function distIsFresh() {
+  try {
+    return statSync(join(root, "dist", ".built")).mtimeMs >= newestSource(join(root, "src"));
+  } catch {
+    return false;
+  }
+}
+
+if (process.env.NSM_FROM_SOURCE !== "1" && distIsFresh()) {
+  await import("../dist/cli/main.js");
+} else {
+  const { register } = await import("tsx/esm/api");
+  register();
+  await import("../src/cli/main.ts");
+}

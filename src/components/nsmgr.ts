@@ -2,20 +2,21 @@
 // Chains, top to bottom:
 //   NetworkService: endpoint prefix → clientinfo → excludedprefixes → netsvcmonitor → discoverforwarder
 //                   → connect (to the forwarder)
-//   NSE registry:   validate → updatepath → clientinfo → localbypass → connect (registry) | expire → memory
-//   NS registry:    validate → connect (registry) | setpayload → memory
-import type {
-  NetworkService,
-  NetworkServiceEndpoint,
-  NetworkServiceEndpointQuery,
+//   NSE registry:   validate → updatepath → updatetoken → clientinfo → localbypass
+//                   → replica → connect (registry)   |   authorize → expire → memory (no registry)
+//   NS registry:    validate → updatepath → updatetoken → replica → connect | authorize → setpayload → memory
+import {
   NetworkServiceEndpointResponse,
-  NetworkServiceQuery,
   NetworkServiceResponse,
+  type NetworkService,
+  type NetworkServiceEndpoint,
+  type NetworkServiceEndpointQuery,
+  type NetworkServiceQuery,
 } from "../api/registry.js";
 import { chain } from "../core/chain.js";
 import { CallContext } from "../core/context.js";
 import { componentLogger } from "../core/log.js";
-import { registryChain } from "../core/registrychain.js";
+import { asMessage, registryChain } from "../core/registrychain.js";
 import { clientInfo, clientInfoLabels } from "../networkservice/clientinfo/clientinfo.js";
 import { connect } from "../networkservice/connect/connect.js";
 import { ClientPool } from "../networkservice/connect/pool.js";
@@ -39,6 +40,7 @@ import { LocalEndpoints, localBypassNSE } from "../registry/localbypass.js";
 import { EndpointTable, ServiceTable, memoryNSEServer, memoryNSServer } from "../registry/memory.js";
 import { nsRegistryService, nseRegistryService, type NSChain, type NSEChain } from "../registry/server.js";
 import { MemoryStore } from "../registry/store/store.js";
+import { RegistryReplica, replicaNS, replicaNSE } from "../registry/replica.js";
 import { authorizeRegistry, registryCallMetadata, updateTokenRegistry } from "../registry/security.js";
 import { updatePathServer } from "../registry/updatepath.js";
 import { endpointPrefix, monitorConnectionService, serve } from "./common.js";
@@ -77,20 +79,23 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
   const registry = opts.registryUrl
     ? new RegistryClient(opts.registryUrl, opts.security.channelCredentials(), opts.security.channelOptions())
     : undefined;
+  // With a registry, a local replica answers Finds (see RegistryReplica); without one, memory tables.
+  const replica = registry ? new RegistryReplica(registry, log) : undefined;
+  replica?.start();
   const mem = new MemoryStore();
   const sign = opts.security.sign;
   const upstreamMd = (ctx: CallContext) => registryCallMetadata(sign, ctx, opts.name);
   const endpoints = registry ? undefined : new EndpointTable(mem, log);
   const services = registry ? undefined : new ServiceTable(mem);
   const nseTail: NSEServer[] = registry
-    ? [connectNSE(registry, upstreamMd)]
+    ? [replicaNSE(replica!), connectNSE(registry, upstreamMd)]
     : [
         authorizeRegistry((n) => endpoints!.get(n)?.pathIds),
         expire(opts.expirePeriodMs ?? 60_000),
         memoryNSEServer(endpoints!),
       ];
   const nsTail: NSServer[] = registry
-    ? [connectNS(registry, upstreamMd)]
+    ? [replicaNS(replica!), connectNS(registry, upstreamMd)]
     : [authorizeRegistry((n) => services!.get(n)?.pathIds), setPayload(), memoryNSServer(services!)];
   const nseChain: NSEChain = registryChain<
     NetworkServiceEndpoint,
@@ -115,7 +120,8 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
     let found: NetworkService | undefined;
     await nsChain.find({ networkService: service({ name }), watch: false }, CallContext.background(log), {
       send: (r) => {
-        if (!(r instanceof Uint8Array) && !r.deleted) found ??= r.networkService;
+        const m = asMessage(r, NetworkServiceResponse);
+        if (!m.deleted) found ??= m.networkService;
       },
     });
     return found;
@@ -128,7 +134,8 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
       nsChain
         .find({ networkService: service({ name }), watch: true }, ctx, {
           send: (r) => {
-            if (!(r instanceof Uint8Array)) onChange(r.deleted ? undefined : r.networkService);
+            const m = asMessage(r, NetworkServiceResponse);
+            onChange(m.deleted ? undefined : m.networkService);
           },
         })
         .catch((err: unknown) => {
@@ -142,7 +149,8 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
         CallContext.background(log),
         {
           send: (r) => {
-            if (!(r instanceof Uint8Array) && !r.deleted) found ??= r.networkServiceEndpoint;
+            const m = asMessage(r, NetworkServiceEndpointResponse);
+            if (!m.deleted) found ??= m.networkServiceEndpoint;
           },
         },
       );
@@ -194,6 +202,7 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
       await server.stop();
       downstream.close();
       pool.close();
+      replica?.stop();
       registry?.close();
       endpoints?.close();
     },

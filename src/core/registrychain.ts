@@ -55,3 +55,8 @@ export function registryChain<T, Q, R>(elements: RegistryServer<T, Q, R>[]): Reg
   };
   return at(0);
 }
+
+/** A Find response as a message, whether it arrived decoded or as fan-out bytes. */
+export function asMessage<R>(response: R | Uint8Array, codec: { decode(bytes: Uint8Array): R }): R {
+  return response instanceof Uint8Array ? codec.decode(response) : response;
+}

@@ -2,12 +2,12 @@
 // stored in the registry with the nsmgr's public URL (so other nodes reach them through it), while this
 // nsmgr remembers their real local URL. Finds through this nsmgr get local records back with their real
 // URL, and stale records carrying our URL that we no longer know are dropped.
-import type {
-  NetworkServiceEndpoint,
-  NetworkServiceEndpointQuery,
+import {
   NetworkServiceEndpointResponse,
+  type NetworkServiceEndpoint,
+  type NetworkServiceEndpointQuery,
 } from "../api/registry.js";
-import type { RegistryServer } from "../core/registrychain.js";
+import { asMessage, type RegistryServer } from "../core/registrychain.js";
 import { timestampToMs } from "../core/time.js";
 
 export class LocalEndpoints {
@@ -59,8 +59,8 @@ export function localBypassNSE(
     },
     find(query, ctx, stream, next) {
       return next.find(query, ctx, {
-        send(resp) {
-          if (resp instanceof Uint8Array) return stream.send(resp);
+        send(raw) {
+          const resp = asMessage(raw, NetworkServiceEndpointResponse);
           const nse = resp.networkServiceEndpoint;
           if (!nse || nse.url !== publicUrl()) return stream.send(resp);
           const local = table.get(nse.name);

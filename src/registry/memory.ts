@@ -53,6 +53,10 @@ export class EndpointTable {
     return this.byName.size;
   }
 
+  names(): string[] {
+    return [...this.byName.keys()];
+  }
+
   put(nse: NetworkServiceEndpoint): Promise<NetworkServiceEndpoint> {
     return this.serial.run(nse.name, async () => {
       const prev = this.byName.get(nse.name);
@@ -174,6 +178,10 @@ export class ServiceTable {
 
   get(name: string): NetworkService | undefined {
     return this.byName.get(name);
+  }
+
+  names(): string[] {
+    return [...this.byName.keys()];
   }
 
   put(ns: NetworkService): Promise<NetworkService> {
