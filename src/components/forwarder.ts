@@ -20,7 +20,8 @@ import {
 import { VniAllocator, vxlanServer } from "../networkservice/mechanisms/vxlan.js";
 import { DownstreamMonitor } from "../networkservice/monitor/downstream.js";
 import { roundRobinServer } from "../networkservice/roundrobin/roundrobin.js";
-import { RegistryClient, endpoint } from "../registry/client.js";
+import { RegistryClient, endpoint, service } from "../registry/client.js";
+import { RegistryReplica } from "../registry/replica.js";
 import { endpointPrefix, registrationOf, serveHop } from "./common.js";
 import type { Security } from "./security.js";
 
@@ -45,10 +46,20 @@ export interface RunningForwarder {
   stop(): Promise<void>;
 }
 
-export function registryEndpointSource(client: RegistryClient): EndpointSource {
+/**
+ * Endpoint lookups for discover: from a replica of the nsmgr's registry view when it is in sync (no round
+ * trip per request), from the nsmgr when it is not or when the replica has not seen a record yet (an
+ * endpoint that registered a moment ago).
+ */
+export function registryEndpointSource(client: RegistryClient, replica?: RegistryReplica): EndpointSource {
   return {
-    findService: async (name) => (await client.findServices({ name }, { timeoutMs: 5000 }))[0],
-    findEndpoints: (query) => client.findEndpoints(query, { timeoutMs: 5000 }),
+    findService: async (name) =>
+      (replica?.ready ? replica.services.find(service({ name }))[0] : undefined) ??
+      (await client.findServices({ name }, { timeoutMs: 5000 }))[0],
+    findEndpoints: async (query) => {
+      const local = replica?.ready ? replica.endpoints.find(endpoint(query)) : [];
+      return local.length > 0 ? local : client.findEndpoints(query, { timeoutMs: 5000 });
+    },
   };
 }
 
@@ -62,6 +73,8 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
     opts.security.channelOptions(),
   );
   const pool = new ClientPool(opts.security.channelCredentials(), opts.security.channelOptions());
+  const replica = new RegistryReplica(registry, log);
+  replica.start();
   const prefix = endpointPrefix(opts.name, log, opts.security);
   const downstream = new DownstreamMonitor(pool, opts.name, prefix.monitor, log);
   const vnis = new VniAllocator();
@@ -74,7 +87,7 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
 
   const networkService = chain([
     ...prefix.elements,
-    discoverServer(registryEndpointSource(registry)),
+    discoverServer(registryEndpointSource(registry, replica)),
     roundRobinServer(),
     mechanismsServer(incoming),
     xconnect(dp),
@@ -109,6 +122,7 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
     await registration.start();
   } catch (err) {
     await server.stop(0);
+    replica.stop();
     throw err;
   }
   log.info({ urls: [url], nsmgr: opts.nsmgrUrl, dataPlane: dp.name }, "forwarder ready");
@@ -121,6 +135,7 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
       await server.stop();
       downstream.close();
       pool.close();
+      replica.stop();
       registry.close();
     },
   };
