@@ -1,0 +1,124 @@
+// Neighbours: permanent IP → MAC entries on an interface (add / replace / delete / list).
+import netlink from "netlink";
+import type { rt } from "netlink";
+import type { LinkRef, NsContext } from "./context.js";
+import { linkRefText } from "./context.js";
+import { DataplaneError, isErrno, type OpContext } from "./errors.js";
+import { resolveLinkIndex } from "./link.js";
+import { AF_INET, AF_INET6, afOf, formatIp, formatMac, parseIp, parseMac, type Family } from "./nl/codec.js";
+import { NLM_F, RTM, type MessageBuilder } from "./nl/socket.js";
+
+export interface NeighSpec {
+  dev: LinkRef;
+  ip: string;
+  /** Link-layer address "aa:bb:cc:dd:ee:ff". */
+  mac: string;
+}
+
+export interface Neigh {
+  index: number;
+  family: Family;
+  ip: string;
+  mac?: string;
+  /** NUD_* state names that are set ("permanent", "reachable", "stale", …). */
+  state: string[];
+}
+
+export interface NeighDelOptions {
+  /** Succeed if there is no such entry. */
+  missingOk?: boolean;
+}
+
+function neighMsg(data: rt.Neighbor, attrs: rt.NeighborAttrs): MessageBuilder {
+  return (out) => netlink.rt.formatNeighborMessage({ kind: "neighbor", data, attrs }, out);
+}
+
+function ipArg(ip: string, ctx: OpContext) {
+  const p = parseIp(ip);
+  if (!p) throw DataplaneError.of(ctx, "EINVAL", `"${ip}" is not an IP address`);
+  return p;
+}
+
+function toNeigh(m: rt.NeighborMessage): Neigh | undefined {
+  const family: Family | undefined =
+    m.data.family === AF_INET ? 4 : m.data.family === AF_INET6 ? 6 : undefined;
+  if (!family || !m.attrs.dst) return undefined;
+  const n: Neigh = {
+    index: m.data.ifindex ?? 0,
+    family,
+    ip: formatIp(m.attrs.dst),
+    state: Object.entries(m.data.state ?? {})
+      .filter(([k, v]) => k !== "__unknown" && v === true)
+      .map(([k]) => k),
+  };
+  if (m.attrs.lladdr && m.attrs.lladdr.length === 6) n.mac = formatMac(m.attrs.lladdr);
+  return n;
+}
+
+/** Neighbour-table operations in one namespace. */
+export class NeighOps {
+  constructor(private readonly ns: NsContext) {}
+
+  /** Adds a permanent entry; EEXIST if the IP already has one on that interface (use replace). */
+  add(spec: NeighSpec): Promise<void> {
+    return this.write("neigh add", spec, NLM_F.CREATE | NLM_F.EXCL);
+  }
+
+  /** Adds or overwrites a permanent entry. */
+  replace(spec: NeighSpec): Promise<void> {
+    return this.write("neigh replace", spec, NLM_F.CREATE | NLM_F.REPLACE);
+  }
+
+  async del(spec: Omit<NeighSpec, "mac">, opts: NeighDelOptions = {}): Promise<void> {
+    const ctx = this.ns.ctx("neigh del", `${spec.ip} dev ${linkRefText(spec.dev)}`);
+    const ip = ipArg(spec.ip, ctx);
+    try {
+      const ifindex = await resolveLinkIndex(this.ns, spec.dev, ctx);
+      await this.ns.rtnl.request(
+        RTM.DELNEIGH,
+        neighMsg({ family: afOf(ip.family), ifindex }, { dst: ip.bytes }),
+        0,
+        ctx,
+      );
+    } catch (err) {
+      if (opts.missingOk && isErrno(err, "ENOENT", "ENODEV", "ESRCH")) return;
+      throw err;
+    }
+  }
+
+  /** Entries of the namespace, optionally of one interface / one family. */
+  async list(dev?: LinkRef, family?: Family): Promise<Neigh[]> {
+    const ctx = this.ns.ctx("neigh list", dev === undefined ? "*" : linkRefText(dev));
+    const index = dev === undefined ? undefined : await resolveLinkIndex(this.ns, dev, ctx);
+    const msgs = await this.ns.rtnl.request(
+      RTM.GETNEIGH,
+      neighMsg({ family: family ? afOf(family) : 0 }, {}),
+      NLM_F.DUMP,
+      ctx,
+    );
+    const out: Neigh[] = [];
+    for (const m of msgs) {
+      if (m.kind !== "neighbor") continue;
+      const n = toNeigh(m);
+      if (n && (index === undefined || n.index === index) && (!family || n.family === family)) out.push(n);
+    }
+    return out;
+  }
+
+  private async write(op: string, spec: NeighSpec, flags: number): Promise<void> {
+    const ctx = this.ns.ctx(op, `${spec.ip} lladdr ${spec.mac} dev ${linkRefText(spec.dev)}`);
+    const ip = ipArg(spec.ip, ctx);
+    const mac = parseMac(spec.mac);
+    if (!mac) throw DataplaneError.of(ctx, "EINVAL", `"${spec.mac}" is not a MAC address`);
+    const ifindex = await resolveLinkIndex(this.ns, spec.dev, ctx);
+    await this.ns.rtnl.request(
+      RTM.NEWNEIGH,
+      neighMsg(
+        { family: afOf(ip.family), ifindex, state: { permanent: true } },
+        { dst: ip.bytes, lladdr: mac },
+      ),
+      flags,
+      ctx,
+    );
+  }
+}
