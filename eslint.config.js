@@ -3,7 +3,17 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["src/api/**", "node_modules/**", "bin/**", "eslint.config.js"] },
+  {
+    ignores: [
+      "src/api/**",
+      "node_modules/**",
+      "dist/**",
+      "bin/**",
+      "scripts/**",
+      "test/helpers/*.mjs",
+      "eslint.config.js",
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -10,6 +10,8 @@ import { NsmClient, parseServiceUrl } from "../components/client.js";
 import { startNsmgr } from "../components/nsmgr.js";
 import { createSecurity, type Security } from "../components/security.js";
 import { noopDataPlane } from "../forwarder/dataplane.js";
+import { KernelDataPlane } from "../forwarder/kernel/kernel.js";
+import { rootLogger } from "../core/log.js";
 import { parseDnsConfigs } from "../networkservice/dnscontext/dnscontext.js";
 import { table } from "./format.js";
 import { env, listOf, stopOnSignals } from "./util.js";
@@ -126,50 +128,85 @@ export function componentCommands(program: Command): void {
     );
 
   const fwd = program.command("forwarder").description("run a forwarder");
-  withSecurityFlags(
-    fwd.command("noop").description("control plane only, no data plane (tests, benchmarks)"),
-    "forwarder",
-  )
-    .option(
-      "--listen-on <url>",
-      "unix socket to serve on (NSM_LISTEN_ON)",
-      env("NSM_LISTEN_ON", "unix:///var/lib/networkservicemesh/forwarder.sock"),
+  for (const kind of ["kernel", "noop"] as const) {
+    withSecurityFlags(
+      fwd
+        .command(kind)
+        .description(
+          kind === "kernel"
+            ? "veth for local, VXLAN for remote connections"
+            : "control plane only, no data plane (tests, benchmarks)",
+        ),
+      "forwarder",
     )
-    .option(
-      "--connect-to <url>",
-      "this node's nsmgr (NSM_CONNECT_TO)",
-      env("NSM_CONNECT_TO", "unix:///var/lib/networkservicemesh/nsm.io.sock"),
-    )
-    .option(
-      "--labels <k=v,...>",
-      "forwarder labels for select-forwarder (NSM_LABELS)",
-      env("NSM_LABELS", "p2p=true"),
-    )
-    .option("--tunnel-ip <ip>", "underlay IP for VXLAN (NSM_TUNNEL_IP)", env("NSM_TUNNEL_IP", "127.0.0.1"))
-    .option("--nsname <name>", "service name to register as (NSM_NSNAME)", env("NSM_NSNAME", "forwarder"))
-    .action(
-      async (
-        o: SecurityFlags & {
-          listenOn: string;
-          connectTo: string;
-          labels: string;
-          tunnelIp: string;
-          nsname: string;
+      .option(
+        "--listen-on <url>",
+        "unix socket to serve on (NSM_LISTEN_ON)",
+        env("NSM_LISTEN_ON", "unix:///var/lib/networkservicemesh/forwarder.sock"),
+      )
+      .option(
+        "--connect-to <url>",
+        "this node's nsmgr (NSM_CONNECT_TO)",
+        env("NSM_CONNECT_TO", "unix:///var/lib/networkservicemesh/nsm.io.sock"),
+      )
+      .option(
+        "--labels <k=v,...>",
+        "forwarder labels for select-forwarder (NSM_LABELS)",
+        env("NSM_LABELS", "p2p=true"),
+      )
+      .option(
+        "--tunnel-ip <ip>",
+        "this node's underlay IP, the local end of VXLAN tunnels (NSM_TUNNEL_IP)",
+        env("NSM_TUNNEL_IP", "127.0.0.1"),
+      )
+      .option("--vxlan-port <port>", "VXLAN UDP port (NSM_VXLAN_PORT)", env("NSM_VXLAN_PORT", "4789"))
+      .option("--nsname <name>", "service name to register as (NSM_NSNAME)", env("NSM_NSNAME", "forwarder"))
+      .option(
+        "--orphan-grace <duration>",
+        "after a restart, links not refreshed within this are deleted (NSM_ORPHAN_GRACE)",
+        env("NSM_ORPHAN_GRACE", "2m"),
+      )
+      .action(
+        async (
+          o: SecurityFlags & {
+            listenOn: string;
+            connectTo: string;
+            labels: string;
+            tunnelIp: string;
+            vxlanPort: string;
+            nsname: string;
+            orphanGrace: string;
+          },
+        ) => {
+          const port = Number(o.vxlanPort);
+          if (!Number.isInteger(port) || port < 1 || port > 65535)
+            throw new Error(`--vxlan-port: "${o.vxlanPort}" is not a port`);
+          const kernel =
+            kind === "kernel"
+              ? new KernelDataPlane({ owner: o.name, tunnelIp: o.tunnelIp, vxlanPort: port })
+              : undefined;
+          const running = await startForwarder({
+            name: o.name,
+            listenOn: o.listenOn,
+            nsmgrUrl: o.connectTo,
+            labels: labelsOf(o.labels),
+            serviceName: o.nsname,
+            dataPlane: kernel ?? noopDataPlane({ tunnelIp: o.tunnelIp }),
+            tunnelIp: o.tunnelIp,
+            vxlanPort: port,
+            security: securityFrom(o),
+          });
+          const grace = parseDuration(o.orphanGrace, "--orphan-grace");
+          kernel
+            ?.collectOrphans(grace, rootLogger)
+            .catch((err: unknown) => rootLogger.warn({ err }, "orphan collection failed"));
+          stopOnSignals(async () => {
+            await running.stop();
+            kernel?.close();
+          });
         },
-      ) => {
-        const running = await startForwarder({
-          name: o.name,
-          listenOn: o.listenOn,
-          nsmgrUrl: o.connectTo,
-          labels: labelsOf(o.labels),
-          serviceName: o.nsname,
-          dataPlane: noopDataPlane({ tunnelIp: o.tunnelIp }),
-          tunnelIp: o.tunnelIp,
-          security: securityFrom(o),
-        });
-        stopOnSignals(() => running.stop());
-      },
-    );
+      );
+  }
 
   const nse = program.command("nse").description("run a reference endpoint");
   withSecurityFlags(
@@ -295,7 +332,12 @@ export function componentCommands(program: Command): void {
         if (o.once) return client.closeAll();
         process.on("SIGUSR1", printAll);
         console.error(JSON.stringify({ msg: "nsc connected", connections: client.connections().length }));
-        stopOnSignals(() => client.closeAll());
+        // Nothing else keeps the process alive (refresh timers are unref'd): hold it until a signal.
+        const keepAlive = setInterval(() => undefined, 3_600_000);
+        stopOnSignals(async () => {
+          clearInterval(keepAlive);
+          await client.closeAll();
+        });
       },
     );
 

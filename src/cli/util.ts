@@ -20,11 +20,13 @@ export function stopOnSignals(stop: () => Promise<void>): void {
     if (stopping) process.exit(1);
     stopping = true;
     rootLogger.info({ signal: sig }, "stopping");
+    // Logs are written asynchronously: flush them before exiting, or the last lines are lost.
+    const exit = (code: number): void => rootLogger.flush(() => process.exit(code));
     stop().then(
-      () => process.exit(0),
+      () => exit(0),
       (err: unknown) => {
         rootLogger.error({ err }, "stop failed");
-        process.exit(1);
+        exit(1);
       },
     );
   };

@@ -80,12 +80,11 @@ export class NsmClient {
   /** Requests a service; resolves with the established connection (addresses, routes, path). */
   async request(r: ServiceRequest): Promise<Connection> {
     const id = r.id ?? `${this.opts.name}-${this.count++}`;
-    const conn = {
-      ...emptyConnection(),
-      id,
-      networkService: r.service,
-      labels: { ...this.opts.labels, ...r.labels },
-    };
+    // Asking again for a connection we hold is a refresh: send it as we last saw it (its path and ids).
+    const held = this.begin.get(id);
+    const conn = held
+      ? { ...structuredClone(held), labels: { ...held.labels, ...r.labels } }
+      : { ...emptyConnection(), id, networkService: r.service, labels: { ...this.opts.labels, ...r.labels } };
     const ctx = new CallContext(this.log.child({ connId: id }), new AbortController().signal);
     const mech = preferenceClient("mechanisms/kernel", () => [
       kernelOffer({ name: r.ifname, inodeURL: this.inodeUrl }),

@@ -21,7 +21,6 @@ import { serverPolicies } from "../security/policy.js";
 import {
   decodeToken,
   defaultTokenLifetimeMs,
-  embeddedKeyThumbprint,
   generateToken,
   tokenFromMetadata,
   tokenMetadata,
@@ -98,8 +97,10 @@ export function createSecurity(opts: SecurityOptions): Security {
     }
   };
 
-  // Insecure mode: the key that first requested a connection is the only one that may refresh or close it.
-  const pinnedKey = Symbol("authorize.callerKey");
+  // The identity that first requested a connection is the only one that may refresh or close it. (Under
+  // mTLS the identity is proven by the certificate; without certificates it is the token's claim, which a
+  // restarted caller keeps because it keeps its name, unlike its generated key.)
+  const pinnedKey = Symbol("authorize.caller");
   const check = async (conn: Connection, ctx: CallContext): Promise<void> => {
     if (!enforce || !conn.path || ctx.internal) return;
     const key = callerKey(ctx);
@@ -107,11 +108,11 @@ export function createSecurity(opts: SecurityOptions): Security {
       throw permissionDenied("no sufficient privileges: the caller presented no TLS certificate");
     const presented = tokenFromMetadata(ctx.metadata)?.token;
     await serverPolicies(conn.path, { callerKey: key, presentedToken: presented });
-    if (key === "embedded" && presented && ctx.connection) {
-      const thumb = await embeddedKeyThumbprint(presented);
+    if (presented && ctx.connection) {
+      const caller = decodeToken(presented).sub ?? "";
       const pinned = ctx.connection.server.get(pinnedKey) as string | undefined;
-      if (pinned === undefined) ctx.connection.server.set(pinnedKey, thumb);
-      else if (pinned !== thumb)
+      if (pinned === undefined) ctx.connection.server.set(pinnedKey, caller);
+      else if (pinned !== caller)
         throw permissionDenied(`no sufficient privileges: connection ${conn.id} belongs to another caller`);
     }
   };

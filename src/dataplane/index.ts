@@ -46,7 +46,14 @@ export type {
 } from "./route.js";
 export { TABLE_MAIN } from "./route.js";
 export type { Neigh, NeighSpec, NeighDelOptions, NeighOps } from "./neigh.js";
-export { inodeUrlOf, resolveInodeUrl, netnsPathOf, NETNS_RUN_DIR, SELF_NETNS } from "./netns.js";
+export {
+  inodeUrlOf,
+  listNamespaces,
+  resolveInodeUrl,
+  netnsPathOf,
+  NETNS_RUN_DIR,
+  SELF_NETNS,
+} from "./netns.js";
 export { linkNameProblem, parseCidr, parseIp, MAX_LINK_NAME, type Family } from "./nl/codec.js";
 
 export interface DataplaneOptions {

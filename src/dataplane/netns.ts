@@ -151,3 +151,18 @@ export function inNetns<T>(fd: number, ctx: OpContext, fn: () => T): T {
 export function openRtnlSocketIn(file: NetnsFile, opts: RtnlSocketOptions = {}): RtnlSocket {
   return inNetns(file.fd, { op: "netns open socket", object: file.label }, () => openRtnlSocket(opts));
 }
+
+/** Every network namespace on the host that a name, process or thread holds: one path each (by inode). */
+export function listNamespaces(): { path: string; inodeUrl: string }[] {
+  const seen = new Map<string, string>();
+  for (const path of candidatePaths()) {
+    try {
+      const st = statSync(path, { bigint: true });
+      const url = `inode://${st.dev}/${st.ino}`;
+      if (!seen.has(url)) seen.set(url, path);
+    } catch {
+      // the process exited while we looked
+    }
+  }
+  return [...seen].map(([inodeUrl, path]) => ({ path, inodeUrl }));
+}

@@ -28,8 +28,12 @@ export async function startComponent(
   readyMessage: string,
   env: Record<string, string> = {},
   timeoutMs = 20_000,
+  /** Run inside this network namespace (ip netns exec execs, so the pid is the component's). */
+  netns?: string,
 ): Promise<Component> {
-  const proc = spawn(process.execPath, [nsmBin, ...args], {
+  const argv = [process.execPath, nsmBin, ...args];
+  const [cmd, ...rest] = netns ? ["ip", "netns", "exec", netns, ...argv] : argv;
+  const proc = spawn(cmd!, rest, {
     env: { ...process.env, NSM_LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -1,6 +1,6 @@
 // VXLAN (spec §1.9): the client-side forwarder offers its tunnel endpoint (src_ip/src_port); the server-side
-// forwarder completes dst_ip/dst_port and a VNI. VNIs are unique per remote tunnel IP; the parity rule keeps
-// two forwarders that both allocate for each other from colliding (even when src ≤ dst bytewise, else odd).
+// forwarder completes dst_ip/dst_port and a VNI. The parity rule (even when src ≤ dst bytewise, else odd)
+// keeps two forwarders that allocate for each other from picking the same VNI.
 import { randomInt } from "node:crypto";
 import { isIPv4 } from "node:net";
 import { status } from "@grpc/grpc-js";
@@ -25,35 +25,37 @@ function compareBytes(a: number[], b: number[]): number {
   return a.length - b.length;
 }
 
+/**
+ * VNIs in use on this node. They are unique per node, not only per remote: every VXLAN device of the node
+ * shares the underlay's UDP socket, and the kernel tells tunnels apart by VNI.
+ */
 export class VniAllocator {
-  private readonly used = new Map<string, Set<number>>();
+  private readonly used = new Set<number>();
 
-  /** A fresh VNI for tunnels from `srcIp` to `dstIp`; `want` is kept if free (refresh, restart). */
+  /** A fresh VNI for a tunnel from `srcIp` to `dstIp`; `want` is kept if free (refresh, restart). */
   allocate(srcIp: string, dstIp: string, want?: number): number {
-    let set = this.used.get(srcIp);
-    if (!set) this.used.set(srcIp, (set = new Set()));
-    if (want !== undefined && want >= 1 && want <= maxVni && !set.has(want)) {
-      set.add(want);
+    if (want !== undefined && want >= 1 && want <= maxVni && !this.used.has(want)) {
+      this.used.add(want);
       return want;
     }
     const parity = compareBytes(ipBytes(srcIp), ipBytes(dstIp)) <= 0 ? 0 : 1;
     for (let tries = 0; tries < 64; tries++) {
       let vni = randomInt(1, maxVni);
       if (vni % 2 !== parity) vni = vni === maxVni ? vni - 1 : vni + 1;
-      if (!set.has(vni)) {
-        set.add(vni);
+      if (!this.used.has(vni)) {
+        this.used.add(vni);
         return vni;
       }
     }
     throw new StatusError(status.RESOURCE_EXHAUSTED, `no free VXLAN VNI towards ${srcIp}`);
   }
 
-  release(srcIp: string, vni: number): void {
-    this.used.get(srcIp)?.delete(vni);
+  release(_srcIp: string, vni: number): void {
+    this.used.delete(vni);
   }
 
-  has(srcIp: string, vni: number): boolean {
-    return this.used.get(srcIp)?.has(vni) ?? false;
+  has(_srcIp: string, vni: number): boolean {
+    return this.used.has(vni);
   }
 }
 
