@@ -44,15 +44,20 @@ export function unaryHandler<Req, Res>(
   fn: (req: Req, ctx: CallContext) => Promise<Res>,
 ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
   return (call, callback) => {
+    // grpc-js also reports "cancelled" when the stream closes after a successful reply: only a cancel
+    // before we answered means the client gave up.
     const abort = new AbortController();
-    call.once("cancelled", () => abort.abort());
+    let answered = false;
+    call.once("cancelled", () => answered || abort.abort());
     const ctx = contextFor(log, method, call, abort.signal);
     invoke(() => fn(call.request, ctx)).then(
       (res) => {
+        answered = true;
         if (hasHeaders(ctx.responseHeaders)) call.sendMetadata(ctx.responseHeaders);
         callback(null, res);
       },
       (err: unknown) => {
+        answered = true;
         const e = toStatusError(err);
         (e.code === status.INTERNAL ? ctx.log.error.bind(ctx.log) : ctx.log.info.bind(ctx.log))(
           { code: status[e.code], err: e.details },
@@ -75,8 +80,12 @@ export function serverStreamHandler<Req, Res>(
 ): (call: ServerWritableStream<Req, Res>) => void {
   return (call) => {
     const abort = new AbortController();
-    call.once("cancelled", () => abort.abort());
-    call.once("close", () => abort.abort());
+    let answered = false;
+    const gone = (): void => {
+      if (!answered) abort.abort();
+    };
+    call.once("cancelled", gone);
+    call.once("close", gone);
     const ctx = contextFor(log, method, call, abort.signal);
     let headersSent = false;
     const flushHeaders = (): void => {
@@ -103,11 +112,13 @@ export function serverStreamHandler<Req, Res>(
     invoke(() => fn(call.request, ctx, sink)).then(
       () => {
         if (abort.signal.aborted) return;
+        answered = true;
         flushHeaders();
         call.end();
       },
       (err: unknown) => {
         if (abort.signal.aborted) return;
+        answered = true;
         const e = toStatusError(err);
         ctx.log.info({ code: status[e.code], err: e.details }, "stream failed");
         call.emit("error", { code: e.code, details: e.details });

@@ -35,6 +35,30 @@ export class SqliteStore implements RegistryStore {
     };
   }
 
+  /** Writes of one event-loop turn, committed together: one fsync for many registrations. */
+  private pending: { run: () => void; resolve: () => void; reject: (e: unknown) => void }[] = [];
+
+  private write(run: () => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.pending.length === 0) setImmediate(() => this.flush());
+      this.pending.push({ run, resolve, reject });
+    });
+  }
+
+  private flush(): void {
+    const batch = this.pending;
+    this.pending = [];
+    try {
+      this.db.transaction(() => {
+        for (const w of batch) w.run();
+      })();
+    } catch (err) {
+      for (const w of batch) w.reject(err);
+      return;
+    }
+    for (const w of batch) w.resolve();
+  }
+
   loadServices(): Promise<NetworkService[]> {
     return Promise.resolve(this.stmts.allNs.all().map((r) => NetworkService.decode(r.data)));
   }
@@ -44,29 +68,28 @@ export class SqliteStore implements RegistryStore {
   }
 
   putService(ns: NetworkService): Promise<void> {
-    this.stmts.putNs.run(ns.name, NetworkService.encode(ns).finish());
-    return Promise.resolve();
+    const data = NetworkService.encode(ns).finish();
+    return this.write(() => this.stmts.putNs.run(ns.name, data));
   }
 
   deleteService(name: string): Promise<void> {
-    this.stmts.delNs.run(name);
-    return Promise.resolve();
+    return this.write(() => this.stmts.delNs.run(name));
   }
 
   putEndpoint(nse: NetworkServiceEndpoint): Promise<void> {
     const exp = nse.expirationTime
       ? nse.expirationTime.seconds * 1000 + Math.floor(nse.expirationTime.nanos / 1e6)
       : null;
-    this.stmts.putNse.run(nse.name, NetworkServiceEndpoint.encode(nse).finish(), exp);
-    return Promise.resolve();
+    const data = NetworkServiceEndpoint.encode(nse).finish();
+    return this.write(() => this.stmts.putNse.run(nse.name, data, exp));
   }
 
   deleteEndpoint(name: string): Promise<void> {
-    this.stmts.delNse.run(name);
-    return Promise.resolve();
+    return this.write(() => this.stmts.delNse.run(name));
   }
 
   close(): Promise<void> {
+    if (this.pending.length > 0) this.flush();
     this.db.close();
     return Promise.resolve();
   }
