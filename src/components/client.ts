@@ -2,7 +2,7 @@
 // refreshed, closes them on exit. Chain, top to bottom:
 //   mechanism preference (KERNEL) → updatepath → begin → refresh → excludedprefixes → clienturl (nsmgr)
 //   → connect
-import type { Connection } from "../api/connection.js";
+import { Connection } from "../api/connection.js";
 import { chain, element } from "../core/chain.js";
 import { CallContext } from "../core/context.js";
 import { componentLogger } from "../core/log.js";
@@ -83,7 +83,7 @@ export class NsmClient {
     // Asking again for a connection we hold is a refresh: send it as we last saw it (its path and ids).
     const held = this.begin.get(id);
     const conn = held
-      ? { ...structuredClone(held), labels: { ...held.labels, ...r.labels } }
+      ? { ...Connection.fromPartial(held), labels: { ...held.labels, ...r.labels } }
       : { ...emptyConnection(), id, networkService: r.service, labels: { ...this.opts.labels, ...r.labels } };
     const ctx = new CallContext(this.log.child({ connId: id }), new AbortController().signal);
     const mech = preferenceClient("mechanisms/kernel", () => [
@@ -101,7 +101,7 @@ export class NsmClient {
     const conn = this.begin.get(id);
     if (!conn) return;
     await this.chain.close(
-      structuredClone(conn),
+      Connection.fromPartial(conn),
       new CallContext(this.log.child({ connId: id }), new AbortController().signal),
     );
   }

@@ -69,9 +69,18 @@ export function createSecurity(opts: SecurityOptions): Security {
     return fresh;
   };
 
+  const peerKeys = new Map<string, KeyObject>();
   const callerKey = (ctx: CallContext): KeyObject | "embedded" | undefined => {
     if (!secure) return "embedded";
-    return ctx.peerCertificate ? new X509Certificate(ctx.peerCertificate).publicKey : undefined;
+    if (!ctx.peerCertificate) return undefined;
+    // One KeyObject per peer certificate: verifications are cached per key object.
+    const der = ctx.peerCertificate.toString("base64");
+    let k = peerKeys.get(der);
+    if (!k) {
+      if (peerKeys.size > 256) peerKeys.clear();
+      peerKeys.set(der, (k = new X509Certificate(ctx.peerCertificate).publicKey));
+    }
+    return k;
   };
 
   const stampPath = async (conn: Connection, ctx: CallContext): Promise<void> => {

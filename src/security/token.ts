@@ -12,7 +12,6 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { Metadata } from "@grpc/grpc-js";
 import {
-  EmbeddedJWK,
   SignJWT,
   calculateJwkThumbprint,
   compactVerify,
@@ -112,8 +111,39 @@ export function decodeTokenHeader(token: string): ProtectedHeaderParameters {
   }
 }
 
-/** The claims of a token, WITHOUT verifying it. Throws TokenError("malformed") on anything that is not a JWT. */
+/**
+ * A small map that forgets its oldest entries beyond `max`. Tokens repeat a lot (the same token is decoded
+ * by several policies and re-verified on every refresh until it is re-minted), and decoding or importing a
+ * key each time was the largest CPU cost of a hop.
+ */
+class Bounded<K, V> extends Map<K, V> {
+  constructor(private readonly max: number) {
+    super();
+  }
+  override set(k: K, v: V): this {
+    if (this.size >= this.max && !this.has(k)) this.delete(this.keys().next().value as K);
+    return super.set(k, v);
+  }
+}
+
+const claimsCache = new Bounded<string, TokenClaims>(8192);
+const jwkKeys = new Bounded<string, KeyObject>(1024);
+/** token → the key object it verified with (same object ⇒ same check, skip it). */
+const verifiedWith = new Bounded<string, KeyObject>(8192);
+
+/**
+ * The claims of a token, WITHOUT verifying it. Throws TokenError("malformed") on anything that is not a JWT.
+ * The returned object is shared: do not modify it.
+ */
 export function decodeToken(token: string): TokenClaims {
+  const hit = claimsCache.get(token);
+  if (hit) return hit;
+  const claims = decodeTokenUncached(token);
+  claimsCache.set(token, claims);
+  return claims;
+}
+
+function decodeTokenUncached(token: string): TokenClaims {
   decodeTokenHeader(token);
   let payload: Record<string, unknown>;
   try {
@@ -147,8 +177,13 @@ export function decodeToken(token: string): TokenClaims {
 export function embeddedKey(token: string): KeyObject | undefined {
   const { jwk } = decodeTokenHeader(token);
   if (jwk === undefined) return undefined;
+  const id = JSON.stringify(jwk);
+  const cached = jwkKeys.get(id);
+  if (cached) return cached;
   try {
-    return createPublicKey({ key: jwk as JsonWebKeyInput["key"], format: "jwk" });
+    const key = createPublicKey({ key: jwk as JsonWebKeyInput["key"], format: "jwk" });
+    jwkKeys.set(id, key);
+    return key;
   } catch (e) {
     throw new TokenError("key", `token jwk header is not a usable public key: ${(e as Error).message}`);
   }
@@ -178,16 +213,21 @@ export async function embeddedKeyThumbprint(token: string): Promise<string | und
 export async function verifyToken(token: string, key: KeyObject | "embedded"): Promise<TokenClaims> {
   const claims = decodeToken(token);
   try {
+    let k: KeyObject;
     if (key === "embedded") {
-      if (decodeTokenHeader(token).jwk === undefined)
+      const embedded = embeddedKey(token);
+      if (embedded === undefined)
         throw new TokenError(
           "key",
           "token has no jwk header to verify it with (signed by a certificate key?)",
         );
-      await compactVerify(token, EmbeddedJWK, { algorithms: ["ES256"] });
+      k = embedded;
     } else {
-      await compactVerify(token, key, { algorithms: ["ES256"] });
+      k = key;
     }
+    if (verifiedWith.get(token) === k) return claims;
+    await compactVerify(token, k, { algorithms: ["ES256"] });
+    verifiedWith.set(token, k);
   } catch (e) {
     if (e instanceof TokenError) throw e;
     throw new TokenError("signature", `token signature does not verify: ${(e as Error).message}`);

@@ -2,7 +2,7 @@
 // and events raised from inside the hop such as a timeout) run one at a time; the last good Connection and
 // the per-connection metadata live here; a RESELECT_REQUESTED request first closes what exists downstream;
 // a Close for an unknown id is a no-op; a Request that fails on a new connection forgets it.
-import { State, type Connection } from "../../api/connection.js";
+import { Connection, State } from "../../api/connection.js";
 import type { NetworkServiceRequest } from "../../api/networkservice.js";
 import type { NetworkServiceElement, NetworkServiceNext } from "../../core/chain.js";
 import { CallContext, ConnectionMetadata } from "../../core/context.js";
@@ -86,7 +86,7 @@ export class Begin implements NetworkServiceElement {
         const out = await next.request(req, ctx);
         if (this.opts.side === "server") out.state = State.UP;
         // Elements before begin (updatepath) rewrite the returned object for the caller: keep our own copy.
-        entry.conn = structuredClone(out);
+        entry.conn = Connection.fromPartial(out);
         entry.preferences = req.mechanismPreferences;
         return out;
       } catch (err) {
@@ -105,7 +105,7 @@ export class Begin implements NetworkServiceElement {
       ctx.connection = entry.metadata;
       this.entries.delete(id);
       // Close what we built, as we last saw it; every hop mints fresh tokens for the Close on its way.
-      await next.close(structuredClone(entry.conn), ctx);
+      await next.close(Connection.fromPartial(entry.conn), ctx);
     });
   }
 
@@ -120,14 +120,14 @@ export class Begin implements NetworkServiceElement {
         this.serial.run(id, async () => {
           const entry = this.entries.get(id);
           if (!entry?.conn || !this.next) throw new Error(`connection ${id} is not established`);
-          const conn = structuredClone(entry.conn);
+          const conn = Connection.fromPartial(entry.conn);
           change?.(conn);
           const out = await this.next.request(
             { connection: conn, mechanismPreferences: entry.preferences },
             bg(),
           );
           if (this.opts.side === "server") out.state = State.UP;
-          entry.conn = structuredClone(out);
+          entry.conn = Connection.fromPartial(out);
           return out;
         }),
       close: () =>

@@ -4,6 +4,7 @@
 // candidates in turn until one accepts.
 import { status } from "@grpc/grpc-js";
 import { State } from "../../api/connection.js";
+import { NetworkServiceRequest } from "../../api/networkservice.js";
 import type { NetworkService, NetworkServiceEndpoint } from "../../api/registry.js";
 import type { NetworkServiceElement } from "../../core/chain.js";
 import { StatusError, notFound, toStatusError } from "../../core/errors.js";
@@ -66,7 +67,7 @@ export function discoverForwarderServer(source: ForwarderSource): NetworkService
       for (const fwd of fwds) {
         setClientUrl(ctx, fwd.url);
         try {
-          const out = await next.request(structuredClone(req), ctx);
+          const out = await next.request(NetworkServiceRequest.fromPartial(req), ctx);
           meta.set(chosenKey, fwd.name);
           return out;
         } catch (err) {

@@ -1,7 +1,7 @@
 // `mechanisms` (server) picks how the incoming leg is plumbed; the client-side elements build the outgoing
 // leg's preferences (spec §2.3 step 5).
 import { status } from "@grpc/grpc-js";
-import type { Mechanism } from "../../api/connection.js";
+import { Mechanism } from "../../api/connection.js";
 import type { NetworkServiceElement, NetworkServiceNext } from "../../core/chain.js";
 import type { CallContext } from "../../core/context.js";
 import { StatusError, invalidArgument } from "../../core/errors.js";
@@ -33,7 +33,7 @@ export function mechanismsServer(handlers: Record<string, NetworkServiceElement>
         `mechanism_preferences: none of the offered mechanisms (${offered}) is supported here; supported: ${supported.join(", ")}`,
       );
     }
-    return structuredClone(chosen);
+    return Mechanism.fromPartial(chosen);
   };
   return {
     name: "mechanisms",

@@ -7,7 +7,7 @@ import {
   ConnectionEventType,
   MonitorConnectionService,
   State,
-  type Connection,
+  Connection,
   type MonitorScopeSelector,
 } from "../../api/connection.js";
 import type { NetworkServiceElement } from "../../core/chain.js";
@@ -34,7 +34,7 @@ export class MonitorStore {
   }
 
   update(conn: Connection): void {
-    const copy = structuredClone(conn);
+    const copy = Connection.fromPartial(conn);
     this.conns.set(copy.id, copy);
     this.publish(ConnectionEventType.UPDATE, copy);
   }

@@ -1,5 +1,6 @@
 // `roundrobin` (forwarder): tries the discovered endpoints starting at a per-service rotating offset, and
 // moves on to the next one when a Request fails. The chosen endpoint's name goes into the connection.
+import { NetworkServiceRequest } from "../../api/networkservice.js";
 import { status } from "@grpc/grpc-js";
 import type { NetworkServiceElement } from "../../core/chain.js";
 import { StatusError, toStatusError } from "../../core/errors.js";
@@ -19,7 +20,7 @@ export function roundRobinServer(): NetworkServiceElement {
       let lastCode = status.UNAVAILABLE;
       for (let i = 0; i < list.length; i++) {
         const nse = list[(start + i) % list.length]!;
-        const attempt = structuredClone(req);
+        const attempt = NetworkServiceRequest.fromPartial(req);
         attempt.connection!.networkServiceEndpointName = nse.name;
         setClientUrl(ctx, nse.url);
         try {
