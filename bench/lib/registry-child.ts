@@ -1,8 +1,11 @@
 // The registry under test, in its own process so that the benchmark client and the registry each get a core.
 // It runs startRegistry — the same code as `nsm registry` — and is driven by bench/registry.ts over the Node
 // IPC channel: it reports its bound URLs, preloads NSEs straight into its tables (instead of 100k gRPC
-// calls), reports its CPU time and memory, and stops. Usage (by the benchmark only):
+// calls), reports its CPU time, memory, event-loop delay and disk writes, and stops. Usage (by the benchmark only):
 //   node --import tsx bench/lib/registry-child.ts <sqlite|memory> <db path> <expire period ms>
+import { readFileSync, rmSync } from "node:fs";
+import { basename, dirname } from "node:path";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { startRegistry } from "../../src/components/registry.js";
 import { benchEndpoint, storedName, storedService } from "./fixtures.js";
 
@@ -17,6 +20,11 @@ export interface ChildStats {
   cpuUserUs: number;
   cpuSystemUs: number;
   rssBytes: number;
+  /** Bytes this process caused to be written to storage (Linux /proc/self/io); -1 where unavailable. */
+  diskWriteBytes: number;
+  /** Event-loop delay since the previous stats request: how long the loop was blocked at worst. */
+  loopDelayMaxMs: number;
+  loopDelayP99Ms: number;
 }
 
 export type ChildMessage =
@@ -42,15 +50,33 @@ const running = await startRegistry({
   expirePeriodMs,
 });
 
+const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+loopDelay.enable();
+
+function diskWriteBytes(): number {
+  try {
+    const m = /^write_bytes: (\d+)$/m.exec(readFileSync("/proc/self/io", "utf8"));
+    return m ? Number(m[1]) : -1;
+  } catch {
+    return -1;
+  }
+}
+
+/** Counters since start, except the event-loop delay, which is since the previous call. */
 function stats(): ChildStats {
   const cpu = process.cpuUsage();
-  return {
+  const out: ChildStats = {
     endpoints: running.endpoints.size,
     watchers: running.endpoints.watchers.size,
     cpuUserUs: cpu.user,
     cpuSystemUs: cpu.system,
     rssBytes: process.memoryUsage().rss,
+    diskWriteBytes: diskWriteBytes(),
+    loopDelayMaxMs: loopDelay.max / 1e6,
+    loopDelayP99Ms: loopDelay.percentile(99) / 1e6,
   };
+  loopDelay.reset();
+  return out;
 }
 
 async function preload(from: number, to: number): Promise<void> {
@@ -87,6 +113,12 @@ async function handle(req: ChildRequest): Promise<void> {
 }
 
 process.on("message", (m: unknown) => void handle(m as ChildRequest));
-// The benchmark went away (crashed or was killed): don't outlive it.
-process.on("disconnect", () => void stop(1));
+// The benchmark went away (killed): don't outlive it, and remove the temp dir it can no longer remove.
+process.on("disconnect", () => {
+  if (stopping) return;
+  const dir = dirname(dbPath);
+  if (basename(dir).startsWith("nsm-bench-registry-"))
+    process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+  void stop(1);
+});
 send({ type: "ready", urls: running.urls });

@@ -1,0 +1,675 @@
+// `npm run bench:control-plane`: NSM control-plane cost with the data plane stubbed out (`forwarder noop`).
+// Topology of real processes (bench/lib/control-plane-mesh.ts): registry (memory store), nsmgr-1 and nsmgr-2
+// (unix + tcp), a noop forwarder on each, an icmp-responder NSE per node ("bench-local" on nsmgr-1,
+// "bench-remote" on nsmgr-2). NsmClients in this process request through nsmgr-1 and measure:
+//   - connection setup latency (Request → response at the client) p50/p99 and setups/s at 1, 10 and 100
+//     requests in flight, local and remote; Close is timed separately, after each round;
+//   - the bare-transport baseline at the same concurrency: a unary Close of an unknown connection id to
+//     nsmgr-1 (a no-op that returns Empty), so setup latency ÷ transport latency can be read off;
+//   - RSS of nsmgr-1 idle and with 1,000 live local connections, on the fresh nsmgr and again after the load.
+// Components start through bin/nsm.js, which runs the transpiled dist/ when it is newer than src/ (`npm run
+// build`) and the sources through tsx otherwise; the run reports which (components_from_dist).
+// CPU time of every process is read per round from /proc; a round during which other jobs on the machine
+// used more than 10% as much CPU as the mesh is repeated (at most 3 times per point).
+// Prints a table and writes bench/results/control-plane.json. Method and results: bench/README.md.
+// `--quick` runs a scaled-down pass and writes no JSON. `--cpu-prof <dir>` runs every component under
+// `node --cpu-prof` (CPU.<date>.<time>.<pid>.*.cpuprofile written to <dir> as each stops; pids are printed).
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+import { NetworkServiceService } from "../src/api/networkservice.js";
+import { GrpcClient } from "../src/core/client.js";
+import { NsmClient } from "../src/components/client.js";
+import { createSecurity } from "../src/components/security.js";
+import { emptyConnection } from "../src/networkservice/updatepath/updatepath.js";
+import { BenchMesh, median, percentile, type Proc } from "./lib/control-plane-mesh.js";
+
+const quick = process.argv.includes("--quick");
+const profIdx = process.argv.indexOf("--cpu-prof");
+const cpuProfDir = profIdx > 0 ? process.argv[profIdx + 1] : undefined;
+
+const cfg = {
+  concurrency: [1, 10, 100] as const,
+  rounds: 3,
+  /** Setups per measured round, by concurrency: several hundred per point, more where 100 are in flight. */
+  setupsPerRound: (c: number): number => (quick ? 60 : c >= 100 ? 600 : 300),
+  /** Setups (then closed) before the measured rounds of each point. */
+  warmupSetups: (c: number): number => (quick ? Math.max(c, 30) : Math.max(2 * c, 150)),
+  transportCallsPerRound: quick ? 300 : 2_000,
+  transportWarmup: quick ? 100 : 500,
+  memoryConnections: 1_000,
+  memoryConcurrency: 50,
+  /** Let the nsmgr settle before reading its RSS. */
+  memorySettleMs: 1_000,
+  readyTimeoutMs: 60_000,
+  /**
+   * A measured round during which processes outside the mesh used more than this share of the mesh's own CPU
+   * (another job on the machine) is discarded and run again, at most `maxRepeats` times per point.
+   */
+  disturbedShare: 0.1,
+  maxRepeats: 3,
+  targets: { localP50Ms: 5, remoteP50Ms: 10, setupsPerS: 300, rssMb: 150 },
+};
+
+const benchDir = dirname(fileURLToPath(import.meta.url));
+const resultsFile = join(benchDir, "results", "control-plane.json");
+const services = { local: "bench-local", remote: "bench-remote" } as const;
+type Kind = keyof typeof services;
+
+const mesh = new BenchMesh(
+  cfg.readyTimeoutMs,
+  cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${resolve(cpuProfDir)}`] : [],
+);
+process.on("exit", () => mesh.killNow());
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.once(sig, () => {
+    console.error(`bench: ${sig}, stopping component processes and removing ${mesh.dir}`);
+    mesh.killNow();
+    process.exit(130);
+  });
+}
+
+const results: Record<string, number> = {};
+const put = (key: string, value: number): void => {
+  results[key] = Number(value.toPrecision(6));
+};
+
+// ---- load generation ----
+
+interface RoundResult {
+  latenciesMs: number[];
+  wallMs: number;
+  errors: number;
+  firstError?: string;
+}
+
+/** Runs `total` operations with `c` workers, each keeping one operation in flight (closed loop). */
+async function closedLoop(
+  c: number,
+  total: number,
+  op: (worker: number, seq: number) => Promise<void>,
+): Promise<RoundResult> {
+  const latenciesMs: number[] = [];
+  let next = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: c }, async (_, w) => {
+      for (let seq = next++; seq < total; seq = next++) {
+        const s = performance.now();
+        try {
+          await op(w, seq);
+          latenciesMs.push(performance.now() - s);
+        } catch (err) {
+          errors++;
+          firstError ??= err instanceof Error ? err.message : String(err);
+        }
+      }
+    }),
+  );
+  return { latenciesMs, wallMs: performance.now() - t0, errors, firstError };
+}
+
+/** c NsmClients (one per worker, each with its own channel to nsmgr-1), and the connections they hold. */
+class ClientSet {
+  readonly clients: NsmClient[];
+  private readonly open: { client: NsmClient; id: string }[] = [];
+
+  constructor(tag: string, c: number, nsmgrUrl: string) {
+    this.clients = Array.from({ length: c }, (_, i) => {
+      const name = `bench-${tag}-w${i}`;
+      return new NsmClient({ name, nsmgrUrl, security: createSecurity({ name }) });
+    });
+  }
+
+  get size(): number {
+    return this.open.length;
+  }
+
+  setups(total: number, service: string): Promise<RoundResult> {
+    return closedLoop(this.clients.length, total, async (w) => {
+      const client = this.clients[w]!;
+      const conn = await client.request({ service });
+      this.open.push({ client, id: conn.id });
+    });
+  }
+
+  /** Closes every held connection, `c` at a time; returns the Close latencies. */
+  closeAll(): Promise<RoundResult> {
+    const held = this.open.splice(0);
+    return closedLoop(this.clients.length, held.length, async (_w, seq) => {
+      const h = held[seq]!;
+      await h.client.close(h.id);
+    });
+  }
+
+  async dispose(): Promise<void> {
+    await this.closeAll();
+    await Promise.all(this.clients.map((c) => c.closeAll()));
+  }
+}
+
+function checkErrors(what: string, r: RoundResult, total: number): void {
+  if (r.errors === 0) return;
+  const msg = `${what}: ${r.errors}/${total} failed; first: ${r.firstError}`;
+  if (r.errors > total * 0.01) throw new Error(msg);
+  console.error(`warning: ${msg}`);
+}
+
+// ---- CPU accounting per process over a phase ----
+
+function cpuSnapshot(procs: Proc[]): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const p of procs) m.set(p.name, p.cpuMs());
+  const self = process.cpuUsage();
+  m.set("bench (clients)", (self.user + self.system) / 1000);
+  m.set(machineKey, machineBusyMs());
+  return m;
+}
+
+const machineKey = "machine";
+const othersKey = "others";
+
+/** CPU time the whole machine spent busy since boot (ms), from /proc/stat; shows competing load. */
+function machineBusyMs(): number {
+  const f = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = f;
+  return ((user + nice + system + irq + softirq + steal) * 1000) / 100;
+}
+
+/** Replaces the machine total by what processes other than ours used (never below 0). */
+function withOthers(cpu: Map<string, number>): Map<string, number> {
+  const out = new Map<string, number>();
+  let ours = 0;
+  for (const [k, v] of cpu) {
+    if (k === machineKey) continue;
+    out.set(k, v);
+    ours += v;
+  }
+  out.set(othersKey, Math.max(0, (cpu.get(machineKey) ?? ours) - ours));
+  return out;
+}
+
+function cpuDelta(before: Map<string, number>, after: Map<string, number>): Map<string, number> {
+  const d = new Map<string, number>();
+  for (const [k, v] of after) d.set(k, v - (before.get(k) ?? v));
+  return d;
+}
+
+/** Whether competing load disturbed a round; logs and counts it. */
+let discardedRounds = 0;
+function disturbed(what: string, delta: Map<string, number>, repeatsLeft: boolean): boolean {
+  const split = withOthers(delta);
+  const others = split.get(othersKey) ?? 0;
+  let ours = 0;
+  for (const [k, v] of split) if (k !== othersKey) ours += v;
+  if (others <= cfg.disturbedShare * ours || !repeatsLeft) return false;
+  discardedRounds++;
+  console.error(
+    `  ${what}: other processes used ${fmt(others)} ms CPU against the mesh's ${fmt(ours)} ms; round repeated`,
+  );
+  return true;
+}
+
+// ---- phases ----
+
+interface PointResult {
+  kind: Kind;
+  c: number;
+  samples: number;
+  p50: number;
+  p99: number;
+  perS: number;
+  perSMin: number;
+  perSMax: number;
+  closeP50: number;
+  closeP99: number;
+  closesPerS: number;
+  cpuMsPerSetup: Map<string, number>;
+}
+
+async function setupPoint(kind: Kind, c: number, nsmgrUrl: string, procs: Proc[]): Promise<PointResult> {
+  const set = new ClientSet(`${kind}-c${c}`, c, nsmgrUrl);
+  const service = services[kind];
+  try {
+    const warm = await set.setups(cfg.warmupSetups(c), service);
+    checkErrors(`${kind} c=${c} warm-up`, warm, cfg.warmupSetups(c));
+    checkErrors(`${kind} c=${c} warm-up close`, await set.closeAll(), warm.latenciesMs.length);
+
+    const lat: number[] = [];
+    const closeLat: number[] = [];
+    const rates: number[] = [];
+    const closeRates: number[] = [];
+    const cpu = new Map<string, number>();
+    let setups = 0;
+    for (let r = 0, repeats = 0; r < cfg.rounds;) {
+      const n = cfg.setupsPerRound(c);
+      const before = cpuSnapshot(procs);
+      const round = await set.setups(n, service);
+      const delta = cpuDelta(before, cpuSnapshot(procs));
+      checkErrors(`${kind} c=${c} round ${r + 1}`, round, n);
+      const beforeClose = cpuSnapshot(procs);
+      const closed = await set.closeAll();
+      const closeDelta = cpuDelta(beforeClose, cpuSnapshot(procs));
+      checkErrors(`${kind} c=${c} round ${r + 1} close`, closed, round.latenciesMs.length);
+      const canRepeat = repeats < cfg.maxRepeats;
+      if (
+        disturbed(`${kind} c=${c} round ${r + 1}`, delta, canRepeat) ||
+        disturbed(`${kind} c=${c} round ${r + 1} close`, closeDelta, canRepeat)
+      ) {
+        repeats++;
+        continue;
+      }
+      for (const [k, v] of delta) cpu.set(k, (cpu.get(k) ?? 0) + v);
+      lat.push(...round.latenciesMs);
+      rates.push((round.latenciesMs.length * 1000) / round.wallMs);
+      setups += round.latenciesMs.length;
+      closeLat.push(...closed.latenciesMs);
+      closeRates.push((closed.latenciesMs.length * 1000) / closed.wallMs);
+      r++;
+    }
+    lat.sort((a, b) => a - b);
+    closeLat.sort((a, b) => a - b);
+    const cpuMsPerSetup = new Map<string, number>();
+    for (const [k, v] of withOthers(cpu)) cpuMsPerSetup.set(k, v / setups);
+    const res: PointResult = {
+      kind,
+      c,
+      samples: lat.length,
+      p50: percentile(lat, 0.5),
+      p99: percentile(lat, 0.99),
+      perS: median(rates),
+      perSMin: Math.min(...rates),
+      perSMax: Math.max(...rates),
+      closeP50: percentile(closeLat, 0.5),
+      closeP99: percentile(closeLat, 0.99),
+      closesPerS: median(closeRates),
+      cpuMsPerSetup,
+    };
+    console.error(
+      `  ${kind} c=${c}: p50 ${fmt(res.p50)} ms, p99 ${fmt(res.p99)} ms, ${fmt(res.perS)} setups/s ` +
+        `(rounds ${rates.map(fmt).join(", ")}), close p50 ${fmt(res.closeP50)} ms`,
+    );
+    return res;
+  } finally {
+    await set.dispose();
+  }
+}
+
+interface TransportResult {
+  c: number;
+  p50: number;
+  p99: number;
+  perS: number;
+}
+
+/** Unary Close of an unknown connection id to nsmgr-1: the round trip through gRPC and the chain's head. */
+async function transportPoint(c: number, nsmgrUrl: string, procs: Proc[]): Promise<TransportResult> {
+  const clients = Array.from({ length: c }, () => new GrpcClient(nsmgrUrl));
+  try {
+    let unique = 0;
+    const call = async (w: number): Promise<void> => {
+      await clients[w]!.unary(NetworkServiceService.close, {
+        ...emptyConnection(),
+        id: `bench-unknown-c${c}-${unique++}`,
+      });
+    };
+    checkErrors(`transport c=${c} warm-up`, await closedLoop(c, cfg.transportWarmup, call), 1);
+    const lat: number[] = [];
+    const rates: number[] = [];
+    for (let r = 0, repeats = 0; r < cfg.rounds;) {
+      const before = cpuSnapshot(procs);
+      const round = await closedLoop(c, cfg.transportCallsPerRound, call);
+      checkErrors(`transport c=${c}`, round, cfg.transportCallsPerRound);
+      const delta = cpuDelta(before, cpuSnapshot(procs));
+      if (disturbed(`transport c=${c} round ${r + 1}`, delta, repeats < cfg.maxRepeats)) {
+        repeats++;
+        continue;
+      }
+      lat.push(...round.latenciesMs);
+      rates.push((round.latenciesMs.length * 1000) / round.wallMs);
+      r++;
+    }
+    lat.sort((a, b) => a - b);
+    const res = { c, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), perS: median(rates) };
+    console.error(
+      `  transport c=${c}: p50 ${fmt(res.p50)} ms, p99 ${fmt(res.p99)} ms, ${fmt(res.perS)} calls/s`,
+    );
+    return res;
+  } finally {
+    for (const cl of clients) cl.close();
+  }
+}
+
+interface MemoryResult {
+  beforeMb: number;
+  liveMb: number;
+  afterCloseMb: number;
+  live: number;
+  openS: number;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function memoryPhase(label: string, nsmgr: Proc, nsmgrUrl: string): Promise<MemoryResult> {
+  const n = cfg.memoryConnections;
+  const set = new ClientSet(`mem-${label.replace(/\W+/g, "-")}`, cfg.memoryConcurrency, nsmgrUrl);
+  try {
+    await sleep(cfg.memorySettleMs);
+    const beforeMb = nsmgr.memoryMb().rss;
+    const opened = await set.setups(n, services.local);
+    checkErrors(`memory: opening ${n} connections`, opened, n);
+    await sleep(cfg.memorySettleMs);
+    const liveMb = nsmgr.memoryMb().rss;
+    const live = set.size;
+    checkErrors("memory: closing", await set.closeAll(), live);
+    await sleep(cfg.memorySettleMs);
+    const afterCloseMb = nsmgr.memoryMb().rss;
+    console.error(
+      `  nsmgr-1 RSS (${label}): before ${fmt(beforeMb)} MB, ${live} live ${fmt(liveMb)} MB, ` +
+        `after close ${fmt(afterCloseMb)} MB`,
+    );
+    return { beforeMb, liveMb, afterCloseMb, live, openS: opened.wallMs / 1000 };
+  } finally {
+    await set.dispose();
+  }
+}
+
+/** Retries a local and a remote request until both succeed: every process is registered and reachable. */
+async function untilServing(nsmgrUrl: string): Promise<void> {
+  const end = Date.now() + cfg.readyTimeoutMs;
+  const probe = new NsmClient({
+    name: "bench-probe",
+    nsmgrUrl,
+    security: createSecurity({ name: "bench-probe" }),
+  });
+  try {
+    for (const service of Object.values(services)) {
+      for (;;) {
+        try {
+          const conn = await probe.request({ service });
+          await probe.close(conn.id);
+          break;
+        } catch (err) {
+          if (Date.now() > end)
+            throw new Error(
+              `${service} not served after ${cfg.readyTimeoutMs} ms: ${err instanceof Error ? err.message : String(err)}`,
+            );
+          await sleep(200);
+        }
+      }
+    }
+  } finally {
+    await probe.closeAll();
+  }
+}
+
+// ---- output ----
+
+function fmt(v: number): string {
+  if (!Number.isFinite(v)) return String(v);
+  if (Math.abs(v) >= 100) return v.toFixed(0);
+  if (Math.abs(v) >= 10) return v.toFixed(1);
+  return v.toFixed(2);
+}
+
+function printTable(title: string, header: string[], rows: string[][]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cols: string[]): string =>
+    cols.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+  console.log(`\n${title}`);
+  console.log(line(header));
+  console.log(line(widths.map((w) => "-".repeat(w))));
+  for (const r of rows) console.log(line(r));
+}
+
+// ---- main ----
+
+async function main(): Promise<void> {
+  const t0 = performance.now();
+  if (cpuProfDir) mkdirSync(resolve(cpuProfDir), { recursive: true });
+  console.error(`bench: starting topology in ${mesh.dir}`);
+  const registry = await mesh.registry();
+  const [n1, n2] = await Promise.all([mesh.nsmgr("nsmgr-1"), mesh.nsmgr("nsmgr-2")]);
+  const comps = await Promise.all([
+    mesh.forwarder("fwd-1", n1.url),
+    mesh.forwarder("fwd-2", n2.url),
+    mesh.nse("nse-local", n1.url, services.local, "100.64.0.0/16"),
+    mesh.nse("nse-remote", n2.url, services.remote, "100.65.0.0/16"),
+  ]);
+  const procs = [registry, n1.proc, n2.proc, ...comps];
+  const fromDist = procs.filter((p) => p.fromDist).length / procs.length;
+  const mode =
+    fromDist === 1
+      ? "components run from dist/ (transpiled JS)"
+      : fromDist === 0
+        ? "components run through tsx (dist/ missing or older than src/: `npm run build` for the transpiled path)"
+        : "WARNING: some components ran from dist/, others through tsx (src/ changed during start-up)";
+  console.error(`bench: ${mode}`);
+  await untilServing(n1.url);
+  console.error(`bench: topology up in ${fmt((performance.now() - t0) / 1000)} s`);
+
+  // Memory first, on the freshly started nsmgr (idle: it has served one local and one remote probe
+  // connection, now closed), and once more after every load phase, when its heap has grown under load.
+  console.error("bench: nsmgr-1 memory, fresh");
+  const mem = await memoryPhase("fresh", n1.proc, n1.url);
+
+  console.error("bench: transport baseline (Close of an unknown id to nsmgr-1)");
+  const transport = new Map<number, TransportResult>();
+  for (const c of cfg.concurrency) transport.set(c, await transportPoint(c, n1.url, procs));
+
+  console.error("bench: connection setup");
+  const points: PointResult[] = [];
+  for (const kind of ["local", "remote"] as const) {
+    for (const c of cfg.concurrency) points.push(await setupPoint(kind, c, n1.url, procs));
+  }
+  console.error("bench: nsmgr-1 memory, after the load phases");
+  const memAfter = await memoryPhase("after load", n1.proc, n1.url);
+  const peakMb = n1.proc.memoryMb().peak;
+  const otherRss = new Map(procs.map((p) => [p.name, p.memoryMb().rss]));
+
+  // ---- table ----
+  const cpuInfo = cpus();
+  console.log(
+    `NSM control plane, forwarder noop — ${cpuInfo.length} CPUs (${cpuInfo[0]?.model ?? "?"}), ` +
+      `node ${process.version}, ${new Date().toISOString()}${quick ? " — QUICK RUN" : ""}`,
+  );
+  console.log(mode);
+  console.log(
+    `${cfg.rounds} rounds per point; setups/s = median of rounds; p50/p99 over all rounds' samples. ` +
+      `transport = unary Close of an unknown id to nsmgr-1 (gRPC round trip, no connection work).`,
+  );
+  printTable(
+    "Connection setup (Request → response at the client)",
+    [
+      "path",
+      "in flight",
+      "setups",
+      "p50 ms",
+      "p99 ms",
+      "setups/s",
+      "(min..max)",
+      "transport p50 ms",
+      "p99 ms",
+      "calls/s",
+      "setup÷transport p50",
+      "close p50 ms",
+      "close p99 ms",
+    ],
+    points.map((p) => {
+      const t = transport.get(p.c)!;
+      return [
+        p.kind,
+        String(p.c),
+        String(p.samples),
+        fmt(p.p50),
+        fmt(p.p99),
+        fmt(p.perS),
+        `${fmt(p.perSMin)}..${fmt(p.perSMax)}`,
+        fmt(t.p50),
+        fmt(t.p99),
+        fmt(t.perS),
+        `${fmt(p.p50 / t.p50)}×`,
+        fmt(p.closeP50),
+        fmt(p.closeP99),
+      ];
+    }),
+  );
+
+  const names = [...(points[0]?.cpuMsPerSetup.keys() ?? [])].filter((n) => n !== othersKey);
+  printTable(
+    `CPU per setup, ms (user+system over the measured rounds; ${othersKey} = machine busy time not ` +
+      `used by these processes, i.e. competing load)`,
+    ["path", "in flight", ...names, "total", othersKey],
+    points.map((p) => {
+      const vals = names.map((n) => p.cpuMsPerSetup.get(n) ?? 0);
+      return [
+        p.kind,
+        String(p.c),
+        ...vals.map(fmt),
+        fmt(vals.reduce((a, b) => a + b, 0)),
+        fmt(p.cpuMsPerSetup.get(othersKey) ?? 0),
+      ];
+    }),
+  );
+  const contaminated = points.filter((p) => {
+    const others = p.cpuMsPerSetup.get(othersKey) ?? 0;
+    let ours = 0;
+    for (const [k, v] of p.cpuMsPerSetup) if (k !== othersKey) ours += v;
+    return others > 0.1 * ours;
+  });
+  if (contaminated.length > 0)
+    console.log(
+      `WARNING: other processes used more than 10% as much CPU as the mesh during ` +
+        `${contaminated.map((p) => `${p.kind} c=${p.c}`).join(", ")}: those figures are disturbed even after repeating rounds; rerun on an idle machine.`,
+    );
+
+  printTable(
+    "nsmgr-1 memory (VmRSS)",
+    ["state", "MB"],
+    [
+      ["idle (fresh: topology up, one local + one remote probe served)", fmt(mem.beforeMb)],
+      [`${mem.live} live local connections (fresh nsmgr)`, fmt(mem.liveMb)],
+      ["after closing them", fmt(mem.afterCloseMb)],
+      ["idle after transport and setup phases", fmt(memAfter.beforeMb)],
+      [`${memAfter.live} live local connections (after the load phases)`, fmt(memAfter.liveMb)],
+      ["after closing them", fmt(memAfter.afterCloseMb)],
+      ["peak over the run (VmHWM)", fmt(peakMb)],
+    ],
+  );
+
+  const local10 = points.find((p) => p.kind === "local" && p.c === 10)!;
+  const remote10 = points.find((p) => p.kind === "remote" && p.c === 10)!;
+  const local100 = points.find((p) => p.kind === "local" && p.c === 100)!;
+  const tg = cfg.targets;
+  const verdict = (ok: boolean): string => (ok ? "met" : "MISSED");
+  printTable(
+    "Targets",
+    ["target", "measured", "status"],
+    [
+      [
+        `local setup p50 (10 in flight) ≤ ${tg.localP50Ms} ms`,
+        fmt(local10.p50),
+        verdict(local10.p50 <= tg.localP50Ms),
+      ],
+      [
+        `remote setup p50 (10 in flight) ≤ ${tg.remoteP50Ms} ms`,
+        fmt(remote10.p50),
+        verdict(remote10.p50 <= tg.remoteP50Ms),
+      ],
+      [
+        `local setups/s (100 in flight) ≥ ${tg.setupsPerS}`,
+        fmt(local100.perS),
+        verdict(local100.perS >= tg.setupsPerS),
+      ],
+      [
+        `nsmgr RSS at ${mem.live} connections ≤ ${tg.rssMb} MB (fresh nsmgr)`,
+        fmt(mem.liveMb),
+        verdict(mem.liveMb <= tg.rssMb),
+      ],
+      [
+        `nsmgr RSS at ${memAfter.live} connections ≤ ${tg.rssMb} MB (after the load phases)`,
+        fmt(memAfter.liveMb),
+        verdict(memAfter.liveMb <= tg.rssMb),
+      ],
+    ],
+  );
+
+  // ---- JSON ----
+  put("local_setup_p50_ms_c10", local10.p50);
+  put("remote_setup_p50_ms_c10", remote10.p50);
+  put("setups_per_s_c100", local100.perS);
+  put("nsmgr_rss_mb_1000_conns", mem.liveMb);
+  for (const p of points) {
+    const t = transport.get(p.c)!;
+    put(`${p.kind}_setup_p50_ms_c${p.c}`, p.p50);
+    put(`${p.kind}_setup_p99_ms_c${p.c}`, p.p99);
+    put(`${p.kind}_setups_per_s_c${p.c}`, p.perS);
+    put(`${p.kind}_setups_per_s_min_round_c${p.c}`, p.perSMin);
+    put(`${p.kind}_setups_per_s_max_round_c${p.c}`, p.perSMax);
+    put(`${p.kind}_setup_over_transport_p50_c${p.c}`, p.p50 / t.p50);
+    put(`${p.kind}_close_p50_ms_c${p.c}`, p.closeP50);
+    put(`${p.kind}_close_p99_ms_c${p.c}`, p.closeP99);
+    put(`${p.kind}_closes_per_s_c${p.c}`, p.closesPerS);
+    put(`${p.kind}_setup_samples_c${p.c}`, p.samples);
+    let total = 0;
+    for (const [name, v] of p.cpuMsPerSetup) {
+      if (name === othersKey) {
+        put(`${p.kind}_cpu_ms_per_setup_c${p.c}_other_load`, v);
+        continue;
+      }
+      total += v;
+      if (p.c === 100)
+        put(`${p.kind}_cpu_ms_per_setup_c100_${name.replace(/[^a-z0-9]+/gi, "_").replace(/_$/, "")}`, v);
+    }
+    put(`${p.kind}_cpu_ms_per_setup_c${p.c}_all_processes`, total);
+  }
+  for (const t of transport.values()) {
+    put(`transport_p50_ms_c${t.c}`, t.p50);
+    put(`transport_p99_ms_c${t.c}`, t.p99);
+    put(`transport_calls_per_s_c${t.c}`, t.perS);
+  }
+  put("nsmgr_rss_mb_idle", mem.beforeMb);
+  put("nsmgr_rss_mb_after_close_1000_conns", mem.afterCloseMb);
+  put("nsmgr_rss_mb_idle_after_load", memAfter.beforeMb);
+  put("nsmgr_rss_mb_1000_conns_after_load", memAfter.liveMb);
+  put("nsmgr_rss_mb_after_close_1000_conns_after_load", memAfter.afterCloseMb);
+  put("nsmgr_rss_mb_peak", peakMb);
+  put("open_1000_conns_s", mem.openS);
+  for (const [name, mb] of otherRss) put(`rss_mb_end_${name.replace(/[^a-z0-9]+/gi, "_")}`, mb);
+  put("target_local_setup_p50_ms", tg.localP50Ms);
+  put("target_remote_setup_p50_ms", tg.remoteP50Ms);
+  put("target_setups_per_s", tg.setupsPerS);
+  put("target_nsmgr_rss_mb", tg.rssMb);
+  put("components_from_dist", fromDist);
+  put("rounds_repeated_for_competing_load", discardedRounds);
+  put("cpus", cpuInfo.length);
+  put("run_duration_s", (performance.now() - t0) / 1000);
+
+  if (quick) {
+    console.log("\n--quick: bench/results/control-plane.json not written");
+  } else {
+    mkdirSync(dirname(resultsFile), { recursive: true });
+    writeFileSync(resultsFile, JSON.stringify(results, null, 2) + "\n");
+    console.log(`\nwrote ${resultsFile}`);
+  }
+}
+
+try {
+  await main();
+} catch (err) {
+  console.error("bench failed:", err);
+  for (const p of mesh.procs) {
+    if (p.output().trim()) console.error(`--- ${p.name} (pid ${p.pid}) output ---\n${p.output()}`);
+  }
+  process.exitCode = 1;
+} finally {
+  await mesh.down();
+  if (cpuProfDir) {
+    const pids = mesh.procs.map((p) => `${p.name}=${p.pid}`).join(" ");
+    console.error(`bench: CPU profiles in ${resolve(cpuProfDir)} (${pids})`);
+  }
+}

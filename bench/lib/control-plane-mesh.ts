@@ -1,0 +1,328 @@
+// Control-plane topology for bench/control-plane.ts: real `nsm` processes (registry, nsmgrs, noop forwarders,
+// icmp-responder endpoints) on sockets in one temp dir, all at NSM_LOG_LEVEL=warn. At that level the
+// components do not log their "ready" lines, so readiness is observed from outside: a tcp://127.0.0.1:0
+// listener's port is read from /proc (the process's LISTEN sockets), and unix sockets are dialled until
+// they answer. Every process is stopped by pid and the temp dir removed by `down()`, or synchronously by
+// `killNow()` from an exit/signal handler.
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { GrpcClient } from "../../src/core/client.js";
+
+const nsmBin = new URL("../../bin/nsm.js", import.meta.url).pathname;
+const repoRoot = new URL("../..", import.meta.url).pathname;
+
+function newestMtimeMs(dir: string): number {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    newest = Math.max(newest, e.isDirectory() ? newestMtimeMs(p) : statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+/**
+ * Whether `bin/nsm.js` would run the transpiled dist/ (true) or the sources through tsx (false) if started
+ * now: the launcher's own rule (dist/.built newer than every file under src/, NSM_FROM_SOURCE unset).
+ */
+export function launcherUsesDist(): boolean {
+  if (process.env.NSM_FROM_SOURCE === "1") return false;
+  try {
+    return statSync(join(repoRoot, "dist", ".built")).mtimeMs >= newestMtimeMs(join(repoRoot, "src"));
+  } catch {
+    return false;
+  }
+}
+const clockTicksPerS = 100; // USER_HZ on Linux
+
+export interface StartOptions {
+  /** Extra environment for this process only. */
+  env?: Record<string, string>;
+}
+
+/** One `nsm` component process. */
+export class Proc {
+  private readonly exited: Promise<void>;
+  private stderrTail = "";
+
+  constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+    /** Started from dist/ (transpiled JS) rather than through tsx; see launcherUsesDist. */
+    readonly fromDist: boolean,
+  ) {
+    this.exited = new Promise((resolve) => child.once("exit", () => resolve()));
+    const keep = (chunk: Buffer): void => {
+      this.stderrTail = (this.stderrTail + chunk.toString()).slice(-8_000);
+    };
+    child.stderr?.on("data", keep);
+    child.stdout?.on("data", keep);
+  }
+
+  get pid(): number {
+    const pid = this.child.pid;
+    if (pid === undefined) throw new Error(`${this.name}: not started`);
+    return pid;
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** What the process wrote last (warnings, errors), for failure reports. */
+  output(): string {
+    return this.stderrTail;
+  }
+
+  /** VmRSS and VmHWM (peak) from /proc/<pid>/status, in MB (MiB). */
+  memoryMb(): { rss: number; peak: number } {
+    const status = readFileSync(`/proc/${this.pid}/status`, "utf8");
+    const kb = (field: string): number => {
+      const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status);
+      if (!m) throw new Error(`${this.name}: no ${field} in /proc/${this.pid}/status`);
+      return Number(m[1]);
+    };
+    return { rss: kb("VmRSS") / 1024, peak: kb("VmHWM") / 1024 };
+  }
+
+  /** CPU time used so far (user + system), ms. */
+  cpuMs(): number {
+    const stat = readFileSync(`/proc/${this.pid}/stat`, "utf8");
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(rest[11]) + Number(rest[12])) * 1000) / clockTicksPerS;
+  }
+
+  /** Ports this process listens on over TCP, from its socket fds and /proc/<pid>/net/tcp{,6}. */
+  listeningTcpPorts(): number[] {
+    const inodes = new Set<string>();
+    for (const fd of readdirSync(`/proc/${this.pid}/fd`)) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${this.pid}/fd/${fd}`));
+        if (m) inodes.add(m[1]!);
+      } catch {
+        /* fd closed meanwhile */
+      }
+    }
+    const ports: number[] = [];
+    for (const table of ["tcp", "tcp6"]) {
+      let text: string;
+      try {
+        text = readFileSync(`/proc/${this.pid}/net/${table}`, "utf8");
+      } catch {
+        continue;
+      }
+      for (const line of text.split("\n").slice(1)) {
+        const f = line.trim().split(/\s+/);
+        // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+        if (f.length < 10 || f[3] !== "0A" || !inodes.has(f[9]!)) continue;
+        ports.push(parseInt(f[1]!.split(":")[1]!, 16));
+      }
+    }
+    return ports;
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves when the process has exited. */
+  async stop(graceMs = 5_000): Promise<void> {
+    if (!this.running) return;
+    process.kill(this.pid, "SIGTERM");
+    const t = setTimeout(() => this.killNow(), graceMs);
+    await this.exited;
+    clearTimeout(t);
+  }
+
+  killNow(): void {
+    if (!this.running) return;
+    try {
+      process.kill(this.pid, "SIGKILL");
+    } catch {
+      /* already gone */
+    }
+  }
+
+  async untilExit(): Promise<void> {
+    await this.exited;
+  }
+}
+
+async function pollUntil<T>(
+  what: string,
+  proc: Proc,
+  probe: () => T | undefined | Promise<T | undefined>,
+  timeoutMs: number,
+): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (!proc.running) throw new Error(`${proc.name} exited before ${what}:\n${proc.output()}`);
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end)
+      throw new Error(`${proc.name}: no ${what} after ${timeoutMs} ms:\n${proc.output()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Resolves when a gRPC channel to `url` connects. */
+async function dialable(url: string, timeoutMs: number): Promise<void> {
+  const c = new GrpcClient(url);
+  try {
+    await c.waitReady(timeoutMs);
+  } finally {
+    c.close();
+  }
+}
+
+export class BenchMesh {
+  readonly dir = mkdtempSync(join(tmpdir(), "nsm-bench-cp-"));
+  readonly procs: Proc[] = [];
+  registryUrl = "";
+  private removed = false;
+
+  constructor(
+    private readonly readyTimeoutMs = 30_000,
+    /** Node options for every process, before the script (e.g. --cpu-prof, not allowed in NODE_OPTIONS). */
+    private readonly nodeArgs: string[] = [],
+  ) {}
+
+  sock(name: string): string {
+    return `unix://${join(this.dir, `${name}.sock`)}`;
+  }
+
+  private spawn(name: string, args: string[], opts: StartOptions = {}): Proc {
+    const fromDist = launcherUsesDist();
+    const child = spawn(process.execPath, [...this.nodeArgs, nsmBin, ...args], {
+      env: { ...process.env, ...opts.env, NSM_LOG_LEVEL: "warn" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const p = new Proc(name, child, fromDist);
+    this.procs.push(p);
+    return p;
+  }
+
+  private async tcpUrl(p: Proc): Promise<string> {
+    const port = await pollUntil("tcp listener", p, () => p.listeningTcpPorts()[0], this.readyTimeoutMs);
+    return `tcp://127.0.0.1:${port}`;
+  }
+
+  private async unixReady(p: Proc, url: string): Promise<void> {
+    const path = url.slice("unix://".length);
+    await pollUntil("unix socket", p, () => (existsSync(path) ? true : undefined), this.readyTimeoutMs);
+    await dialable(url, this.readyTimeoutMs);
+  }
+
+  async registry(opts?: StartOptions): Promise<Proc> {
+    const p = this.spawn(
+      "registry",
+      ["registry", "--store", "memory", "--listen-on", "tcp://127.0.0.1:0"],
+      opts,
+    );
+    this.registryUrl = await this.tcpUrl(p);
+    await dialable(this.registryUrl, this.readyTimeoutMs);
+    return p;
+  }
+
+  /** nsmgr on unix + tcp://127.0.0.1:0; `url` is its unix socket, `publicUrl` its tcp listener. */
+  async nsmgr(name: string, opts?: StartOptions): Promise<{ proc: Proc; url: string; publicUrl: string }> {
+    const url = this.sock(name);
+    const p = this.spawn(
+      name,
+      [
+        "nsmgr",
+        "--name",
+        name,
+        "--listen-on",
+        `${url},tcp://127.0.0.1:0`,
+        "--registry-url",
+        this.registryUrl,
+      ],
+      { env: { NODE_NAME: name, ...opts?.env } },
+    );
+    // The unix socket is bound first, the tcp one second: once tcp listens, both do.
+    const publicUrl = await this.tcpUrl(p);
+    await this.unixReady(p, url);
+    return { proc: p, url, publicUrl };
+  }
+
+  async forwarder(name: string, nsmgrUrl: string, opts?: StartOptions): Promise<Proc> {
+    const p = this.spawn(
+      name,
+      [
+        "forwarder",
+        "noop",
+        "--name",
+        name,
+        "--listen-on",
+        this.sock(name),
+        "--connect-to",
+        nsmgrUrl,
+        "--labels",
+        "p2p=true",
+      ],
+      opts,
+    );
+    await this.unixReady(p, this.sock(name));
+    return p;
+  }
+
+  async nse(
+    name: string,
+    nsmgrUrl: string,
+    service: string,
+    cidr: string,
+    opts?: StartOptions,
+  ): Promise<Proc> {
+    const p = this.spawn(
+      name,
+      [
+        "nse",
+        "icmp-responder",
+        "--name",
+        name,
+        "--listen-on",
+        this.sock(name),
+        "--connect-to",
+        nsmgrUrl,
+        "--services",
+        service,
+        "--cidr",
+        cidr,
+      ],
+      opts,
+    );
+    await this.unixReady(p, this.sock(name));
+    return p;
+  }
+
+  /** Stops every process by pid (last started first) and removes the temp dir. */
+  async down(): Promise<void> {
+    for (const p of [...this.procs].reverse()) await p.stop().catch(() => p.killNow());
+    this.removeDir();
+  }
+
+  /** For exit/signal handlers: SIGKILL by pid, remove the temp dir, synchronously. */
+  killNow(): void {
+    for (const p of this.procs) p.killNow();
+    this.removeDir();
+  }
+
+  private removeDir(): void {
+    if (this.removed) return;
+    rmSync(this.dir, { recursive: true, force: true });
+    this.removed = true;
+  }
+}
+
+/** Nearest-rank percentile of an ascending array (p in 0..1). */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) throw new Error("percentile of no samples");
+  const rank = Math.min(sorted.length, Math.max(1, Math.ceil(p * sorted.length)));
+  return sorted[rank - 1]!;
+}
+
+export function median(values: readonly number[]): number {
+  return percentile(
+    [...values].sort((a, b) => a - b),
+    0.5,
+  );
+}
