@@ -55,6 +55,7 @@ export {
   SELF_NETNS,
 } from "./netns.js";
 export { linkNameProblem, parseCidr, parseIp, MAX_LINK_NAME, type Family } from "./nl/codec.js";
+export { ping, type PingNetns, type PingOptions, type PingResult, type IcmpSocketKind } from "./icmp.js";
 
 export interface DataplaneOptions {
   /** Per-request timeout in ms (default 10 000). */
