@@ -85,6 +85,12 @@ export interface VxlanSpec extends LinkCommon {
   underlay?: LinkRef;
   /** FDB learning (default false: NSM tunnels are point-to-point). */
   learning?: boolean;
+  /**
+   * Create the device directly in this namespace (IFLA_NET_NS_FD) while its tunnel socket stays in the
+   * namespace of this handle, where the underlay is: no create-then-move (moving a device waits for an RCU
+   * grace period under the RTNL lock, which serialises concurrent setups).
+   */
+  netns?: NsContext;
   ttl?: number;
 }
 
@@ -296,6 +302,8 @@ export class LinkOps {
         ? undefined
         : await resolveLinkIndex(this.ns, spec.underlay, { ...ctx, op: "link add vxlan: underlay" });
     const attrs = await this.commonAttrs(spec, ctx);
+    const target = spec.netns && spec.netns.inodeUrl !== this.ns.inodeUrl ? spec.netns : undefined;
+    if (target) attrs.netNsFd = target.fd;
     attrs.linkinfo = vxlanLinkInfo({
       vni: spec.vni,
       port,
@@ -306,8 +314,9 @@ export class LinkOps {
       ...(spec.ttl !== undefined ? { ttl: spec.ttl } : {}),
     });
     await this.ns.rtnl.request(RTM.NEWLINK, linkMsg(upFlags(spec.up), attrs), NLM_F.CREATE | NLM_F.EXCL, ctx);
-    await this.finishCreate(spec.name, ctx, async () => {
-      if (spec.alias) await this.set(spec.name, { alias: spec.alias });
+    const where = target ? new LinkOps(target) : this;
+    await where.finishCreate(spec.name, ctx, async () => {
+      if (spec.alias) await where.set(spec.name, { alias: spec.alias });
     });
   }
 

@@ -1,6 +1,6 @@
 // The kernel forwarder's data plane (issue 4): local connections are one veth pair with an end in each
 // namespace (created directly in place); remote connections are a VXLAN device per side, created in the
-// node namespace on the underlay and moved into the pod namespace. Every link is tagged (alias) with the
+// node namespace (so its tunnel socket is on the underlay) directly into the pod namespace. Every link is tagged (alias) with the
 // forwarder's connection id, so a restarted forwarder can adopt what is still refreshed and delete the rest.
 // Deletes (~20 ms of kernel time each) run after the Close has been answered.
 import type { Connection, Mechanism } from "../../api/connection.js";
@@ -238,9 +238,19 @@ export class KernelDataPlane implements DataPlane {
         }
       }
       if (existing) await podNs.link.delete(name, { missingOk: true });
-      const temp = `vx${vni.toString(36)}${connId.replace(/[^a-z0-9]/gi, "").slice(0, 6)}`.slice(0, 15);
+      // Created from the node namespace (its tunnel socket stays on the underlay) straight into the pod.
       await this.node.link
-        .createVxlan({ name: temp, vni, local, remote, port: this.port, alias, ...(mtu ? { mtu } : {}) })
+        .createVxlan({
+          name,
+          netns: podNs,
+          vni,
+          local,
+          remote,
+          port: this.port,
+          alias,
+          up: true,
+          ...(mtu ? { mtu } : {}),
+        })
         .catch((err: unknown) => {
           if (isErrno(err, "EEXIST")) {
             throw new StatusError(
@@ -250,12 +260,6 @@ export class KernelDataPlane implements DataPlane {
           }
           throw err;
         });
-      try {
-        await this.node.link.moveTo(temp, podNs, { name, up: true });
-      } catch (err) {
-        await this.node.link.delete(temp, { missingOk: true });
-        throw err;
-      }
       return state;
     } catch (err) {
       ctx.log.warn({ connId, err: (err as Error).message }, "building the data plane failed");
