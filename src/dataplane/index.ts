@@ -143,6 +143,11 @@ export class Dataplane {
    * for a namespace that does not exist, EINVAL for a file that is not a network namespace.
    */
   netns(ref: string = SELF_NETNS): NetnsHandle {
+    // An inode URL names the handle's cache key: no /proc scan while the namespace is open already.
+    if (ref.startsWith("inode://")) {
+      const open = this.handles.get(ref);
+      if (open && !open.closed) return open;
+    }
     const file = openNetnsFile(ref);
     const cached = this.handles.get(file.inodeUrl);
     if (cached && !cached.closed) {

@@ -238,7 +238,9 @@ export class KernelDataPlane implements DataPlane {
         }
       }
       if (existing) await podNs.link.delete(name, { missingOk: true });
-      // Created from the node namespace (its tunnel socket stays on the underlay) straight into the pod.
+      // Created from the node namespace (its tunnel socket stays on the underlay) straight into the pod. Without
+      // an MTU in the context, leave room for the VXLAN header on the underlay.
+      const tunnelMtu = mtu ?? (await this.underlayMtu(local));
       await this.node.link
         .createVxlan({
           name,
@@ -249,7 +251,7 @@ export class KernelDataPlane implements DataPlane {
           port: this.port,
           alias,
           up: true,
-          ...(mtu ? { mtu } : {}),
+          ...(tunnelMtu ? { mtu: tunnelMtu } : {}),
         })
         .catch((err: unknown) => {
           if (isErrno(err, "EEXIST")) {
@@ -287,6 +289,18 @@ export class KernelDataPlane implements DataPlane {
 
   private side(ns: NetnsHandle, ifname: string): Side {
     return { ns, ifname, applied: emptySide };
+  }
+
+  private readonly underlayMtus = new Map<string, number | undefined>();
+
+  /** MTU of the node interface holding `local`, minus VXLAN's overhead (50 bytes over IPv4, 70 over IPv6). */
+  private async underlayMtu(local: string): Promise<number | undefined> {
+    if (this.underlayMtus.has(local)) return this.underlayMtus.get(local);
+    let mtu: number | undefined;
+    const addr = (await this.node.addr.list()).find((a) => a.address === local);
+    if (addr) mtu = (await this.node.link.get(addr.index)).mtu - (local.includes(":") ? 70 : 50);
+    this.underlayMtus.set(local, mtu);
+    return mtu;
   }
 
   /** Counts a user of the handle (a side of a connection, or a build in progress). */
