@@ -34,6 +34,7 @@ import { NsmClient } from "../src/components/client.js";
 import { createSecurity } from "../src/components/security.js";
 import { GrpcClient } from "../src/core/client.js";
 import { launcherUsesDist, median, percentile, Proc } from "./lib/control-plane-mesh.js";
+import { fmt, printTable } from "./lib/format.js";
 
 const quick = process.argv.includes("--quick");
 const profIdx = process.argv.indexOf("--cpu-prof");
@@ -1118,23 +1119,6 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 function errText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-function fmt(v: number): string {
-  if (!Number.isFinite(v)) return String(v);
-  if (Math.abs(v) >= 100) return v.toFixed(0);
-  if (Math.abs(v) >= 10) return v.toFixed(1);
-  return v.toFixed(2);
-}
-
-function printTable(title: string, header: string[], rows: string[][]): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cols: string[]): string =>
-    cols.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
-  console.log(`\n${title}`);
-  console.log(line(header));
-  console.log(line(widths.map((w) => "-".repeat(w))));
-  for (const r of rows) console.log(line(r));
 }
 
 const results: Record<string, number> = {};
