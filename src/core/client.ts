@@ -53,6 +53,8 @@ export class GrpcClient {
   ): Promise<UnaryResult<Res>> {
     return new Promise((resolve, reject) => {
       let headers = new grpc.Metadata();
+      // The listener goes when the call ends: long-lived signals must not collect finished calls.
+      const onAbort = (): void => call.cancel();
       const call = this.raw.makeUnaryRequest(
         def.path,
         def.requestSerialize,
@@ -60,10 +62,14 @@ export class GrpcClient {
         request,
         opts.metadata ?? new grpc.Metadata(),
         { deadline: Date.now() + (opts.timeoutMs ?? defaultTimeoutMs) },
-        (err, response) => (err ? reject(err) : resolve({ response: response as Res, headers })),
+        (err, response) => {
+          opts.signal?.removeEventListener("abort", onAbort);
+          if (err) reject(err);
+          else resolve({ response: response as Res, headers });
+        },
       );
       call.on("metadata", (md) => (headers = md));
-      opts.signal?.addEventListener("abort", () => call.cancel(), { once: true });
+      opts.signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
 
@@ -81,10 +87,14 @@ export class GrpcClient {
       opts.metadata ?? new grpc.Metadata(),
       opts.timeoutMs === undefined ? {} : { deadline: Date.now() + opts.timeoutMs },
     );
-    opts.signal?.addEventListener("abort", () => call.cancel(), { once: true });
+    const onAbort = (): void => call.cancel();
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
     const headers = new Promise<grpc.Metadata>((resolve) => {
       call.once("metadata", resolve);
-      call.once("status", () => resolve(new grpc.Metadata()));
+      call.once("status", () => {
+        opts.signal?.removeEventListener("abort", onAbort);
+        resolve(new grpc.Metadata());
+      });
     });
     return {
       headers,

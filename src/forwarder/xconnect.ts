@@ -20,11 +20,15 @@ export function xconnect(dp: DataPlane): NetworkServiceElement {
         { conn: out, mechanism: incomingMech },
         { conn: out, mechanism: outMech },
       ];
+      const established = ctx.connMeta().has(legsKey);
       try {
         await dp.apply(legs[0], legs[1], ctx);
       } catch (err) {
-        await next.close(out, ctx).catch(() => undefined);
-        await dp.release(legs[0], legs[1], ctx).catch(() => undefined);
+        // A failed first setup is undone; a failed refresh leaves the working connection alone.
+        if (!established) {
+          await next.close(out, ctx).catch(() => undefined);
+          await dp.release(legs[0], legs[1], ctx).catch(() => undefined);
+        }
         throw err;
       }
       ctx.connMeta().set(legsKey, legs);

@@ -54,8 +54,9 @@ export function localBypassNSE(
       return local;
     },
     async unregister(nse, ctx, next) {
-      table.forget(nse.name);
+      // Forget only what the registry let go of: a refused Unregister must not hide a live endpoint.
       await next.unregister({ ...nse, url: publicUrl() }, ctx);
+      table.forget(nse.name);
     },
     find(query, ctx, stream, next) {
       return next.find(query, ctx, {

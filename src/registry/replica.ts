@@ -69,16 +69,19 @@ export class RegistryReplica {
                 { networkServiceEndpoint: endpoint({}), watch: true },
                 opts,
               );
-        const reconcile = this.snapshot(kind).then((names) => {
-          this.prune(kind, names, seen, since);
-          if (kind === "ns") this.nsReady = true;
-          else this.nseReady = true;
-        });
+        // Handled here: if the watch fails first, nobody else would wait for this promise.
+        const reconcile = this.snapshot(kind)
+          .then((names) => {
+            this.prune(kind, names, seen, since);
+            if (kind === "ns") this.nsReady = true;
+            else this.nseReady = true;
+          })
+          .catch(() => undefined);
         for await (const r of stream) {
           if ("networkService" in r) await this.applyService(r.networkService, r.deleted, seen);
           else await this.applyEndpoint(r.networkServiceEndpoint, r.deleted, seen);
         }
-        await reconcile.catch(() => undefined);
+        await reconcile;
       } catch (err) {
         if (this.abort.signal.aborted) return;
         this.log.warn(

@@ -401,6 +401,45 @@ describe("control plane e2e", () => {
       );
     });
 
+    it("another caller's Close or reselect of a connection is refused and changes nothing", async () => {
+      const owner = client("nsc-owner");
+      const conn = await owner.request({ service: "icmp-local" });
+      const intruder = createSecurity({ name: "nsc-intruder" });
+      const stolen = {
+        ...conn,
+        path: { ...conn.path!, pathSegments: conn.path!.pathSegments.map((s) => ({ ...s })) },
+      };
+      const denied = (e: unknown) => codeOf(e) === status.PERMISSION_DENIED;
+      await assert.rejects(
+        g.unary(NetworkServiceService.close, stolen, {
+          metadata: await intruder.callMetadata(undefined as never, n1.url),
+        }),
+        denied,
+      );
+      await assert.rejects(
+        g.unary(
+          NetworkServiceService.request,
+          {
+            connection: { ...stolen, state: State.RESELECT_REQUESTED },
+            mechanismPreferences: [kernelOffer({})],
+          },
+          { metadata: await intruder.callMetadata(undefined as never, n1.url) },
+        ),
+        denied,
+      );
+      const atNsmgr = (await hopConnections(n1.url)).filter(
+        (c) => c.path!.pathSegments[0]!.name === "nsc-owner",
+      );
+      assert.equal(atNsmgr.length, 1, "the owner's connection is still there");
+      const again = await owner.request({ service: "icmp-local", id: conn.id });
+      assert.deepEqual(
+        again.context!.ipContext!.srcIpAddrs,
+        conn.context!.ipContext!.srcIpAddrs,
+        "and the owner can still refresh it",
+      );
+      await owner.closeAll();
+    });
+
     it("unknown service → NOT_FOUND naming the service", async () => {
       const nsc = client("nsc-unknown");
       await assert.rejects(

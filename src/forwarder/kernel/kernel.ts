@@ -92,6 +92,7 @@ export class KernelDataPlane implements DataPlane {
     if (prev && !state) {
       ctx.log.info({ connId: conn.id }, "mechanism changed: rebuilding the interfaces");
       this.releaseState(prev);
+      meta.delete(stateKey);
     }
     if (!state) {
       const borrowed: NetnsHandle[] = [];

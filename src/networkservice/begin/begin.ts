@@ -2,6 +2,7 @@
 // and events raised from inside the hop such as a timeout) run one at a time; the last good Connection and
 // the per-connection metadata live here; a RESELECT_REQUESTED request first closes what exists downstream;
 // a Close for an unknown id is a no-op; a Request that fails on a new connection forgets it.
+import { status } from "@grpc/grpc-js";
 import { Connection, State } from "../../api/connection.js";
 import type { NetworkServiceRequest } from "../../api/networkservice.js";
 import type { NetworkServiceElement, NetworkServiceNext } from "../../core/chain.js";
@@ -72,9 +73,11 @@ export class Begin implements NetworkServiceElement {
       const conn = req.connection!;
       if (conn.state === State.RESELECT_REQUESTED && entry.conn) {
         ctx.log.info({ connId: id }, "reselect requested: closing the old downstream connection first");
-        await next
-          .close(entry.conn, ctx)
-          .catch((err: unknown) => ctx.log.warn({ connId: id, err }, "close before reselect failed"));
+        // A refused Close (another caller) refuses the reselect too; an unreachable downstream does not.
+        await next.close(entry.conn, ctx).catch((err: unknown) => {
+          if ((err as { code?: number }).code === status.PERMISSION_DENIED) throw err;
+          ctx.log.warn({ connId: id, err }, "close before reselect failed");
+        });
         entry.conn = undefined;
         entry.metadata = new ConnectionMetadata();
         entry.metadata.server.set(eventFactoryKey, this.factory(id));
@@ -103,9 +106,10 @@ export class Begin implements NetworkServiceElement {
       const entry = this.entries.get(id);
       if (!entry?.conn) return;
       ctx.connection = entry.metadata;
-      this.entries.delete(id);
-      // Close what we built, as we last saw it; every hop mints fresh tokens for the Close on its way.
+      // Close what we built, as we last saw it; every hop mints fresh tokens for the Close on its way. Only
+      // a Close that went through is forgotten: a refused one (authorize) leaves the connection as it was.
       await next.close(Connection.fromPartial(entry.conn), ctx);
+      if (this.entries.get(id) === entry) this.entries.delete(id);
     });
   }
 

@@ -62,6 +62,10 @@ export function discoverForwarderServer(source: ForwarderSource): NetworkService
         ? undefined
         : ((meta.get(chosenKey) as string | undefined) ?? conn.path?.pathSegments[conn.path.index + 1]?.name);
       fwds.sort((a, b) => Number(b.name === preferred) - Number(a.name === preferred));
+      // A refresh of a connection that already runs through a live forwarder stays there: trying another
+      // would leave the old one's data path behind. Moving is the client's call (RESELECT_REQUESTED).
+      const remembered = reselect ? undefined : (meta.get(chosenKey) as string | undefined);
+      if (remembered && fwds[0]?.name === remembered) fwds = [fwds[0]];
       const failures: string[] = [];
       let lastCode = status.UNAVAILABLE;
       for (const fwd of fwds) {

@@ -81,7 +81,15 @@ export function monitorServer(store: MonitorStore): NetworkServiceElement {
   return {
     name: "monitor",
     async request(req, ctx, next) {
-      const out = await next.request(req, ctx);
+      let out: Connection;
+      try {
+        out = await next.request(req, ctx);
+      } catch (err) {
+        // A failed Request on an established connection is news for its watchers (spec §2.6).
+        const stored = store.get(req.connection!.id);
+        if (stored) store.update({ ...stored, state: State.DOWN });
+        throw err;
+      }
       store.update(out);
       return out;
     },

@@ -41,6 +41,13 @@ export function netsvcMonitorServer(source: ServiceWatchSource, log: Logger): Ne
     if (entry.conns.size === 0) stop(service);
   };
 
+  const forget = (w: { id: string; service: string }): void => {
+    const entry = byService.get(w.service);
+    if (!entry) return;
+    entry.conns.delete(w.id);
+    if (entry.conns.size === 0) stop(w.service);
+  };
+
   const stop = (service: string): void => {
     byService.get(service)?.abort.abort();
     byService.delete(service);
@@ -63,17 +70,15 @@ export function netsvcMonitorServer(source: ServiceWatchSource, log: Logger): Ne
           void check(service, ns);
         });
       }
+      const before = ctx.connMeta().get(watchedKey) as { id: string; service: string } | undefined;
+      if (before && before.service !== service) forget(before);
       entry.conns.set(out.id, { endpoint: out.networkServiceEndpointName, labels: out.labels, events });
-      ctx.connMeta().set(watchedKey, out.id);
+      ctx.connMeta().set(watchedKey, { id: out.id, service });
       return out;
     },
     async close(conn, ctx, next) {
-      const id = ctx.connMeta().get(watchedKey) as string | undefined;
-      const entry = byService.get(conn.networkService);
-      if (id && entry) {
-        entry.conns.delete(id);
-        if (entry.conns.size === 0) stop(conn.networkService);
-      }
+      const watched = ctx.connMeta().get(watchedKey) as { id: string; service: string } | undefined;
+      if (watched) forget(watched);
       return next.close(conn, ctx);
     },
   };
