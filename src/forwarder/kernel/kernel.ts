@@ -21,6 +21,7 @@ import {
   vxlanParams as V,
 } from "../../networkservice/mechanisms/common.js";
 import type { DataPlane, Leg } from "../dataplane.js";
+import { LinkDeleter } from "../../dataplane/deleter.js";
 import { applySide, emptySide, sideConfig, type SideConfig } from "./ipcontext.js";
 
 export const aliasPrefix = "nsm:";
@@ -61,6 +62,8 @@ export class KernelDataPlane implements DataPlane {
   private readonly port: number;
   /** Deletes in flight per "<netns inode>/<ifname>": a new link of that name waits for them. */
   private readonly pendingDeletes = new Map<string, Promise<void>>();
+  /** Deletes run on a worker thread: the kernel holds the sender ~20 ms per delete. */
+  private readonly deleter = new LinkDeleter();
   /** Connections this incarnation has applied: their links are not orphans. */
   private readonly adopted = new Set<string>();
 
@@ -138,6 +141,7 @@ export class KernelDataPlane implements DataPlane {
   }
 
   close(): void {
+    this.deleter.close();
     this.dp.close();
   }
 
@@ -382,8 +386,8 @@ export class KernelDataPlane implements DataPlane {
     const sides = [state.client, state.endpoint].filter((x): x is Side => x !== undefined);
     const deletes = victims.map((v) => {
       const key = `${v.ns.inodeUrl}/${v.ifname}`;
-      const p: Promise<void> = v.ns.link
-        .delete(v.ifname, { missingOk: true })
+      const p: Promise<void> = this.deleter
+        .delete(v.ns, v.ifname)
         .catch(() => undefined)
         .finally(() => {
           if (this.pendingDeletes.get(key) === p) this.pendingDeletes.delete(key);
