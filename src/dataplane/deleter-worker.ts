@@ -11,19 +11,25 @@ interface Job {
 }
 
 const dp = new Dataplane();
+/** Jobs in flight per namespace path: a handle is shared by them and closed when the last one is done. */
+const users = new Map<string, number>();
 
 parentPort!.on("message", (job: Job) => {
   void (async () => {
+    users.set(job.netns, (users.get(job.netns) ?? 0) + 1);
     try {
-      const ns = dp.netns(job.netns);
-      try {
-        await ns.link.delete(job.name, { missingOk: true });
-      } finally {
-        ns.close();
-      }
+      await dp.netns(job.netns).link.delete(job.name, { missingOk: true });
       parentPort!.postMessage({ id: job.id });
     } catch (err) {
       parentPort!.postMessage({ id: job.id, error: (err as Error).message });
+    } finally {
+      const left = (users.get(job.netns) ?? 1) - 1;
+      if (left > 0) users.set(job.netns, left);
+      else {
+        users.delete(job.netns);
+        // Do not hold the namespace open: it may be on its way out.
+        for (const h of dp.open) if (h.path === job.netns) h.close();
+      }
     }
   })();
 });
