@@ -14,7 +14,7 @@
 // Prints a table and writes bench/results/control-plane.json. Method and results: bench/README.md.
 // `--quick` runs a scaled-down pass and writes no JSON. `--cpu-prof <dir>` runs every component under
 // `node --cpu-prof` (CPU.<date>.<time>.<pid>.*.cpuprofile written to <dir> as each stops; pids are printed).
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -25,7 +25,7 @@ import { NsmClient } from "../src/components/client.js";
 import { createSecurity } from "../src/components/security.js";
 import { emptyConnection } from "../src/networkservice/updatepath/updatepath.js";
 import { BenchMesh, median, percentile, type Proc } from "./lib/control-plane-mesh.js";
-import { fmt, printTable } from "./lib/format.js";
+import { checkErrors, fmt, printTable, writeResults, type RoundResult } from "./lib/report.js";
 
 const quick = process.argv.includes("--quick");
 const profIdx = process.argv.indexOf("--cpu-prof");
@@ -78,13 +78,6 @@ const put = (key: string, value: number): void => {
 };
 
 // ---- load generation ----
-
-interface RoundResult {
-  latenciesMs: number[];
-  wallMs: number;
-  errors: number;
-  firstError?: string;
-}
 
 /** Runs `total` operations with `c` workers, each keeping one operation in flight (closed loop). */
 async function closedLoop(
@@ -151,13 +144,6 @@ class ClientSet {
     await this.closeAll();
     await Promise.all(this.clients.map((c) => c.closeAll()));
   }
-}
-
-function checkErrors(what: string, r: RoundResult, total: number): void {
-  if (r.errors === 0) return;
-  const msg = `${what}: ${r.errors}/${total} failed; first: ${r.firstError}`;
-  if (r.errors > total * 0.01) throw new Error(msg);
-  console.error(`warning: ${msg}`);
 }
 
 // ---- CPU accounting per process over a phase ----
@@ -633,13 +619,7 @@ async function main(): Promise<void> {
   put("cpus", cpuInfo.length);
   put("run_duration_s", (performance.now() - t0) / 1000);
 
-  if (quick) {
-    console.log("\n--quick: bench/results/control-plane.json not written");
-  } else {
-    mkdirSync(dirname(resultsFile), { recursive: true });
-    writeFileSync(resultsFile, JSON.stringify(results, null, 2) + "\n");
-    console.log(`\nwrote ${resultsFile}`);
-  }
+  writeResults(resultsFile, results, quick);
 }
 
 try {

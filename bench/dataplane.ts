@@ -23,8 +23,7 @@
 // Prints a table and writes bench/results/dataplane.json. `--quick`: scaled-down pass, no JSON. `--cpu-prof
 // <dir>`: every component runs under `node --cpu-prof` (profiles written to <dir> as each stops).
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -34,7 +33,8 @@ import { NsmClient } from "../src/components/client.js";
 import { createSecurity } from "../src/components/security.js";
 import { GrpcClient } from "../src/core/client.js";
 import { launcherUsesDist, median, percentile, Proc } from "./lib/control-plane-mesh.js";
-import { fmt, printTable } from "./lib/format.js";
+import { checkErrors, fmt, printTable, writeResults, type RoundResult } from "./lib/report.js";
+import { Netns, ip, links } from "../test/helpers/netns.js";
 
 const quick = process.argv.includes("--quick");
 const profIdx = process.argv.indexOf("--cpu-prof");
@@ -68,75 +68,7 @@ const nsmBin = join(repoRoot, "bin", "nsm.js");
 
 // ---- namespaces and links of this run ----
 
-function ip(args: string[]): string {
-  return execFileSync("ip", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-}
-
-/** Namespaces named `<prefix>-<name>`; only those this run made are ever deleted. */
-class RunNet {
-  /** 9 characters: link names add at most 6. */
-  readonly prefix = `nsmdp${randomBytes(2).toString("hex")}`;
-  private readonly made: string[] = [];
-
-  add(name: string): string {
-    const ns = `${this.prefix}-${name}`;
-    ip(["netns", "add", ns]);
-    this.made.push(ns);
-    ip(["-n", ns, "link", "set", "lo", "up"]);
-    return ns;
-  }
-
-  path(ns: string): string {
-    return `/var/run/netns/${ns}`;
-  }
-
-  /** A veth between two node namespaces with the given addresses: an underlay. */
-  wire(a: string, aAddr: string, b: string, bAddr: string, tag: string): void {
-    const an = `${this.prefix}${tag}1`;
-    const bn = `${this.prefix}${tag}2`;
-    ip(["-n", a, "link", "add", an, "type", "veth", "peer", "name", bn, "netns", b]);
-    ip(["-n", a, "addr", "add", aAddr, "dev", an]);
-    ip(["-n", b, "addr", "add", bAddr, "dev", bn]);
-    ip(["-n", a, "link", "set", an, "up"]);
-    ip(["-n", b, "link", "set", bn, "up"]);
-  }
-
-  /** Deletes exactly the namespaces this run made (their links go with them). Synchronous. */
-  cleanup(): void {
-    for (const ns of this.made.splice(0).reverse()) {
-      try {
-        ip(["netns", "del", ns]);
-      } catch {
-        /* already gone */
-      }
-    }
-  }
-
-  /** Namespaces of this run still present. */
-  leftovers(names: string[]): string[] {
-    const present = new Set(
-      ip(["netns", "list"])
-        .split("\n")
-        .map((l) => l.split(" ")[0]!),
-    );
-    return names.filter((n) => present.has(n));
-  }
-
-  get names(): string[] {
-    return [...this.made];
-  }
-}
-
-/** Links in a namespace other than lo. */
-function links(ns: string): string[] {
-  return ip(["-n", ns, "-o", "link", "show"])
-    .split("\n")
-    .filter((l) => l.trim() !== "")
-    .map((l) => l.split(": ")[1]!.split("@")[0]!)
-    .filter((n) => n !== "lo");
-}
-
-const net = new RunNet();
+const net = new Netns("nsmdp");
 const tmp = mkdtempSync(join(tmpdir(), "nsm-bench-dp-"));
 const procs: Proc[] = [];
 const helpers = new Set<ChildProcess>();
@@ -509,13 +441,6 @@ async function untilServing(mesh: Mesh, pod: string): Promise<void> {
 
 // ---- setup latency ----
 
-interface RoundResult {
-  latenciesMs: number[];
-  wallMs: number;
-  errors: number;
-  firstError?: string;
-}
-
 /** `c` workers, each keeping one operation in flight until `op` returns false (no work left). */
 async function closedLoop(c: number, op: (worker: number) => Promise<boolean>): Promise<RoundResult> {
   const latenciesMs: number[] = [];
@@ -537,13 +462,6 @@ async function closedLoop(c: number, op: (worker: number) => Promise<boolean>): 
     }),
   );
   return { latenciesMs, wallMs: performance.now() - t0, errors, firstError };
-}
-
-function checkErrors(what: string, r: RoundResult, total: number): void {
-  if (r.errors === 0) return;
-  const msg = `${what}: ${r.errors}/${total} failed; first: ${r.firstError}`;
-  if (r.errors > total * 0.01) throw new Error(msg);
-  console.error(`warning: ${msg}`);
 }
 
 /**
@@ -1435,13 +1353,7 @@ async function main(): Promise<void> {
   put("cpus", cpuInfo.length);
   put("run_duration_s", (performance.now() - t0) / 1000);
 
-  if (quick) {
-    console.log("\n--quick: bench/results/dataplane.json not written");
-  } else {
-    mkdirSync(dirname(resultsFile), { recursive: true });
-    writeFileSync(resultsFile, JSON.stringify(results, null, 2) + "\n");
-    console.log(`\nwrote ${resultsFile}`);
-  }
+  writeResults(resultsFile, results, quick);
 }
 
 const made = (): string[] => net.names;
@@ -1457,7 +1369,7 @@ try {
   ourNamespaces = made();
   for (const p of [...procs].reverse()) await p.stop().catch(() => p.killNow());
   teardownNow();
-  const left = net.leftovers(ourNamespaces);
+  const left = net.leftovers();
   if (left.length > 0) {
     console.error(`bench: namespaces left behind: ${left.join(", ")}`);
     process.exitCode = 1;

@@ -3,7 +3,7 @@
 // startRegistry as `nsm registry`). Prints a table and writes bench/results/registry.json. Method and
 // results: bench/README.md. `--quick` runs a scaled-down pass and writes no JSON (for trying changes).
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -26,6 +26,7 @@ import {
   storedService,
 } from "./lib/fixtures.js";
 import type { ChildMessage, ChildRequest, ChildStats } from "./lib/registry-child.js";
+import { writeResults } from "./lib/report.js";
 
 const quick = process.argv.includes("--quick");
 const cfg = {
@@ -795,12 +796,11 @@ async function main(): Promise<void> {
         " not clean — rerun on an idle machine.",
     );
   }
-  if (!quick) {
-    mkdirSync(dirname(resultsFile), { recursive: true });
-    const json = Object.fromEntries(rows.map((r) => [r.key, Number(r.value.toPrecision(6))]));
-    writeFileSync(resultsFile, `${JSON.stringify(json, null, 2)}\n`);
-    console.log(`\nwrote ${resultsFile}`);
-  }
+  writeResults(
+    resultsFile,
+    Object.fromEntries(rows.map((r) => [r.key, Number(r.value.toPrecision(6))])),
+    quick,
+  );
 }
 
 try {

@@ -27,8 +27,13 @@ export function links(ns: string): string[] {
 }
 
 export class Netns {
-  readonly prefix = `nsmt${randomBytes(2).toString("hex")}`;
+  /** Short enough that link names built from it stay within 15 characters. */
+  readonly prefix: string;
   private readonly made: string[] = [];
+
+  constructor(stem = "nsmt") {
+    this.prefix = `${stem}${randomBytes(2).toString("hex")}`;
+  }
 
   /** Creates namespace `<prefix>-<name>` with lo up; returns its name. */
   add(name: string): string {
@@ -40,14 +45,19 @@ export class Netns {
   }
 
   /** A veth between two namespaces with addresses: the underlay between two nodes. */
-  wire(a: string, aAddr: string, b: string, bAddr: string): void {
-    const an = `${this.prefix}a`;
-    const bn = `${this.prefix}b`;
+  wire(a: string, aAddr: string, b: string, bAddr: string, tag = ""): void {
+    const an = `${this.prefix}${tag}a`;
+    const bn = `${this.prefix}${tag}b`;
     ip(["-n", a, "link", "add", an, "type", "veth", "peer", "name", bn, "netns", b]);
     ip(["-n", a, "addr", "add", aAddr, "dev", an]);
     ip(["-n", b, "addr", "add", bAddr, "dev", bn]);
     ip(["-n", a, "link", "set", an, "up"]);
     ip(["-n", b, "link", "set", bn, "up"]);
+  }
+
+  /** The namespaces this run made and has not deleted yet. */
+  get names(): string[] {
+    return [...this.made];
   }
 
   path(ns: string): string {
