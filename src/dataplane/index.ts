@@ -45,7 +45,9 @@ export type {
   RouteOps,
 } from "./route.js";
 export { TABLE_MAIN } from "./route.js";
-export type { Neigh, NeighSpec, NeighDelOptions, NeighOps } from "./neigh.js";
+export type { Neigh, NeighSpec, NeighDelOptions, NeighOps, FdbSpec } from "./neigh.js";
+export { writeSysctl } from "./sysctl.js";
+export { replaceNftTable, deleteNftTable } from "./nft.js";
 export {
   inodeUrlOf,
   listNamespaces,

@@ -6,7 +6,7 @@ import { linkRefText } from "./context.js";
 import { DataplaneError, isErrno, type OpContext } from "./errors.js";
 import { resolveLinkIndex } from "./link.js";
 import { AF_INET, AF_INET6, afOf, formatIp, formatMac, parseIp, parseMac, type Family } from "./nl/codec.js";
-import { NLM_F, RTM, type MessageBuilder } from "./nl/socket.js";
+import { NLM_F, RTM, type MessageBuilder, type RtmType } from "./nl/socket.js";
 
 export interface NeighSpec {
   dev: LinkRef;
@@ -23,6 +23,15 @@ export interface Neigh {
   /** NUD_* state names that are set ("permanent", "reachable", "stale", …). */
   state: string[];
 }
+
+/** A VXLAN forwarding-database entry: frames for `mac` (all zeros: flooded frames) go to the VTEP `dst`. */
+export interface FdbSpec {
+  dev: LinkRef;
+  mac: string;
+  dst: string;
+}
+
+const AF_BRIDGE = 7;
 
 export interface NeighDelOptions {
   /** Succeed if there is no such entry. */
@@ -84,6 +93,59 @@ export class NeighOps {
       if (opts.missingOk && isErrno(err, "ENOENT", "ENODEV", "ESRCH")) return;
       throw err;
     }
+  }
+
+  /**
+   * Appends a VXLAN FDB entry (`bridge fdb append <mac> dev <vxlan> dst <ip>`): one per remote VTEP for the
+   * all-zeros MAC gives head-end replication of broadcast and unknown frames. EEXIST if present.
+   */
+  fdbAppend(spec: FdbSpec): Promise<void> {
+    return this.fdbWrite("fdb append", RTM.NEWNEIGH, spec, NLM_F.CREATE | NLM_F.APPEND);
+  }
+
+  /** Removes a VXLAN FDB entry. */
+  async fdbDel(spec: FdbSpec, opts: NeighDelOptions = {}): Promise<void> {
+    try {
+      await this.fdbWrite("fdb del", RTM.DELNEIGH, spec, 0);
+    } catch (err) {
+      if (opts.missingOk && isErrno(err, "ENOENT", "ENODEV", "ESRCH")) return;
+      throw err;
+    }
+  }
+
+  /** Remote VTEPs of the FDB entries of `dev` for `mac` (default all zeros). */
+  async fdbDsts(dev: LinkRef, mac = "00:00:00:00:00:00"): Promise<string[]> {
+    const ctx = this.ns.ctx("fdb list", linkRefText(dev));
+    const index = await resolveLinkIndex(this.ns, dev, ctx);
+    const msgs = await this.ns.rtnl.request(
+      RTM.GETNEIGH,
+      neighMsg({ family: AF_BRIDGE, ifindex: index }, {}),
+      NLM_F.DUMP,
+      ctx,
+    );
+    const out: string[] = [];
+    for (const m of msgs) {
+      if (m.kind !== "neighbor" || m.data.ifindex !== index || !m.attrs.dst || !m.attrs.lladdr) continue;
+      if (formatMac(m.attrs.lladdr) === mac.toLowerCase()) out.push(formatIp(m.attrs.dst));
+    }
+    return out;
+  }
+
+  private async fdbWrite(op: string, type: RtmType, spec: FdbSpec, flags: number): Promise<void> {
+    const ctx = this.ns.ctx(op, `${spec.mac} dev ${linkRefText(spec.dev)} dst ${spec.dst}`);
+    const ip = ipArg(spec.dst, ctx);
+    const mac = parseMac(spec.mac);
+    if (!mac) throw DataplaneError.of(ctx, "EINVAL", `"${spec.mac}" is not a MAC address`);
+    const ifindex = await resolveLinkIndex(this.ns, spec.dev, ctx);
+    await this.ns.rtnl.request(
+      type,
+      neighMsg(
+        { family: AF_BRIDGE, ifindex, state: { permanent: true }, flags: { self: true } },
+        { dst: ip.bytes, lladdr: mac },
+      ),
+      flags,
+      ctx,
+    );
   }
 
   /** Entries of the namespace, optionally of one interface / one family. */

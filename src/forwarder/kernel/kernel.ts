@@ -22,6 +22,7 @@ import {
 } from "../../networkservice/mechanisms/common.js";
 import type { DataPlane, Leg } from "../dataplane.js";
 import { LinkDeleter } from "../../dataplane/deleter.js";
+import { NetnsRefs } from "../../dataplane/refs.js";
 import { applySide, emptySide, sideConfig, type SideConfig } from "./ipcontext.js";
 
 export const aliasPrefix = "nsm:";
@@ -66,10 +67,13 @@ export class KernelDataPlane implements DataPlane {
   private readonly deleter = new LinkDeleter();
   /** Connections this incarnation has applied: their links are not orphans. */
   private readonly adopted = new Set<string>();
+  /** A side of a connection, or a build in progress, holds its namespace handle open. */
+  private readonly refs: NetnsRefs;
 
   constructor(private readonly opts: KernelDataPlaneOptions) {
     this.dp = opts.dataplane ?? new Dataplane();
     this.node = this.dp.netns(opts.nodeNetns);
+    this.refs = new NetnsRefs(this.node);
     this.port = opts.vxlanPort ?? vxlanDefaultPort;
   }
 
@@ -102,7 +106,7 @@ export class KernelDataPlane implements DataPlane {
       try {
         state = await this.build(plan, conn.id, mtu, ctx, borrowed);
       } catch (err) {
-        borrowed.forEach((ns) => this.unuse(ns));
+        borrowed.forEach((ns) => this.refs.release(ns));
         throw err;
       }
       meta.set(stateKey, state);
@@ -289,8 +293,6 @@ export class KernelDataPlane implements DataPlane {
     );
   }
 
-  /** Namespace handles hold the namespace open: count their users and close them when unused. */
-  private readonly users = new Map<string, number>();
 
   private side(ns: NetnsHandle, ifname: string): Side {
     return { ns, ifname, applied: emptySide };
@@ -306,19 +308,6 @@ export class KernelDataPlane implements DataPlane {
     if (addr) mtu = (await this.node.link.get(addr.index)).mtu - (local.includes(":") ? 70 : 50);
     this.underlayMtus.set(local, mtu);
     return mtu;
-  }
-
-  /** Counts a user of the handle (a side of a connection, or a build in progress). */
-  private borrow(ns: NetnsHandle): NetnsHandle {
-    this.users.set(ns.inodeUrl, (this.users.get(ns.inodeUrl) ?? 0) + 1);
-    return ns;
-  }
-
-  private unuse(ns: NetnsHandle): void {
-    const n = (this.users.get(ns.inodeUrl) ?? 1) - 1;
-    if (n > 0) return void this.users.set(ns.inodeUrl, n);
-    this.users.delete(ns.inodeUrl);
-    if (ns !== this.node) ns.close();
   }
 
   private alias(connId: string): string {
@@ -337,7 +326,7 @@ export class KernelDataPlane implements DataPlane {
         const ns = this.dp.netns(path);
         for (const l of await ns.link.listByAliasPrefix(prefix))
           found.push({ ns: path, name: l.name, connId: l.alias!.slice(prefix.length) });
-        if (!this.users.has(ns.inodeUrl) && ns !== this.node) ns.close();
+        if (!this.refs.inUse(ns.inodeUrl) && ns !== this.node) ns.close();
       } catch {
         // a namespace that vanished while we looked
       }
@@ -354,7 +343,7 @@ export class KernelDataPlane implements DataPlane {
       try {
         const ns = this.dp.netns(f.ns);
         await ns.link.delete(f.name, { missingOk: true });
-        if (!this.users.has(ns.inodeUrl) && ns !== this.node) ns.close();
+        if (!this.refs.inUse(ns.inodeUrl) && ns !== this.node) ns.close();
         removed++;
       } catch {
         // gone with its namespace
@@ -369,7 +358,7 @@ export class KernelDataPlane implements DataPlane {
     if (!url)
       throw invalidArgument(`${leg} mechanism.parameters.inodeURL`, "missing: which network namespace?");
     try {
-      const ns = this.borrow(this.dp.netns(url));
+      const ns = this.refs.borrow(this.dp.netns(url));
       borrowed.push(ns);
       return ns;
     } catch (err) {
@@ -395,7 +384,7 @@ export class KernelDataPlane implements DataPlane {
       this.pendingDeletes.set(key, p);
       return p;
     });
-    void Promise.all(deletes).then(() => sides.forEach((x) => this.unuse(x.ns)));
+    void Promise.all(deletes).then(() => sides.forEach((x) => this.refs.release(x.ns)));
   }
 }
 
