@@ -72,4 +72,43 @@ describe("localbypass", () => {
     );
     assert.deepEqual(got, ["tcp://198.18.0.2:5001", publicUrl]);
   });
+
+  it("knows a registering endpoint before the registry answers (its watch event comes first)", async () => {
+    const table = new LocalEndpoints();
+    const seen: string[] = [];
+    const tail: NSEServer = {
+      name: "tail",
+      // A replica below stores the record and notifies watchers before register returns.
+      register: async (nse) => {
+        await chain.find(
+          { networkServiceEndpoint: endpoint({}), watch: false },
+          CallContext.background(rootLogger),
+          {
+            send: (r) => seen.push((r as Resp).networkServiceEndpoint!.url),
+          },
+        );
+        return nse;
+      },
+      find: (_q, _ctx, stream) => {
+        stream.send(resp("a", publicUrl));
+        return Promise.resolve();
+      },
+    };
+    const chain = registryChain([localBypassNSE(table, () => publicUrl), tail]);
+    await chain.register(
+      endpoint({ name: "a", url: "unix:///run/a.sock" }),
+      CallContext.background(rootLogger),
+    );
+    assert.deepEqual(seen, ["unix:///run/a.sock"]);
+  });
+
+  it("forgets a registration the registry refused", async () => {
+    const table = new LocalEndpoints();
+    const tail: NSEServer = { name: "tail", register: () => Promise.reject(new Error("refused")) };
+    const chain = registryChain([localBypassNSE(table, () => publicUrl), tail]);
+    await assert.rejects(
+      chain.register(endpoint({ name: "a", url: "unix:///run/a.sock" }), CallContext.background(rootLogger)),
+    );
+    assert.equal(table.get("a"), undefined);
+  });
 });

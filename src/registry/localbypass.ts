@@ -48,7 +48,18 @@ export function localBypassNSE(
     name: "localbypass",
     async register(nse, ctx, next) {
       const realUrl = nse.url;
-      const stored = await next.register({ ...nse, url: publicUrl() }, ctx);
+      // Known before the registry answers: the watch event of this registration can reach this nsmgr's
+      // watchers (its forwarders' replicas) before `next.register` returns, and must not be dropped as stale.
+      const before = table.get(nse.name);
+      table.remember(nse);
+      let stored: NetworkServiceEndpoint;
+      try {
+        stored = await next.register({ ...nse, url: publicUrl() }, ctx);
+      } catch (err) {
+        if (before) table.remember(before);
+        else table.forget(nse.name);
+        throw err;
+      }
       const local = { ...stored, url: realUrl };
       table.remember(local);
       return local;
