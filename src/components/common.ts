@@ -22,8 +22,13 @@ export interface HopPrefix {
 }
 
 /** updatepath → begin → updatetoken → authorize → timeout → monitor → trimpath (upstream's endpoint prefix). */
-export function endpointPrefix(name: string, log: Logger, security: Security): HopPrefix {
-  const begin = beginServer(log);
+export function endpointPrefix(
+  name: string,
+  log: Logger,
+  security: Security,
+  opts: { closeUnknown?: boolean } = {},
+): HopPrefix {
+  const begin = beginServer(log, opts);
   const monitor = new MonitorStore();
   return {
     begin,

@@ -75,7 +75,8 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
   const pool = new ClientPool(opts.security.channelCredentials(), opts.security.channelOptions());
   const replica = new RegistryReplica(registry, log);
   replica.start();
-  const prefix = endpointPrefix(opts.name, log, opts.security);
+  // A restarted forwarder passes on Closes of connections it lost, so their endpoints are closed too.
+  const prefix = endpointPrefix(opts.name, log, opts.security, { closeUnknown: true });
   const downstream = new DownstreamMonitor(pool, opts.name, prefix.monitor, log);
   const vnis = new VniAllocator();
   const incoming = Object.fromEntries(

@@ -52,6 +52,26 @@ describe("begin", () => {
     assert.equal(begin.size, 1, "a failed refresh keeps the established connection");
   });
 
+  it("ignores a Close of an unknown connection, or passes it on with closeUnknown (restarted forwarders)", async () => {
+    for (const closeUnknown of [false, true]) {
+      const closed: string[] = [];
+      const c = chain([
+        beginServer(rootLogger, { closeUnknown }),
+        element(
+          "tail",
+          (r, x, next) => next.request(r, x),
+          (conn, x, next) => {
+            x.connMeta();
+            closed.push(conn.id);
+            return next.close(conn, x);
+          },
+        ),
+      ]);
+      await c.close({ ...emptyConnection(), id: "lost", networkServiceEndpointName: "nse-1" }, ctx());
+      assert.deepEqual(closed, closeUnknown ? ["lost"] : []);
+    }
+  });
+
   it("serialises events of one connection", async () => {
     const begin = beginServer(rootLogger);
     const order: string[] = [];

@@ -1,7 +1,7 @@
 // `begin`: owns each connection's life at this hop. Events for one connection id (Request, refresh, Close,
 // and events raised from inside the hop such as a timeout) run one at a time; the last good Connection and
 // the per-connection metadata live here; a RESELECT_REQUESTED request first closes what exists downstream;
-// a Close for an unknown id is a no-op; a Request that fails on a new connection forgets it.
+// a Close for an unknown id is a no-op (forwarders: passed on); a Request that fails on a new connection forgets it.
 import { status } from "@grpc/grpc-js";
 import { Connection, State } from "../../api/connection.js";
 import type { NetworkServiceRequest } from "../../api/networkservice.js";
@@ -35,6 +35,12 @@ export interface BeginOptions {
   /** Server side sets state UP on success; the client side leaves state as the server returned it. */
   side: "server" | "client";
   log: Logger;
+  /**
+   * Pass a Close for an unknown id on down the chain instead of ignoring it. For forwarders: after a restart
+   * they know nothing of the connections still open, and the endpoint must still hear of their Close (the
+   * chain looks it up by name); every element's close tolerates a connection it has no state for.
+   */
+  closeUnknown?: boolean;
 }
 
 export class Begin implements NetworkServiceElement {
@@ -104,7 +110,14 @@ export class Begin implements NetworkServiceElement {
     const id = conn.id;
     return this.serial.run(id, async () => {
       const entry = this.entries.get(id);
-      if (!entry?.conn) return;
+      if (!entry?.conn) {
+        if (this.opts.closeUnknown && conn.networkServiceEndpointName) {
+          this.opts.log.info({ connId: id }, "Close of a connection this hop does not know: passing it on");
+          ctx.connection = new ConnectionMetadata();
+          await next.close(conn, ctx);
+        }
+        return;
+      }
       ctx.connection = entry.metadata;
       // Close what we built, as we last saw it; every hop mints fresh tokens for the Close on its way. Only
       // a Close that went through is forgotten: a refused one (authorize) leaves the connection as it was.
@@ -158,5 +171,6 @@ function mergeRefresh(incoming: Connection, stored: Connection): void {
   if (incoming.payload === "") incoming.payload = stored.payload;
 }
 
-export const beginServer = (log: Logger): Begin => new Begin({ side: "server", log });
+export const beginServer = (log: Logger, opts: { closeUnknown?: boolean } = {}): Begin =>
+  new Begin({ side: "server", log, ...opts });
 export const beginClient = (log: Logger): Begin => new Begin({ side: "client", log });
