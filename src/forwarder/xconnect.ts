@@ -1,6 +1,7 @@
 // `xconnect` (forwarder): once the rest of the chain has the outgoing leg accepted, hand both legs to the
 // data plane; on Close, release them. If plumbing fails the outgoing leg is closed again, so a failed
 // Request leaves nothing behind downstream either.
+import { Connection } from "../api/connection.js";
 import type { NetworkServiceElement, NetworkServiceNext } from "../core/chain.js";
 import type { CallContext } from "../core/context.js";
 import { outgoingMechanism } from "../networkservice/mechanisms/mechanisms.js";
@@ -16,9 +17,12 @@ export function xconnect(dp: DataPlane): NetworkServiceElement {
       const out = await next.request(req, ctx);
       const outMech = outgoingMechanism(ctx);
       if (!outMech) throw new Error("xconnect: the outgoing leg has no mechanism");
+      // A copy: elements above rewrite the returned connection (ids, path) for the previous hop, and Close
+      // must see the connection exactly as apply did.
+      const seen = Connection.fromPartial(out);
       const legs: [Leg, Leg] = [
-        { conn: out, mechanism: incomingMech },
-        { conn: out, mechanism: outMech },
+        { conn: seen, mechanism: incomingMech },
+        { conn: seen, mechanism: outMech },
       ];
       const established = ctx.connMeta().has(legsKey);
       try {
