@@ -66,7 +66,33 @@ function need(v: string | undefined, flag: string): string {
   return v;
 }
 
-function labelsOf(text: string | undefined): Record<string, string> {
+/** Flags every forwarder kind has: security, where it serves, its nsmgr, labels, service name, orphans. */
+export function forwarderFlags(cmd: Command, socket: string, labels: string): Command {
+  return withSecurityFlags(cmd, "forwarder")
+    .option(
+      "--listen-on <url>",
+      "unix socket to serve on (NSM_LISTEN_ON)",
+      env("NSM_LISTEN_ON", `unix:///var/lib/networkservicemesh/${socket}`),
+    )
+    .option(
+      "--connect-to <url>",
+      "this node's nsmgr (NSM_CONNECT_TO)",
+      env("NSM_CONNECT_TO", "unix:///var/lib/networkservicemesh/nsm.io.sock"),
+    )
+    .option(
+      "--labels <k=v,...>",
+      "forwarder labels for select-forwarder (NSM_LABELS)",
+      env("NSM_LABELS", labels),
+    )
+    .option("--nsname <name>", "service name to register as (NSM_NSNAME)", env("NSM_NSNAME", "forwarder"))
+    .option(
+      "--orphan-grace <duration>",
+      "after a restart, what no refresh claims within this is removed; longer than the clients' refresh period (≈ a third of the token lifetime) (NSM_ORPHAN_GRACE)",
+      env("NSM_ORPHAN_GRACE", "5m"),
+    );
+}
+
+export function labelsOf(text: string | undefined): Record<string, string> {
   if (!text) return {};
   return Object.fromEntries(
     listOf(text).map((kv) => {
@@ -129,7 +155,7 @@ export function componentCommands(program: Command): void {
 
   const fwd = program.command("forwarder").description("run a forwarder");
   for (const kind of ["kernel", "noop"] as const) {
-    withSecurityFlags(
+    forwarderFlags(
       fwd
         .command(kind)
         .description(
@@ -137,35 +163,15 @@ export function componentCommands(program: Command): void {
             ? "veth for local, VXLAN for remote connections"
             : "control plane only, no data plane (tests, benchmarks)",
         ),
-      "forwarder",
+      "forwarder.sock",
+      "p2p=true",
     )
-      .option(
-        "--listen-on <url>",
-        "unix socket to serve on (NSM_LISTEN_ON)",
-        env("NSM_LISTEN_ON", "unix:///var/lib/networkservicemesh/forwarder.sock"),
-      )
-      .option(
-        "--connect-to <url>",
-        "this node's nsmgr (NSM_CONNECT_TO)",
-        env("NSM_CONNECT_TO", "unix:///var/lib/networkservicemesh/nsm.io.sock"),
-      )
-      .option(
-        "--labels <k=v,...>",
-        "forwarder labels for select-forwarder (NSM_LABELS)",
-        env("NSM_LABELS", "p2p=true"),
-      )
       .option(
         "--tunnel-ip <ip>",
         "this node's underlay IP, the local end of VXLAN tunnels (NSM_TUNNEL_IP)",
         env("NSM_TUNNEL_IP", "127.0.0.1"),
       )
       .option("--vxlan-port <port>", "VXLAN UDP port (NSM_VXLAN_PORT)", env("NSM_VXLAN_PORT", "4789"))
-      .option("--nsname <name>", "service name to register as (NSM_NSNAME)", env("NSM_NSNAME", "forwarder"))
-      .option(
-        "--orphan-grace <duration>",
-        "after a restart, links not refreshed within this are deleted (NSM_ORPHAN_GRACE)",
-        env("NSM_ORPHAN_GRACE", "2m"),
-      )
       .action(
         async (
           o: SecurityFlags & {

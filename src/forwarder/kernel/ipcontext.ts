@@ -6,7 +6,7 @@ import { isErrno } from "../../dataplane/index.js";
 
 export interface SideConfig {
   addrs: string[];
-  routes: { dst: string; gateway?: string; src?: string }[];
+  routes: { dst: string; gateway?: string; src?: string; metric?: number }[];
   neighbors: { ip: string; mac: string }[];
 }
 
@@ -39,7 +39,8 @@ export function sideConfig(ip: IPContext | undefined, side: "src" | "dst"): Side
   };
 }
 
-const routeKey = (r: SideConfig["routes"][number]): string => `${r.dst}|${r.gateway ?? ""}|${r.src ?? ""}`;
+const routeKey = (r: SideConfig["routes"][number]): string =>
+  `${r.dst}|${r.gateway ?? ""}|${r.src ?? ""}|${r.metric ?? ""}`;
 
 /** Makes `ifname` in `ns` carry `want`, given that `had` is what is there now. */
 export async function applySide(
