@@ -1,0 +1,106 @@
+// What the emulated agent knows about a port, read from the config API. A real agent gets the same objects
+// pushed by the control node over XMPP once the virtual-router → virtual-machine ref exists; the emulator
+// reads them on demand, so "config not delivered yet" looks the same: 404 until everything is there.
+import type { VncClient, VncObject } from "../../forwarder/tf/vnc.js";
+import { textOf } from "../../forwarder/tf/keys.js";
+import { refsOf, vnHasSnat, vnSubnets, type IpamSubnet } from "../../forwarder/tf/vnview.js";
+
+export interface ResolvedPort {
+  vmiUuid: string;
+  vmUuid: string;
+  vmName: string;
+  vnUuid: string;
+  vnName: string;
+  projectUuid: string;
+  mac: string;
+  ip: string;
+  plen: number;
+  gateway: string;
+  dns: string;
+  /** The subnet of the port's address, "a.b.c.d/len". */
+  subnet: string;
+  /** The VN's VNI: vxlan_network_identifier if configured, else the VN id. */
+  vni: number;
+  routeTargets: string[];
+  /** Floating IPs mapped to this port. */
+  floatingIps: string[];
+  /** The VN reaches outside through a logical router with an external gateway, or fabric SNAT. */
+  snat: boolean;
+}
+
+/** The VN's VNI: vxlan_network_identifier when the global mode is "configured", else the VN id (spec §2.6). */
+export function vnVni(vn: VncObject, mode: string): number {
+  const props = vn["virtual_network_properties"] as { vxlan_network_identifier?: number } | undefined;
+  const configured = mode === "configured" ? props?.vxlan_network_identifier : undefined;
+  return configured || Number(vn["virtual_network_network_id"] ?? 0);
+}
+
+export function vnRouteTargets(vn: VncObject): string[] {
+  return ((vn["route_target_list"] as { route_target?: string[] } | undefined)?.route_target ?? []).slice();
+}
+
+/** The port's config, or the name of what is still missing. */
+export async function resolvePort(
+  vnc: VncClient,
+  vmUuid: string,
+  vmiUuid: string,
+  vniMode: string,
+): Promise<ResolvedPort | { missing: string }> {
+  const vmi = await vnc.tryRead("virtual-machine-interface", vmiUuid);
+  if (!vmi) return { missing: `virtual-machine-interface ${vmiUuid}` };
+  const vm = await vnc.tryRead("virtual-machine", vmUuid);
+  if (!vm) return { missing: `virtual-machine ${vmUuid}` };
+  const vnRef = refsOf(vmi, "virtual_network_refs")[0];
+  if (!vnRef) return { missing: "virtual network of the interface" };
+  const vn = await vnc.tryRead("virtual-network", vnRef.uuid);
+  if (!vn) return { missing: `virtual-network ${vnRef.uuid}` };
+  const iipRef = refsOf(vmi, "instance_ip_back_refs")[0];
+  if (!iipRef) return { missing: "instance-ip of the interface" };
+  const iip = await vnc.tryRead("instance-ip", iipRef.uuid);
+  const ip = iip?.["instance_ip_address"] as string | undefined;
+  if (!iip || !ip) return { missing: `address of instance-ip ${iipRef.uuid}` };
+  const subnets = await vnSubnets(vnc, vn);
+  const sn =
+    subnets.find((s) => s.subnet_uuid === iip["subnet_uuid"]) ?? subnets.find((s) => inSubnet(ip, s));
+  if (!sn?.subnet?.ip_prefix || sn.subnet.ip_prefix_len === undefined) return { missing: "IPAM subnet" };
+  const macs = (vmi["virtual_machine_interface_mac_addresses"] as { mac_address?: string[] } | undefined)
+    ?.mac_address;
+
+  const floatingIps: string[] = [];
+  for (const r of refsOf(vmi, "floating_ip_back_refs")) {
+    const fip = await vnc.tryRead("floating-ip", r.uuid);
+    const a = fip?.["floating_ip_address"];
+    if (typeof a === "string") floatingIps.push(a);
+  }
+  const snat = await vnHasSnat(vnc, vn);
+  return {
+    vmiUuid,
+    vmUuid,
+    vmName: vm.fq_name[vm.fq_name.length - 1]!,
+    vnUuid: vn.uuid,
+    vnName: vn.fq_name.join(":"),
+    projectUuid: textOf(vmi["parent_uuid"]),
+    mac: macs?.[0] ?? "",
+    ip,
+    plen: sn.subnet.ip_prefix_len,
+    gateway: sn.default_gateway ?? "",
+    dns: sn.dns_server_address ?? "",
+    subnet: `${sn.subnet.ip_prefix}/${sn.subnet.ip_prefix_len}`,
+    vni: vnVni(vn, vniMode),
+    routeTargets: vnRouteTargets(vn),
+    floatingIps,
+    snat,
+  };
+}
+
+function ipNum(ip: string): number {
+  return ip.split(".").reduce((n, x) => n * 256 + Number(x), 0);
+}
+
+function inSubnet(ip: string, s: IpamSubnet): boolean {
+  const p = s.subnet;
+  if (!p?.ip_prefix || p.ip_prefix_len === undefined || ip.includes(":")) return false;
+  const size = 2 ** (32 - p.ip_prefix_len);
+  const base = ipNum(p.ip_prefix);
+  return ipNum(ip) >= base && ipNum(ip) < base + size;
+}
