@@ -17,7 +17,8 @@ export DEBIAN_FRONTEND=noninteractive
 # build-essential + python3: better-sqlite3 builds from source (node-gyp).
 # iproute2, iputils-ping, iperf3, procps: network namespaces, liveness pings, benchmarks, process control;
 # openssl: tests make X.509-SVIDs for mTLS.
-packages=(build-essential python3 iproute2 iputils-ping iperf3 procps openssl)
+# nftables: the TF emulator's floating-IP NAT and SNAT.
+packages=(build-essential python3 iproute2 iputils-ping iperf3 procps openssl nftables)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

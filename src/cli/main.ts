@@ -4,6 +4,7 @@ import { isServiceError } from "../core/errors.js";
 import { componentCommands } from "./components.js";
 import { demoCommand } from "./demo.js";
 import { registryCommand } from "./registry.js";
+import { tfCommands } from "./tf.js";
 
 const program = new Command()
   .name("nsm")
@@ -13,6 +14,7 @@ const program = new Command()
 
 registryCommand(program);
 componentCommands(program);
+tfCommands(program);
 demoCommand(program);
 
 try {

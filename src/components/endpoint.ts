@@ -6,6 +6,7 @@ import { chain } from "../core/chain.js";
 import { componentLogger } from "../core/log.js";
 import { inodeUrlOf } from "../core/netns.js";
 import type { DNSConfig } from "../api/connectioncontext.js";
+import type { Match } from "../api/registry.js";
 import { dnsContextServer } from "../networkservice/dnscontext/dnscontext.js";
 import { point2pointIpam, type IpamPolicy } from "../networkservice/ipam/ipam.js";
 import { kernelServer } from "../networkservice/mechanisms/kernel.js";
@@ -25,6 +26,8 @@ export interface EndpointOptions {
   /** Register the NetworkServices too (upstream NSM_REGISTER_SERVICE, default true), with this payload. */
   registerServices?: boolean;
   payload?: string;
+  /** Matches of the services it registers (e.g. select-forwarder labels, {{.nodeName}} destinations). */
+  serviceMatches?: Match[];
   security: Security;
 }
 
@@ -90,9 +93,12 @@ export async function startEndpoint(
 async function ensureService(registry: RegistryClient, name: string, opts: EndpointOptions): Promise<void> {
   if ((await registry.findServices({ name }, { timeoutMs: 5000 })).length > 0) return;
   try {
-    await registry.registerService(service({ name, payload: opts.payload ?? "ETHERNET" }), {
-      metadata: await registryCallMetadata(opts.security.sign, undefined, opts.name),
-    });
+    await registry.registerService(
+      service({ name, payload: opts.payload ?? "ETHERNET", matches: opts.serviceMatches ?? [] }),
+      {
+        metadata: await registryCallMetadata(opts.security.sign, undefined, opts.name),
+      },
+    );
   } catch (err) {
     if ((await registry.findServices({ name }, { timeoutMs: 5000 })).length === 0) throw err;
   }

@@ -1,8 +1,9 @@
 // `nsm forwarder`: connects a client's leg to the endpoint's leg through a pluggable data plane (spec §2.3
 // steps 4–5, §2.4). Chain, top to bottom:
 //   endpoint prefix → discover → roundrobin → mechanisms{KERNEL, VXLAN} → xconnect(data plane)
-//   → mechanismtranslation → outgoing preferences → filtermechanisms → connect (NSE or remote nsmgr)
-import { chain } from "../core/chain.js";
+//   → the data plane's own outgoing elements (TF: tf/vm-ifname) → mechanismtranslation
+//   → outgoing preferences → filtermechanisms → connect (NSE or remote nsmgr)
+import { chain, type NetworkServiceElement } from "../core/chain.js";
 import { componentLogger } from "../core/log.js";
 import type { DataPlane } from "../forwarder/dataplane.js";
 import { xconnect } from "../forwarder/xconnect.js";
@@ -37,6 +38,8 @@ export interface ForwarderOptions {
   /** This node's underlay address for VXLAN tunnels. */
   tunnelIp: string;
   vxlanPort?: number;
+  /** Elements of the data plane's own that run on the way to the next hop (after xconnect). */
+  outgoing?: NetworkServiceElement[];
   security: Security;
 }
 
@@ -92,6 +95,7 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
     roundRobinServer(),
     mechanismsServer(incoming),
     xconnect(dp),
+    ...(opts.outgoing ?? []),
     mechanismTranslationClient(),
     preferenceClient("mechanisms/client", (ctx, req) => {
       const url = clientUrl(ctx) ?? "";

@@ -290,7 +290,12 @@ export class VncClient {
         }
         return a;
       } catch (err) {
-        if (attempt < this.retries) {
+        // A POST that may have reached the server (timeout, reset) is not repeated: a second create would
+        // meet a 409 and the caller could not tell its object from someone else's.
+        const unsent = ["ECONNREFUSED", "ENOENT", "EHOSTUNREACH", "ENETUNREACH"].includes(
+          (err as NodeJS.ErrnoException).code ?? "",
+        );
+        if (attempt < this.retries && (method !== "POST" || unsent)) {
           await sleep(retryDelayMs);
           continue;
         }

@@ -1,0 +1,58 @@
+// Reading a virtual network as TF does, shared by the tf-vn endpoint and the emulated agent: its subnets (on
+// the VN's IPAM refs, or on a flat-subnet IPAM as kube-manager's networks have them) and whether it reaches
+// outside (fabric SNAT, or a logical router with an external gateway that has this VN as an internal
+// network — through a router-interface VMI, as Neutron/TF attach them, or a direct VN ref).
+import type { VncClient, VncObject } from "./vnc.js";
+
+export interface IpamSubnet {
+  subnet?: { ip_prefix?: string; ip_prefix_len?: number };
+  subnet_uuid?: string;
+  default_gateway?: string;
+  dns_server_address?: string;
+  host_routes?: { route?: { prefix: string }[] };
+}
+
+interface Ref {
+  uuid: string;
+  to?: string[];
+  attr?: Record<string, unknown> | null;
+}
+
+export const refsOf = (o: VncObject | undefined, key: string): Ref[] =>
+  Array.isArray(o?.[key]) ? (o[key] as Ref[]) : [];
+
+/** The VN's subnets, IPv4 first; from a flat-subnet IPAM when the VN's refs carry none. */
+export async function vnSubnets(vnc: VncClient, vn: VncObject): Promise<IpamSubnet[]> {
+  const out: IpamSubnet[] = [];
+  for (const r of refsOf(vn, "network_ipam_refs")) {
+    const own = (r.attr as { ipam_subnets?: IpamSubnet[] } | null)?.ipam_subnets ?? [];
+    if (own.length > 0) {
+      out.push(...own);
+      continue;
+    }
+    const ipam = await vnc.tryRead("network-ipam", r.uuid);
+    out.push(...((ipam?.["ipam_subnets"] as { subnets?: IpamSubnet[] } | undefined)?.subnets ?? []));
+  }
+  const v6 = (s: IpamSubnet): number => (s.subnet?.ip_prefix?.includes(":") ? 1 : 0);
+  return out.sort((a, b) => v6(a) - v6(b));
+}
+
+const lrType = (r: Ref): string | undefined =>
+  (r.attr as { logical_router_virtual_network_type?: string } | null)?.logical_router_virtual_network_type;
+
+/** Whether traffic of the VN leaves the cluster through SNAT. */
+export async function vnHasSnat(vnc: VncClient, vn: VncObject): Promise<boolean> {
+  if (vn["fabric_snat"] === true) return true;
+  for (const lr of await vnc.list("logical-router", { detail: true })) {
+    const vnRefs = refsOf(lr, "virtual_network_refs");
+    const external =
+      vnRefs.some((r) => lrType(r) === "ExternalGateway") || lr["logical_router_gateway_external"] === true;
+    if (!external) continue;
+    if (vnRefs.some((r) => r.uuid === vn.uuid && lrType(r) !== "ExternalGateway")) return true;
+    for (const port of refsOf(lr, "virtual_machine_interface_refs")) {
+      const vmi = await vnc.tryRead("virtual-machine-interface", port.uuid);
+      if (refsOf(vmi, "virtual_network_refs").some((r) => r.uuid === vn.uuid)) return true;
+    }
+  }
+  return false;
+}
