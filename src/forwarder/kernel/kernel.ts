@@ -293,7 +293,6 @@ export class KernelDataPlane implements DataPlane {
     );
   }
 
-
   private side(ns: NetnsHandle, ifname: string): Side {
     return { ns, ifname, applied: emptySide };
   }
