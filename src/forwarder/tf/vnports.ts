@@ -77,11 +77,16 @@ export class VnPorts {
     );
     const project = vnFq.slice(0, -1);
     try {
-      const vm = await this.make(made, "virtual-machine", {
-        fq_name: [vmName],
-        server_type: "container",
-        annotations: kv({ kind: "nsm-connection", "nsm-connection": connId }),
-      });
+      const vm = await this.make(
+        made,
+        "virtual-machine",
+        {
+          fq_name: [vmName],
+          server_type: "container",
+          annotations: kv({ kind: "nsm-connection", "nsm-connection": connId }),
+        },
+        false,
+      );
       const vmi = await this.make(made, "virtual-machine-interface", {
         fq_name: [...project, vmName],
         parent_type: "project",
@@ -198,20 +203,24 @@ export class VnPorts {
     made: (() => Promise<unknown>)[],
     type: string,
     body: Record<string, unknown> & { fq_name: string[] },
+    readBack = true,
   ): Promise<VncObject> {
     const { obj, created } = await this.vnc.createOrRead(type, body);
     if (created) made.push(() => this.vnc.deleteIfExists(type, obj.uuid));
     // Create responses carry ids only; the read has the server's defaults (MAC, address).
-    return this.vnc.read(type, obj.uuid);
+    return readBack ? this.vnc.read(type, obj.uuid) : obj;
   }
 
   private async readOr(type: string, fq: string[], missing: () => StatusError): Promise<VncObject> {
+    // One list call by fq-name (detail) instead of fqname-to-id plus a read.
+    let found: VncObject | undefined;
     try {
-      return await this.vnc.readByFqName(type, fq);
+      found = (await this.vnc.list(type, { fq_names: [fq], detail: true }))[0];
     } catch (err) {
-      if (err instanceof VncError && err.status === 404) throw missing();
       throw toStatus(err, `reading ${type} ${fq.join(":")}`);
     }
+    if (!found) throw missing();
+    return found;
   }
 
   private async idOf(type: string, fq: string[]): Promise<string | undefined> {

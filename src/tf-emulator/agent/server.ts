@@ -183,11 +183,15 @@ export async function startAgentEmulator(opts: AgentEmulatorOptions): Promise<Ru
   }
 
   /** The last good view of every subscribed port: a config API outage keeps the data plane as it was. */
-  async function currentPorts(): Promise<ResolvedPort[]> {
+  async function currentPorts(full: boolean): Promise<ResolvedPort[]> {
     const out: ResolvedPort[] = [];
     const mode = await vniMode();
     for (const [vm, m] of vms) {
       for (const [vmi, sub] of m) {
+        if (!full && sub.resolved) {
+          out.push(sub.resolved);
+          continue;
+        }
         try {
           const r = await resolvePort(vnc, vm, vmi, mode);
           if (!("missing" in r)) sub.resolved = r;
@@ -203,22 +207,27 @@ export async function startAgentEmulator(opts: AgentEmulatorOptions): Promise<Ru
 
   let syncing: Promise<void> | undefined;
   let again: Promise<void> | undefined;
+  let againFull = false;
   let stopped = false;
   /**
    * Makes the data plane match the subscriptions: VN plumbing, taps, NAT; removes unused VNs. Calls while
    * one runs share a single follow-up run.
    */
-  function sync(): Promise<void> {
+  function sync(full = false): Promise<void> {
     if (stopped) return Promise.resolve();
     if (syncing) {
+      againFull ||= full;
       again ??= syncing.then(() => {
+        const f = againFull;
         again = undefined;
-        return sync();
+        againFull = false;
+        return sync(f);
       });
       return again;
     }
     syncing = (async () => {
-      const resolved = await currentPorts();
+      // A full sync re-reads every port's config (floating IPs come and go); the others reuse what is known.
+      const resolved = await currentPorts(full);
       if (stopped) return;
       const byVni = new Map<number, ResolvedPort[]>();
       for (const p of resolved) byVni.set(p.vni, [...(byVni.get(p.vni) ?? []), p]);
@@ -238,7 +247,7 @@ export async function startAgentEmulator(opts: AgentEmulatorOptions): Promise<Ru
   }
 
   const timer = setInterval(() => {
-    sync().catch((err: unknown) => log.warn({ err: (err as Error).message }, "agent sync failed"));
+    sync(true).catch((err: unknown) => log.warn({ err: (err as Error).message }, "agent sync failed"));
   }, opts.syncIntervalMs ?? 1000);
   timer.unref();
 
@@ -263,37 +272,39 @@ export async function startAgentEmulator(opts: AgentEmulatorOptions): Promise<Ru
   }
 
   async function vmCfg(key: string): Promise<unknown[] | undefined> {
-    const vr = await vnc.read("virtual-router", self.uuid);
-    const refs = (vr["virtual_machine_refs"] as { uuid: string; to?: string[] }[] | undefined) ?? [];
-    for (const ref of refs) {
-      const vm = await vnc.tryRead("virtual-machine", ref.uuid);
-      if (!vm) continue;
-      const name = vm.fq_name[vm.fq_name.length - 1];
-      if ((generation === "r2011" ? name : vm.uuid) !== key) continue;
-      const out: unknown[] = [];
-      for (const b of (vm["virtual_machine_interface_back_refs"] as { uuid: string }[] | undefined) ?? []) {
-        const vmi = await vnc.tryRead("virtual-machine-interface", b.uuid);
-        if (!vmi) continue;
-        const vnRef = (vmi["virtual_network_refs"] as { uuid: string; to: string[] }[] | undefined)?.[0];
-        const kv =
-          (vmi["annotations"] as { key_value_pair?: { key: string; value: string }[] } | undefined)
-            ?.key_value_pair ?? [];
-        out.push({
-          id: vmi.uuid,
-          [generation === "r2011" ? "vm-uuid" : "instance-id"]: vm.uuid,
-          "vn-id": vnRef?.uuid ?? "",
-          "vn-name": vnRef?.to?.join(":") ?? "",
-          "mac-address":
-            (vmi["virtual_machine_interface_mac_addresses"] as { mac_address?: string[] } | undefined)
-              ?.mac_address?.[0] ?? "",
-          "sub-interface": false,
-          "vlan-id": -1,
-          ...(kv.length > 0 ? { annotations: kv.map((p) => `{${p.key}:${p.value}}`) } : {}),
-        });
-      }
-      return out;
+    // The VM by its key, then whether this compute's virtual-router refers to it (the control node pushes a
+    // VM's config only to the compute whose VR refers to it).
+    const vm =
+      generation === "r2011"
+        ? await vnc.readByFqName("virtual-machine", [key]).catch(() => undefined)
+        : uuidPattern.test(key)
+          ? await vnc.tryRead("virtual-machine", key)
+          : undefined;
+    if (!vm) return undefined;
+    const routers = (vm["virtual_router_back_refs"] as { uuid: string }[] | undefined) ?? [];
+    if (!routers.some((r) => r.uuid === self.uuid)) return undefined;
+    const out: unknown[] = [];
+    for (const b of (vm["virtual_machine_interface_back_refs"] as { uuid: string }[] | undefined) ?? []) {
+      const vmi = await vnc.tryRead("virtual-machine-interface", b.uuid);
+      if (!vmi) continue;
+      const vnRef = (vmi["virtual_network_refs"] as { uuid: string; to: string[] }[] | undefined)?.[0];
+      const kv =
+        (vmi["annotations"] as { key_value_pair?: { key: string; value: string }[] } | undefined)
+          ?.key_value_pair ?? [];
+      out.push({
+        id: vmi.uuid,
+        [generation === "r2011" ? "vm-uuid" : "instance-id"]: vm.uuid,
+        "vn-id": vnRef?.uuid ?? "",
+        "vn-name": vnRef?.to?.join(":") ?? "",
+        "mac-address":
+          (vmi["virtual_machine_interface_mac_addresses"] as { mac_address?: string[] } | undefined)
+            ?.mac_address?.[0] ?? "",
+        "sub-interface": false,
+        "vlan-id": -1,
+        ...(kv.length > 0 ? { annotations: kv.map((p) => `{${p.key}:${p.value}}`) } : {}),
+      });
     }
-    return undefined;
+    return out;
   }
 
   function persist(body: Record<string, string>): void {
@@ -355,7 +366,8 @@ export async function startAgentEmulator(opts: AgentEmulatorOptions): Promise<Ru
       if (faults.slowPolls && n <= faults.slowPolls) return notFound;
       const resolved = await resolveVm(vm);
       if (!resolved) return notFound;
-      await sync();
+      // This port's own plumbing now; the rest (other ports, peers) waits for the next sync.
+      await sync(false);
       const m2 = vms.get(vm)!;
       return [200, resolved.map((p) => portDoc(p, m2.get(p.vmiUuid)?.body["host-ifname"] ?? ""))];
     }
@@ -449,7 +461,7 @@ export async function startAgentEmulator(opts: AgentEmulatorOptions): Promise<Ru
   });
   const addr = server.address() as { port: number };
   const url = `http://${opts.host ?? "127.0.0.1"}:${addr.port}`;
-  await sync().catch((err: unknown) => log.warn({ err: (err as Error).message }, "initial sync failed"));
+  await sync(true).catch((err: unknown) => log.warn({ err: (err as Error).message }, "initial sync failed"));
   log.info(
     { urls: [url], hostname: opts.hostname, vtepIp, generation, portsRoot: root },
     "vRouter agent emulator ready",
