@@ -73,6 +73,8 @@ export class TfDataPlane implements DataPlane {
   private readonly adopted = new Set<string>();
   private readonly poll: PollPolicy;
   private readonly refs: NetnsRefs;
+  /** Deletes in flight per "<pod netns inode>/<ifname>". */
+  private readonly pendingDeletes = new Map<string, Promise<void>>();
 
   constructor(private readonly opts: TfDataPlaneOptions) {
     this.dp = opts.dataplane ?? new Dataplane();
@@ -171,6 +173,11 @@ export class TfDataPlane implements DataPlane {
     if (state) await this.teardown(state, incoming.conn.id, ctx.log);
   }
 
+  /** Waits for deletes still running (tests, shutdown). */
+  async settle(): Promise<void> {
+    await Promise.all([...this.pendingDeletes.values()]);
+  }
+
   close(): void {
     this.closed = true;
     this.deleter.close();
@@ -192,6 +199,7 @@ export class TfDataPlane implements DataPlane {
     const mtu = this.opts.mtu ?? 1500;
     // Step 2 of the CNI: the agent has the VM's config (the VR → VM ref reached it).
     await agent.pollVmCfg(agent.vmCfgKey(s.vmName, s.vmUuid), this.poll, ctx.signal);
+    await this.pendingDeletes.get(`${s.pod.inodeUrl}/${s.ifname}`);
     const existing = await this.node.link.find(s.hostIf);
     const adopt = existing?.alias === alias && (await s.pod.link.find(s.ifname))?.alias === alias;
     if (existing && !adopt) {
@@ -261,11 +269,17 @@ export class TfDataPlane implements DataPlane {
     // veth's pod end goes with the host end.
     const link = await this.node.link.find(s.hostIf).catch(() => undefined);
     if (link?.alias !== this.alias(connId)) return this.refs.release(s.pod);
-    // The delete (~20 ms of kernel time) runs after the Close is answered, as in the kernel forwarder.
-    void this.deleter
+    // The delete (~20 ms of kernel time) runs after the Close is answered, as in the kernel forwarder; a new
+    // interface of the same name in that pod waits for it.
+    const key = `${s.pod.inodeUrl}/${s.ifname}`;
+    const p: Promise<void> = this.deleter
       .delete(this.node, s.hostIf)
       .catch(() => undefined)
-      .finally(() => this.refs.release(s.pod));
+      .finally(() => {
+        if (this.pendingDeletes.get(key) === p) this.pendingDeletes.delete(key);
+        this.refs.release(s.pod);
+      });
+    this.pendingDeletes.set(key, p);
   }
 
   private alias(connId: string): string {
