@@ -325,8 +325,10 @@ export function componentCommands(program: Command): void {
         });
         try {
           for (const s of listOf(o.service)) {
+            const t0 = performance.now();
             const conn = await client.request(parseServiceUrl(s));
-            console.log(JSON.stringify(connectionSummary(conn)));
+            const setupMs = Math.round((performance.now() - t0) * 10) / 10;
+            console.log(JSON.stringify({ ...connectionSummary(conn), setupMs }));
           }
         } catch (err) {
           await client.closeAll();
@@ -408,5 +410,6 @@ export function connectionSummary(c: Connection): object {
     srcRoutes: ip?.srcRoutes.map((r) => r.prefix) ?? [],
     dstRoutes: ip?.dstRoutes.map((r) => r.prefix) ?? [],
     path: (c.path?.pathSegments ?? []).map((s) => ({ name: s.name, id: s.id })),
+    ...(Object.keys(c.context?.extraContext ?? {}).length > 0 ? { extra: c.context!.extraContext } : {}),
   };
 }

@@ -1,0 +1,562 @@
+// `nsm demo`: two clouds on one machine (topology.ts), every component as its own process, then five
+// scenarios proven with real traffic. Cloud A: nodes a1 and a2, registry and TF emulator on gw-a, an
+// icmp-responder on a2, TF VN `external` (logical-router SNAT, floating IPs from `public`). Cloud B: node b1.
+// VN `stretch` exists in both clouds with one route target and VNI, so it spans the WAN.
+import { spawnSync } from "node:child_process";
+import { mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { ping } from "../dataplane/index.js";
+import { VncClient } from "../forwarder/tf/vnc.js";
+import { DemoStepError, Procs, readLines, stopPids } from "./procs.js";
+import {
+  build,
+  gwAIp,
+  gwBIp,
+  internetIp,
+  netnsDel,
+  netnsPath,
+  plan,
+  type DemoNode,
+  type Topology,
+} from "./topology.js";
+import { demoDir, leftoverNamespaces, leftoverPids, readState, writeState, type DemoState } from "./state.js";
+
+const nsmBin = new URL("../../bin/nsm.js", import.meta.url).pathname;
+
+export interface DemoOptions {
+  keep: boolean;
+  out: (line: string) => void;
+}
+
+interface Conn {
+  service: string;
+  srcIps: string[];
+  dstIps: string[];
+  extra?: Record<string, string>;
+  setupMs?: number;
+}
+
+interface Row {
+  scenario: string;
+  path: string;
+  addresses: string;
+  setup: string;
+  result: string;
+}
+
+const host = (cidr: string | undefined): string => (cidr ?? "").split("/")[0]!;
+
+export async function runDemo(opts: DemoOptions): Promise<boolean> {
+  const started = performance.now();
+  const elapsed = (): string => `${((performance.now() - started) / 1000).toFixed(1)} s`;
+  const prefix = `nsmd${randomBytes(2).toString("hex")}`;
+  const t = plan(prefix);
+  const dir = demoDir;
+  mkdirSync(join(dir, "logs"), { recursive: true });
+  const state: DemoState = {
+    prefix,
+    startedAt: new Date().toISOString(),
+    demoPid: process.pid,
+    namespaces: t.namespaces,
+    pids: [],
+    keep: opts.keep,
+  };
+  writeState(state);
+  const procs = new Procs(dir, (p) => {
+    state.pids.push(p.pid);
+    writeState(state);
+  });
+  const env = { NSM_DEMO: prefix };
+  // Ctrl-C (or a TERM) mid-run removes what was made so far, unless --keep asked to leave it.
+  const interrupted = (sig: NodeJS.Signals): void => {
+    opts.out(`\n${sig}: removing the demo`);
+    void teardown(state).finally(() => process.exit(130));
+  };
+  process.once("SIGINT", interrupted);
+  process.once("SIGTERM", interrupted);
+  const rows: Row[] = [];
+  const say = (s: string): void => opts.out(`  [${elapsed().padStart(6)}] ${s}`);
+  let ok = false;
+  try {
+    opts.out(`nsm demo: two clouds in network namespaces (prefix ${prefix}), state in ${dir}`);
+    await build(t);
+    say("network built: cloud A (nodes a1, a2), cloud B (node b1), WAN, internet");
+
+    const sock = (node: string, n: string): string => `unix://${join(dir, node, `${n}.sock`)}`;
+    for (const n of t.nodes) mkdirSync(join(dir, n.name), { recursive: true });
+    // Cloud services: registries, TF config APIs, the internet's web server.
+    const cloud = (c: "a" | "b", gw: string, ip: string, computes: DemoNode[]) => [
+      procs.start({
+        name: `registry-${c}`,
+        netns: gw,
+        args: [
+          "registry",
+          "--name",
+          `registry-${c}`,
+          "--listen-on",
+          `tcp://${ip}:5002`,
+          "--db",
+          join(dir, `registry-${c}.db`),
+        ],
+        ready: "registry serving",
+        env,
+      }),
+      procs.start({
+        name: `tf-config-${c}`,
+        netns: gw,
+        args: [
+          "tf-emulator",
+          "config",
+          "--listen",
+          `${ip}:8082`,
+          "--unix-socket",
+          join(dir, `vnc-${c}.sock`),
+          "--state-file",
+          join(dir, `vnc-${c}.json`),
+          ...computes.flatMap((n) => ["--compute", `${n.name}=${n.ip}`]),
+        ],
+        ready: "tf config API emulator ready",
+        env,
+      }),
+    ];
+    const nodesOf = (c: "a" | "b"): DemoNode[] => t.nodes.filter((n) => n.cloud === c);
+    await Promise.all([
+      ...cloud("a", t.gwA, gwAIp, nodesOf("a")),
+      ...cloud("b", t.gwB, gwBIp, nodesOf("b")),
+      procs.start({
+        name: "web-internet",
+        netns: t.inet,
+        args: ["demo", "web-server", "--listen", `${internetIp}:80`, "--name", "the internet"],
+        ready: "web server ready",
+        env,
+      }),
+    ]);
+    say("registries, TF config APIs and the internet's web server (203.0.113.10) up");
+    await provision(dir);
+    say(
+      "TF provisioned: VN external (SNAT via logical router, floating IPs from public), VN stretch in both clouds",
+    );
+
+    await Promise.all(t.nodes.map((n) => startNode(procs, t, n, sock, dir, env)));
+    say(
+      "every node up: nsmgr, kernel forwarder, TF forwarder, vRouter agent, tf-vn endpoint; icmp-responder on a2",
+    );
+
+    // Clients: one nsc process per scenario, all at once.
+    const nsc = async (name: string, node: DemoNode, pod: string, service: string): Promise<Conn> => {
+      const { lines } = await procs.start({
+        name,
+        netns: node.ns,
+        args: [
+          "nsc",
+          "--name",
+          name,
+          "--connect-to",
+          sock(node.name, "nsm"),
+          "--netns",
+          netnsPath(pod),
+          "--service",
+          service,
+          "--labels",
+          `nodeName=${node.name}`,
+        ],
+        ready: "nsc connected",
+        env: { ...env, NODE_NAME: node.name },
+        timeoutMs: 30_000,
+      });
+      const conn = lines
+        .map((l) => (l.startsWith("{") ? (JSON.parse(l) as Partial<Conn>) : {}))
+        .find((c) => c.service !== undefined);
+      if (!conn)
+        throw new DemoStepError(
+          `${name}: connected but printed no connection`,
+          join(dir, "logs", `${name}.log`),
+        );
+      return conn as Conn;
+    };
+    const [a1, a2, b1] = t.nodes as [DemoNode, DemoNode, DemoNode];
+    const [local, remote, snat, fip, strA, strB] = await Promise.all([
+      nsc("nsc-local", a2, t.pods["pod-a2"]!, "kernel://icmp/nsm-icmp"),
+      nsc("nsc-remote", a1, t.pods["pod-a1"]!, "kernel://icmp/nsm-icmp"),
+      nsc("nsc-snat", a1, t.pods["pod-a1"]!, "kernel://external/nsm-ext"),
+      nsc("nsc-fip", a1, t.pods["web-a1"]!, "kernel://external-fip/nsm-fip"),
+      nsc("nsc-stretch-a", a1, t.pods["pod-a1"]!, "kernel://stretch/nsm-str"),
+      nsc("nsc-stretch-b", b1, t.pods["pod-b1"]!, "kernel://stretch/nsm-str"),
+    ]);
+    say("all clients connected; proving each path with traffic");
+
+    const setup = (c: Conn): string => (c.setupMs === undefined ? "" : `${c.setupMs.toFixed(0)} ms`);
+    const pings = async (pod: string, src: string, dst: string): Promise<string> => {
+      const r = await ping(netnsPath(pod), { src, dst, count: 3, timeoutMs: 3000, stopAfterReplies: 2 });
+      if (r.received === 0) throw new Error(`no reply from ${dst}`);
+      return `ping ${r.received}/${r.sent}, ${Math.min(...r.rttMs).toFixed(2)} ms`;
+    };
+    const check = async (row: Omit<Row, "result">, fn: () => Promise<string>): Promise<void> => {
+      try {
+        rows.push({ ...row, result: `ok: ${await fn()}` });
+      } catch (err) {
+        rows.push({ ...row, result: `FAILED: ${(err as Error).message}` });
+        throw err;
+      }
+    };
+    await check(
+      {
+        scenario: "pod → pod, same node",
+        path: "pod-a2 ─veth─ icmp-responder (a2)",
+        addresses: `${host(local.srcIps[0])} → ${host(local.dstIps[0])}`,
+        setup: setup(local),
+      },
+      () => pings(t.pods["pod-a2"]!, host(local.srcIps[0]), host(local.dstIps[0])),
+    );
+    await check(
+      {
+        scenario: "pod → pod, across nodes",
+        path: "pod-a1 ─VXLAN over fabric A─ icmp-responder (a2)",
+        addresses: `${host(remote.srcIps[0])} → ${host(remote.dstIps[0])}`,
+        setup: setup(remote),
+      },
+      () => pings(t.pods["pod-a1"]!, host(remote.srcIps[0]), host(remote.dstIps[0])),
+    );
+    await check(
+      {
+        scenario: "pod → internet",
+        path: "pod-a1 ─TF VN external─ SNAT (logical router) ─ internet",
+        addresses: `${host(snat.srcIps[0])} → ${internetIp}:80`,
+        setup: setup(snat),
+      },
+      () => Promise.resolve().then(() => httpGet(t.pods["pod-a1"]!, `http://${internetIp}/`, "the internet")),
+    );
+    const webIp = host(fip.srcIps[0]);
+    const floating = fip.extra?.["tf.floating-ip"] ?? "";
+    await procs.start({
+      name: "web-pod",
+      netns: t.pods["web-a1"]!,
+      args: ["demo", "web-server", "--listen", `${webIp}:80`, "--name", "web-a1"],
+      ready: "web server ready",
+      env,
+    });
+    await check(
+      {
+        scenario: "internet → pod",
+        path: "internet ─ floating IP (1:1 NAT) ─ TF VN external ─ web-a1",
+        addresses: `${internetIp} → ${floating} (${webIp}):80`,
+        setup: setup(fip),
+      },
+      () => Promise.resolve().then(() => httpGet(t.inet, `http://${floating}/`, "web-a1")),
+    );
+    await check(
+      {
+        scenario: "cloud A ↔ cloud B",
+        path: "pod-a1 ─TF VN stretch (same RT/VNI) over the WAN─ pod-b1",
+        addresses: `${host(strA.srcIps[0])} ↔ ${host(strB.srcIps[0])}`,
+        setup: `${setup(strA)} / ${setup(strB)}`,
+      },
+      async () =>
+        `${await pings(t.pods["pod-a1"]!, host(strA.srcIps[0]), host(strB.srcIps[0]))}; back ${await pings(t.pods["pod-b1"]!, host(strB.srcIps[0]), host(strA.srcIps[0]))}`,
+    );
+    ok = true;
+    return true;
+  } catch (err) {
+    opts.out(`\nFAILED: ${(err as Error).message}`);
+    const log = err instanceof DemoStepError ? err.log : undefined;
+    for (const file of log ? [log] : procs.list.map((p) => p.log)) {
+      const lines = readLines(file).slice(-15);
+      if (lines.length > 0) opts.out(`--- last lines of ${file}\n${lines.join("\n")}`);
+    }
+    return false;
+  } finally {
+    printTable(rows, opts.out);
+    opts.out(
+      ok ? `\nall ${rows.length} scenarios passed in ${elapsed()}` : `\nthe demo failed after ${elapsed()}`,
+    );
+    process.off("SIGINT", interrupted);
+    process.off("SIGTERM", interrupted);
+    if (opts.keep && ok) {
+      opts.out(`\nThe demo keeps running. Look inside:
+  nsm connections --url unix://${join(dir, "a1", "nsm.sock")}
+  ip netns exec ${t.pods["pod-a1"]} ip addr          # the pod's NSM interfaces
+  ip netns exec ${t.nodes[0]!.ns} bridge fdb show     # the emulated vRouter's VXLAN flood list
+  ls ${join(dir, "logs")}                              # every component's log
+Remove everything with: nsm demo down`);
+    } else {
+      await teardown(state);
+    }
+  }
+}
+
+async function startNode(
+  procs: Procs,
+  t: Topology,
+  n: DemoNode,
+  sock: (node: string, n: string) => string,
+  dir: string,
+  env: Record<string, string>,
+): Promise<void> {
+  const gw = n.cloud === "a" ? gwAIp : gwBIp;
+  const peer = n.cloud === "a" ? gwBIp : gwAIp;
+  const nsm = sock(n.name, "nsm");
+  await Promise.all([
+    procs.start({
+      name: `tf-agent-${n.name}`,
+      netns: n.ns,
+      args: [
+        "tf-emulator",
+        "agent",
+        "--hostname",
+        n.name,
+        "--config-url",
+        `http://${gw}:8082`,
+        "--peer-config-url",
+        `http://${peer}:8082`,
+        "--ports-root",
+        join(dir, `ports-${n.name}`),
+        "--sync-interval",
+        "500ms",
+      ],
+      ready: "vRouter agent emulator ready",
+      env,
+    }),
+    procs.start({
+      name: `nsmgr-${n.name}`,
+      netns: n.ns,
+      args: [
+        "nsmgr",
+        "--name",
+        `nsmgr-${n.name}`,
+        "--listen-on",
+        `${nsm},tcp://${n.ip}:5001`,
+        "--registry-url",
+        `tcp://${gw}:5002`,
+      ],
+      ready: "nsmgr ready",
+      env: { ...env, NODE_NAME: n.name },
+    }),
+  ]);
+  const services = n.cloud === "a" ? "external,external-fip,stretch" : "stretch";
+  await Promise.all([
+    procs.start({
+      name: `fwd-kernel-${n.name}`,
+      netns: n.ns,
+      args: [
+        "forwarder",
+        "kernel",
+        "--name",
+        `fwd-kernel-${n.name}`,
+        "--listen-on",
+        sock(n.name, "fwd-kernel"),
+        "--connect-to",
+        nsm,
+        "--tunnel-ip",
+        n.ip,
+      ],
+      ready: "forwarder ready",
+      env,
+    }),
+    procs.start({
+      name: `fwd-tf-${n.name}`,
+      netns: n.ns,
+      args: [
+        "forwarder",
+        "tf",
+        "--name",
+        `fwd-tf-${n.name}`,
+        "--listen-on",
+        sock(n.name, "fwd-tf"),
+        "--connect-to",
+        nsm,
+        "--port-dir",
+        join(dir, `ports-${n.name}`, "vm"),
+        "--poll-timeout",
+        "100ms",
+        "--poll-retries",
+        "100",
+      ],
+      ready: "forwarder ready",
+      env,
+    }),
+    procs.start({
+      name: `nse-tf-${n.name}`,
+      netns: n.ns,
+      args: [
+        "nse",
+        "tf-vn",
+        "--name",
+        `nse-tf-${n.name}`,
+        "--listen-on",
+        sock(n.name, "nse-tf"),
+        "--connect-to",
+        nsm,
+        "--node-name",
+        n.name,
+        "--vnc-url",
+        `http://${gw}:8082`,
+        "--services",
+        services,
+        "--vn",
+        "external-fip=default-domain:k8s-default:external",
+        "--fip-pool",
+        "external-fip=default-domain:k8s-default:public:pool",
+      ],
+      ready: "endpoint ready",
+      env,
+    }),
+    ...(n.name === "a2"
+      ? [
+          procs.start({
+            name: "icmp-responder-a2",
+            netns: n.ns,
+            args: [
+              "nse",
+              "icmp-responder",
+              "--name",
+              "icmp-responder-a2",
+              "--listen-on",
+              sock(n.name, "icmp"),
+              "--connect-to",
+              nsm,
+              "--services",
+              "icmp",
+              "--cidr",
+              "169.254.100.0/24",
+              "--netns",
+              netnsPath(t.pods["icmp-a2"]!),
+            ],
+            ready: "endpoint ready",
+            env,
+          }),
+        ]
+      : []),
+  ]);
+}
+
+/** The TF side of the demo, through each config API's unix socket (nothing leaves the namespaces). */
+async function provision(dir: string): Promise<void> {
+  const k8s = ["default-domain", "k8s-default"];
+  const ipam = ["default-domain", "default-project", "default-network-ipam"];
+  const vn = (prefix: string, len: number, extra: Record<string, unknown> = {}, pool?: [string, string]) => ({
+    parent_type: "project",
+    network_ipam_refs: [
+      {
+        to: ipam,
+        attr: {
+          ipam_subnets: [
+            {
+              subnet: { ip_prefix: prefix, ip_prefix_len: len },
+              ...(pool ? { allocation_pools: [{ start: pool[0], end: pool[1] }] } : {}),
+            },
+          ],
+        },
+      },
+    ],
+    ...extra,
+  });
+  // One route target and one configured VNI make `stretch` a single L2 network across both clouds; each
+  // cloud allocates from its own pool of the shared subnet.
+  const stretch = {
+    route_target_list: { route_target: ["target:64512:7000"] },
+    virtual_network_properties: { vxlan_network_identifier: 7000 },
+  };
+  for (const [c, pool] of [
+    ["a", ["100.64.30.10", "100.64.30.99"]],
+    ["b", ["100.64.30.100", "100.64.30.199"]],
+  ] as const) {
+    const vnc = new VncClient({ url: "http://tf-config", socketPath: join(dir, `vnc-${c}.sock`) });
+    try {
+      const g = await vnc.readByFqName("global-vrouter-config", [
+        "default-global-system-config",
+        "default-global-vrouter-config",
+      ]);
+      await vnc.update("global-vrouter-config", g.uuid, { vxlan_network_identifier_mode: "configured" });
+      await vnc.create("virtual-network", {
+        fq_name: [...k8s, "stretch"],
+        ...vn("100.64.30.0", 24, stretch, [pool[0], pool[1]]),
+      });
+      if (c === "a") {
+        await vnc.create("virtual-network", { fq_name: [...k8s, "external"], ...vn("100.64.10.0", 24) });
+        await vnc.create("virtual-network", {
+          fq_name: [...k8s, "public"],
+          ...vn("198.51.100.0", 24, { router_external: true }),
+        });
+        await vnc.create("floating-ip-pool", {
+          fq_name: [...k8s, "public", "pool"],
+          parent_type: "virtual-network",
+        });
+        await vnc.create("virtual-machine-interface", {
+          fq_name: [...k8s, "lr-port-external"],
+          parent_type: "project",
+          virtual_machine_interface_device_owner: "network:router_interface",
+          virtual_network_refs: [{ to: [...k8s, "external"] }],
+        });
+        await vnc.create("logical-router", {
+          fq_name: [...k8s, "lr"],
+          parent_type: "project",
+          virtual_network_refs: [
+            { to: [...k8s, "public"], attr: { logical_router_virtual_network_type: "ExternalGateway" } },
+          ],
+          virtual_machine_interface_refs: [{ to: [...k8s, "lr-port-external"] }],
+        });
+      }
+    } finally {
+      vnc.close();
+    }
+  }
+}
+
+function httpGet(netns: string, url: string, expect: string): string {
+  const r = spawnSync("ip", ["netns", "exec", netns, process.execPath, nsmBin, "demo", "http-get", url], {
+    encoding: "utf8",
+    timeout: 10_000,
+  });
+  const body = (r.stdout ?? "").trim();
+  if (r.status !== 0 || !body.includes(expect)) {
+    throw new Error(`GET ${url}: ${(r.stderr ?? "").trim() || body || `exit ${r.status}`}`);
+  }
+  return `HTTP 200 "${body}"`;
+}
+
+function printTable(rows: Row[], out: (s: string) => void): void {
+  if (rows.length === 0) return;
+  const header: Row = {
+    scenario: "scenario",
+    path: "path",
+    addresses: "addresses",
+    setup: "setup",
+    result: "result",
+  };
+  const keys = Object.keys(header) as (keyof Row)[];
+  const width = Object.fromEntries(
+    keys.map((k) => [k, Math.max(...[header, ...rows].map((r) => r[k].length))]),
+  ) as Record<keyof Row, number>;
+  const line = (r: Row): string =>
+    keys
+      .map((k) => r[k].padEnd(width[k]))
+      .join("  ")
+      .trimEnd();
+  out("");
+  out(line(header));
+  out(keys.map((k) => "-".repeat(width[k])).join("  "));
+  for (const r of rows) out(line(r));
+}
+
+/** Stops the demo's processes, deletes its namespaces and its directory. */
+export async function teardown(state: DemoState): Promise<void> {
+  await stopPids(state.pids, `NSM_DEMO=${state.prefix}`);
+  for (const n of [...state.namespaces].reverse()) netnsDel(n);
+  rmSync(demoDir, { recursive: true, force: true });
+}
+
+/** `nsm demo down`: everything a demo made, found from its state file and by its prefix. */
+export async function demoDown(out: (s: string) => void): Promise<void> {
+  const s = readState();
+  const pids = [...new Set([...(s?.pids ?? []), ...leftoverPids()])];
+  await stopPids(pids, "NSM_DEMO=nsmd");
+  const namespaces = [...new Set([...(s ? [...s.namespaces].reverse() : []), ...leftoverNamespaces()])];
+  for (const n of namespaces) netnsDel(n);
+  rmSync(demoDir, { recursive: true, force: true });
+  out(
+    namespaces.length + pids.length === 0
+      ? "nsm demo down: nothing to remove"
+      : `nsm demo down: stopped ${pids.length} processes, deleted ${namespaces.filter((n) => !leftoverNamespaces().includes(n)).length} namespaces and ${demoDir}`,
+  );
+}

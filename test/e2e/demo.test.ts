@@ -1,0 +1,90 @@
+// `nsm demo` end to end (issue 6): the main job passes every scenario and leaves nothing behind; `--keep`
+// leaves it up and refuses a second run; `nsm demo down` removes it, also after the demo was killed.
+import { spawn } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { after, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { runNsm, sleep, tempDir } from "../helpers/proc.js";
+
+const dir = tempDir("nsm-demo-test-");
+const env = { NSM_DEMO_DIR: `${dir.path}/demo` };
+const demoNamespaces = (): string => {
+  try {
+    return readdirSync("/var/run/netns")
+      .filter((n) => /^nsmd[0-9a-f]{4}-/.test(n))
+      .join(" ");
+  } catch {
+    return "";
+  }
+};
+const demoProcesses = (): number[] =>
+  readdirSync("/proc")
+    .filter((d) => /^\d+$/.test(d))
+    .filter((d) => {
+      try {
+        return /(^|\0)NSM_DEMO=nsmd/.test(readFileSync(`/proc/${d}/environ`, "utf8"));
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+
+function assertNothingLeft(): void {
+  assert.equal(demoNamespaces(), "", "demo namespaces left");
+  assert.deepEqual(demoProcesses(), [], "demo processes left");
+  assert.ok(!existsSync(env.NSM_DEMO_DIR), "demo directory left");
+}
+
+describe("nsm demo", { timeout: 240_000 }, () => {
+  after(async () => {
+    await runNsm(["demo", "down"], env);
+    dir.remove();
+  });
+
+  it("passes every scenario within its time and leaves nothing behind", async () => {
+    const r = await runNsm(["demo"], env);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    for (const s of [
+      "pod → pod, same node",
+      "pod → pod, across nodes",
+      "pod → internet",
+      "internet → pod",
+      "cloud A ↔ cloud B",
+    ]) {
+      assert.match(r.stdout, new RegExp(`${s}.*ok: `), `${s}:\n${r.stdout}`);
+    }
+    const m = /all 5 scenarios passed in ([\d.]+) s/.exec(r.stdout);
+    assert.ok(m, r.stdout);
+    assertNothingLeft();
+  });
+
+  it("--keep leaves it running, refuses a second run, and demo down removes everything", async () => {
+    const r = await runNsm(["demo", "--keep"], env);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /nsm demo down/);
+    assert.notEqual(demoNamespaces(), "");
+    const again = await runNsm(["demo"], env);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /a demo is already running .*nsm demo down/);
+    const down = await runNsm(["demo", "down"], env);
+    assert.equal(down.code, 0, down.stderr);
+    assertNothingLeft();
+  });
+
+  it("demo down cleans up after a demo that was killed half-way", async () => {
+    const p = spawn(process.execPath, [new URL("../../bin/nsm.js", import.meta.url).pathname, "demo"], {
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    p.stdout.on("data", (c: Buffer) => (out += c.toString()));
+    const deadline = Date.now() + 30_000;
+    while (!/every node up/.test(out) && Date.now() < deadline) await sleep(50);
+    p.kill("SIGKILL");
+    await new Promise((r) => p.once("exit", r));
+    assert.notEqual(demoNamespaces(), "", "the killed demo left its network");
+    const down = await runNsm(["demo", "down"], env);
+    assert.equal(down.code, 0, down.stderr);
+    assertNothingLeft();
+  });
+});
