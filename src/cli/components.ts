@@ -67,8 +67,13 @@ function need(v: string | undefined, flag: string): string {
 }
 
 /** Flags every forwarder kind has: security, where it serves, its nsmgr, labels, service name, orphans. */
-export function forwarderFlags(cmd: Command, socket: string, labels: string): Command {
-  return withSecurityFlags(cmd, "forwarder")
+export function forwarderFlags(
+  cmd: Command,
+  socket: string,
+  labels: string,
+  component = "forwarder",
+): Command {
+  return withSecurityFlags(cmd, component)
     .option(
       "--listen-on <url>",
       "unix socket to serve on (NSM_LISTEN_ON)",

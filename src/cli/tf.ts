@@ -120,6 +120,8 @@ export function tfCommands(program: Command): void {
       .description("attach workloads to TF/OpenSDN virtual networks through the vRouter agent"),
     "forwarder-tf.sock",
     "tf=true",
+    // Not forwarder-<host>: the node's kernel forwarder has that name, and a name is a registration.
+    "forwarder-tf",
   )
     .option(
       "--agent-url <url>",
@@ -206,7 +208,7 @@ export function tfCommands(program: Command): void {
       nse
         .command("tf-vn")
         .description("endpoint for services backed by TF/OpenSDN virtual networks (one per node)"),
-      "nse",
+      "nse-tf",
     ),
   )
     .option(
