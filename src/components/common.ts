@@ -84,8 +84,15 @@ export function registrationOf(
   nse: NetworkServiceEndpoint,
   security: Security,
   log: Logger,
+  again?: () => Promise<void>,
 ): Registration {
-  return new Registration(registry, nse, log, () => registryCallMetadata(security.sign, undefined, nse.name));
+  return new Registration(
+    registry,
+    nse,
+    log,
+    () => registryCallMetadata(security.sign, undefined, nse.name),
+    again,
+  );
 }
 
 export { monitorConnectionService };

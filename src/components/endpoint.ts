@@ -63,6 +63,11 @@ export async function startEndpoint(
     }),
     opts.security,
     log,
+    // A registry that restarted without its store lost the services too.
+    async () => {
+      if (opts.registerServices ?? true)
+        for (const s of opts.services) await ensureService(registry, s, opts);
+    },
   );
   try {
     if (opts.registerServices ?? true) {

@@ -29,8 +29,10 @@ export function netsvcMonitorServer(source: ServiceWatchSource, log: Logger): Ne
     if (!entry) return;
     for (const [id, w] of entry.conns) {
       const nse = await source.findEndpoint(w.endpoint).catch(() => undefined);
-      const ok = ns !== undefined && nse !== undefined && selectEndpoints(ns, w.labels, [nse]).length > 0;
-      if (ok) continue;
+      // A record that vanished is a registry restart or an endpoint going (heal's business), not a change of
+      // the service: act only on records that exist and no longer match.
+      if (ns === undefined || nse === undefined) continue;
+      if (selectEndpoints(ns, w.labels, [nse]).length > 0) continue;
       log.info(
         { connId: id, service, endpoint: w.endpoint },
         "network service changed: endpoint no longer matches, closing",
