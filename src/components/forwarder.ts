@@ -1,6 +1,6 @@
 // `nsm forwarder`: connects a client's leg to the endpoint's leg through a pluggable data plane (spec §2.3
 // steps 4–5, §2.4). Chain, top to bottom:
-//   endpoint prefix → discover → roundrobin → mechanisms{KERNEL, VXLAN} → xconnect(data plane)
+//   endpoint prefix → discover → roundrobin → mechanisms{KERNEL, VXLAN} → nsmonitor → xconnect(data plane)
 //   → the data plane's own outgoing elements (TF: tf/vm-ifname) → mechanismtranslation
 //   → outgoing preferences → filtermechanisms → connect (NSE or remote nsmgr)
 import { chain, type NetworkServiceElement } from "../core/chain.js";
@@ -21,6 +21,7 @@ import {
 import { VniAllocator, vxlanServer } from "../networkservice/mechanisms/vxlan.js";
 import { DownstreamMonitor } from "../networkservice/monitor/downstream.js";
 import { roundRobinServer } from "../networkservice/roundrobin/roundrobin.js";
+import { nsMonitorServer } from "../networkservice/nsmonitor/nsmonitor.js";
 import { RegistryClient, endpoint, service } from "../registry/client.js";
 import { RegistryReplica } from "../registry/replica.js";
 import { endpointPrefix, registrationOf, serveHop } from "./common.js";
@@ -89,11 +90,14 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
     ]),
   );
 
+  const nsmonitor = nsMonitorServer(log);
   const networkService = chain([
     ...prefix.elements,
     discoverServer(registryEndpointSource(registry, replica)),
     roundRobinServer(),
     mechanismsServer(incoming),
+    // A data plane that plumbs nothing has no client namespace to lose.
+    ...(dp.name === "noop" ? [] : [nsmonitor]),
     xconnect(dp),
     ...(opts.outgoing ?? []),
     mechanismTranslationClient(),
@@ -136,6 +140,7 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
     url,
     connections: () => prefix.begin.size,
     async stop() {
+      nsmonitor.stop();
       await registration.stop();
       await server.stop();
       downstream.close();
