@@ -308,6 +308,12 @@ export function componentCommands(program: Command): void {
     .option("--netns <path>", "the client's network namespace (default: its own)")
     .option("--request-timeout <duration>", "(NSM_REQUEST_TIMEOUT)", env("NSM_REQUEST_TIMEOUT", "15s"))
     .option("--once", "print the connections and close them again (no refresh loop)")
+    .option("--no-heal", "do not heal connections when a component dies")
+    .option(
+      "--liveness-check <bool>",
+      "ping across connections to find a dead data path (NSM_LIVENESS_CHECK_ENABLED)",
+      env("NSM_LIVENESS_CHECK_ENABLED", "true"),
+    )
     .action(
       async (
         o: SecurityFlags & {
@@ -317,6 +323,8 @@ export function componentCommands(program: Command): void {
           netns?: string;
           requestTimeout: string;
           once?: boolean;
+          heal: boolean;
+          livenessCheck: string;
         },
       ) => {
         if (!o.service) throw new Error("--service (NSM_NETWORK_SERVICES) is required");
@@ -326,6 +334,8 @@ export function componentCommands(program: Command): void {
           netnsPath: o.netns,
           labels: labelsOf(o.labels),
           requestTimeoutMs: parseDuration(o.requestTimeout, "--request-timeout"),
+          // Liveness interval and timeout come from NSM_LIVENESS_CHECK_INTERVAL / _TIMEOUT (200 ms, 1 s).
+          ...(o.heal && !o.once ? { heal: { liveness: !/^(false|0|no)$/i.test(o.livenessCheck) } } : {}),
           security: securityFrom(o),
         });
         try {

@@ -1,7 +1,7 @@
 // The NSC as a library and as `nsm nsc`: requests network services for a network namespace, keeps them
 // refreshed, closes them on exit. Chain, top to bottom:
-//   mechanism preference (KERNEL) → updatepath → begin → refresh → excludedprefixes → clienturl (nsmgr)
-//   → connect
+//   mechanism preference (KERNEL) → updatepath → begin → heal (opt-in) → refresh → excludedprefixes
+//   → clienturl (nsmgr) → connect
 import { Connection } from "../api/connection.js";
 import { chain, element } from "../core/chain.js";
 import { CallContext } from "../core/context.js";
@@ -14,6 +14,7 @@ import { ClientPool } from "../networkservice/connect/pool.js";
 import { kernelOffer } from "../networkservice/mechanisms/kernel.js";
 import { preferenceClient } from "../networkservice/mechanisms/mechanisms.js";
 import { refreshClient } from "../networkservice/refresh/refresh.js";
+import { healClient, type HealElement } from "../networkservice/heal/heal.js";
 import { excludedPrefixesClient } from "../networkservice/excludedprefixes/excludedprefixes.js";
 import { emptyConnection, updatePathClient } from "../networkservice/updatepath/updatepath.js";
 import { invalidArgument } from "../core/errors.js";
@@ -26,6 +27,11 @@ export interface ClientOptions {
   netnsPath?: string;
   labels?: Record<string, string>;
   requestTimeoutMs?: number;
+  /**
+   * Heal connections when a component dies (spec §3): restore through the nsmgr's monitor, reselect when the
+   * liveness check (`liveness: false` disables it) finds the data path dead. Off unless set.
+   */
+  heal?: { liveness?: boolean; livenessIntervalMs?: number; livenessTimeoutMs?: number; retryMs?: number };
   security: Security;
 }
 
@@ -58,15 +64,37 @@ export class NsmClient {
   private readonly inodeUrl: string;
   private readonly log;
   private count = 0;
+  /** The heal element, when healing is on (its counts say how often it restored or reselected). */
+  readonly heal: HealElement | undefined;
 
   constructor(private readonly opts: ClientOptions) {
     this.log = componentLogger("nsc", opts.name);
     this.inodeUrl = inodeUrlOf(opts.netnsPath ?? "/proc/self/ns/net");
     this.pool = new ClientPool(opts.security.channelCredentials(), opts.security.channelOptions());
     this.begin = beginClient(this.log);
+    const h = opts.heal;
+    this.heal = h
+      ? healClient({
+          name: opts.name,
+          nsmgrUrl: opts.nsmgrUrl,
+          pool: this.pool,
+          log: this.log,
+          ...(h.retryMs ? { retryMs: h.retryMs } : {}),
+          ...(h.liveness === false
+            ? {}
+            : {
+                liveness: {
+                  netns: opts.netnsPath ?? "/proc/self/ns/net",
+                  ...(h.livenessIntervalMs ? { intervalMs: h.livenessIntervalMs } : {}),
+                  ...(h.livenessTimeoutMs ? { timeoutMs: h.livenessTimeoutMs } : {}),
+                },
+              }),
+        })
+      : undefined;
     this.chain = chain([
       updatePathClient(opts.name),
       this.begin,
+      ...(this.heal ? [this.heal] : []),
       refreshClient(),
       excludedPrefixesClient(),
       element("clienturl", (req, ctx, next) => {
@@ -107,6 +135,7 @@ export class NsmClient {
   }
 
   async closeAll(): Promise<void> {
+    this.heal?.stop();
     await Promise.all(this.connections().map((c) => this.close(c.id)));
     this.pool.close();
   }

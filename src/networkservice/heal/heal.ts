@@ -1,0 +1,232 @@
+// `heal` (client, after begin; spec §3): keeps an established connection alive when a component dies.
+//   - Control plane: the client watches its own connections through its nsmgr's MonitorConnections. A DOWN
+//     or DELETE event, a connection the nsmgr no longer knows (it restarted), or a broken stream means a hop
+//     lost the connection: the client *restores* it, re-requesting the same path (same forwarder, same
+//     endpoint, same addresses) every `retryMs` until it works. The data path is left alone meanwhile.
+//   - Data plane: a liveness check pings across the connection (every 200 ms, 1 s timeout, upstream's
+//     defaults). A dead data path, or a restore that keeps failing for 3 s, means *reselect*: request again with
+//     RESELECT_REQUESTED, so every hop closes the old path and the nsmgr picks a forwarder and an endpoint
+//     afresh.
+import {
+  ConnectionEventType,
+  MonitorConnectionService,
+  State,
+  type Connection,
+} from "../../api/connection.js";
+import type { NetworkServiceElement } from "../../core/chain.js";
+import type { Logger } from "../../core/log.js";
+import { toStatusError } from "../../core/errors.js";
+import type { PingNetns } from "../../dataplane/index.js";
+import { eventFactory, type EventFactory } from "../begin/begin.js";
+import type { ClientPool } from "../connect/pool.js";
+import { LivenessMonitor } from "./liveness.js";
+
+const healKey = Symbol("heal.state");
+
+export interface HealOptions {
+  /** This client's name: its path segment, by which it selects its connections on the nsmgr's monitor. */
+  name: string;
+  /** The nsmgr the client talks to. */
+  nsmgrUrl: string;
+  pool: ClientPool;
+  log: Logger;
+  /** Data-plane liveness (KERNEL connections): the client's namespace, or undefined to disable. */
+  liveness?: { netns: PingNetns; intervalMs?: number; timeoutMs?: number };
+  /** Pause between restore attempts (default 100 ms). */
+  retryMs?: number;
+  /** How long a restore is retried before the client reselects (default 3 s). */
+  restoreMs?: number;
+}
+
+interface Healing {
+  factory: EventFactory;
+  liveness?: LivenessMonitor;
+  busy: boolean;
+  closed: boolean;
+}
+
+/** What the heal element exposes for tests and metrics. */
+export interface HealElement extends NetworkServiceElement {
+  /** Heals done so far, by kind. */
+  readonly counts: { restore: number; reselect: number };
+  stop(): void;
+}
+
+export function healClient(opts: HealOptions): HealElement {
+  const retryMs = opts.retryMs ?? 100;
+  const restoreMs = opts.restoreMs ?? 3000;
+  const conns = new Map<string, Healing>();
+  const counts = { restore: 0, reselect: 0 };
+  const monitor = new ClientMonitor(opts, (id, why) => {
+    const h = conns.get(id);
+    if (h) void heal(id, h, "restore", why);
+  });
+
+  async function heal(id: string, h: Healing, kind: "restore" | "reselect", why: string): Promise<void> {
+    if (h.busy || h.closed) return;
+    h.busy = true;
+    h.liveness?.stop();
+    const log = opts.log.child({ connId: id });
+    log.warn({ why, kind }, "healing the connection");
+    const started = Date.now();
+    try {
+      for (let attempt = 0; !h.closed; attempt++) {
+        try {
+          const conn = await h.factory.request((c) => {
+            if (kind === "reselect") c.state = State.RESELECT_REQUESTED;
+          });
+          counts[kind]++;
+          log.info({ kind, attempts: attempt + 1, ms: Date.now() - started }, "connection healed");
+          h.liveness?.update(conn);
+          return;
+        } catch (err) {
+          const e = toStatusError(err);
+          // Restarted hops need a moment to see their forwarders and endpoints re-register: keep restoring
+          // for `restoreMs`; past that, the old path is gone for good: choose afresh.
+          if (kind === "restore" && Date.now() - started > restoreMs && !h.closed) {
+            log.warn({ err: e.details }, "restore keeps failing: reselecting");
+            kind = "reselect";
+          } else if (attempt % 20 === 0) {
+            log.warn({ err: e.details, attempt }, `${kind} failed; retrying`);
+          }
+          await new Promise((r) => setTimeout(r, retryMs));
+        }
+      }
+    } finally {
+      h.busy = false;
+      if (!h.closed) h.liveness?.start();
+    }
+  }
+
+  return {
+    name: "heal",
+    counts,
+    stop: () => {
+      for (const h of conns.values()) {
+        h.closed = true;
+        h.liveness?.stop();
+      }
+      conns.clear();
+      monitor.close();
+    },
+    async request(req, ctx, next) {
+      const out = await next.request(req, ctx);
+      const id = out.id;
+      const factory = eventFactory(ctx);
+      if (!factory || ctx.connMeta(true).has(healKey)) {
+        conns.get(id)?.liveness?.update(out);
+        return out;
+      }
+      const h: Healing = { factory, busy: false, closed: false };
+      if (opts.liveness) {
+        h.liveness = new LivenessMonitor(out, {
+          netns: opts.liveness.netns,
+          ...(opts.liveness.intervalMs ? { intervalMs: opts.liveness.intervalMs } : {}),
+          ...(opts.liveness.timeoutMs ? { timeoutMs: opts.liveness.timeoutMs } : {}),
+          onDead: (_c, report) => heal(id, h, "reselect", `data path: ${report.reason}`),
+          onError: (err) => opts.log.warn({ connId: id, err }, "liveness check failed to run"),
+        });
+        h.liveness.start();
+      }
+      ctx.connMeta(true).set(healKey, h);
+      conns.set(id, h);
+      monitor.watch(id);
+      return out;
+    },
+    async close(conn, ctx, next) {
+      const h = conns.get(conn.id);
+      if (h) {
+        h.closed = true;
+        h.liveness?.stop();
+        conns.delete(conn.id);
+        monitor.unwatch(conn.id);
+      }
+      ctx.connection?.client.delete(healKey);
+      await next.close(conn, ctx);
+    },
+  };
+}
+
+/**
+ * One MonitorConnections stream to the nsmgr for all of a client's connections (selected by the client's
+ * path-segment name); reports connections that a hop lost.
+ */
+class ClientMonitor {
+  private readonly ids = new Set<string>();
+  private cancel: (() => void) | undefined;
+  private retry: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly opts: HealOptions,
+    private readonly lost: (id: string, why: string) => void,
+  ) {}
+
+  watch(id: string): void {
+    this.ids.add(id);
+    if (!this.cancel && !this.retry) this.subscribe();
+  }
+
+  unwatch(id: string): void {
+    this.ids.delete(id);
+    if (this.ids.size === 0) this.stopStream();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.stopStream();
+  }
+
+  private stopStream(): void {
+    this.cancel?.();
+    this.cancel = undefined;
+    clearTimeout(this.retry);
+    this.retry = undefined;
+  }
+
+  private subscribe(): void {
+    const stream = this.opts.pool
+      .get(this.opts.nsmgrUrl)
+      .serverStream(MonitorConnectionService.monitorConnections, {
+        pathSegments: [{ name: this.opts.name, id: "", token: "", expires: undefined, metrics: {} }],
+        networkServices: [],
+      });
+    this.cancel = () => stream.cancel();
+    void (async () => {
+      let why = "the nsmgr's monitor stream ended";
+      try {
+        for await (const ev of stream) {
+          const seen = new Set<string>();
+          for (const c of Object.values(ev.connections)) {
+            const id = this.mine(c);
+            if (!id) continue;
+            seen.add(id);
+            if (ev.type === ConnectionEventType.DELETE) this.lost(id, "the nsmgr deleted the connection");
+            else if (c.state === State.DOWN) this.lost(id, "a hop reports the connection DOWN");
+          }
+          // A restarted nsmgr does not know our connections: its first snapshot lacks them.
+          if (ev.type === ConnectionEventType.INITIAL_STATE_TRANSFER) {
+            for (const id of this.ids)
+              if (!seen.has(id)) this.lost(id, "the nsmgr does not know the connection");
+          }
+        }
+      } catch (err) {
+        why = `the nsmgr's monitor stream broke: ${(err as Error).message}`;
+      }
+      if (this.closed || this.ids.size === 0) return;
+      for (const id of this.ids) this.lost(id, why);
+      this.cancel = undefined;
+      this.retry = setTimeout(() => {
+        this.retry = undefined;
+        if (!this.closed && this.ids.size > 0) this.subscribe();
+      }, this.opts.retryMs ?? 100);
+      this.retry.unref();
+    })();
+  }
+
+  /** The id of our connection this monitored connection is (our path segment's id), if it is ours. */
+  private mine(c: Connection): string | undefined {
+    const seg = c.path?.pathSegments.find((s) => s.name === this.opts.name && this.ids.has(s.id));
+    return seg?.id;
+  }
+}
