@@ -1,0 +1,154 @@
+// The heal scenarios, shared by the e2e suite (which asserts) and bench/heal (which reports): each breaks one
+// thing while a probe pings across a live connection, waits until the client healed, and reports the outage.
+import { existsSync } from "node:fs";
+import type { Connection } from "../../src/api/connection.js";
+import { HealMesh, Probe, host, type OutageReport } from "./healmesh.js";
+import { ip, links } from "./netns.js";
+import { eventually, sleep } from "./proc.js";
+
+export interface ScenarioResult extends OutageReport {
+  scenario: string;
+  kind: "restore" | "reselect" | "cleanup";
+  heals: number;
+  detail: string;
+}
+
+type Action = (m: HealMesh, conn: Connection, pod: string) => Promise<void>;
+
+async function withTraffic(
+  m: HealMesh,
+  scenario: string,
+  kind: "restore" | "reselect",
+  service: string,
+  action: Action,
+): Promise<ScenarioResult> {
+  const pod = m.net.add(`c${Math.random().toString(16).slice(2, 6)}`);
+  const client = m.client(`nsc-${scenario.replace(/_/g, "-")}`, pod);
+  try {
+    const conn = await client.request({ service, ifname: "nsm-h" });
+    const probe = new Probe(m.net.path(pod), conn);
+    await sleep(300);
+    const before = client.heal!.counts.restore + client.heal!.counts.reselect;
+    await action(m, conn, pod);
+    await eventually(
+      () => client.heal!.counts.restore + client.heal!.counts.reselect > before,
+      20_000,
+      `${scenario}: the client healed`,
+    );
+    await sleep(500);
+    const r = await probe.stop();
+    const now = client.connections()[0];
+    return {
+      scenario,
+      kind,
+      ...r,
+      heals: client.heal!.counts.restore + client.heal!.counts.reselect - before,
+      detail: `restores ${client.heal!.counts.restore}, reselects ${client.heal!.counts.reselect}; ${host(now?.context?.ipContext?.srcIpAddrs[0])} → ${host(now?.context?.ipContext?.dstIpAddrs[0])}`,
+    };
+  } finally {
+    await client.closeAll().catch(() => undefined);
+  }
+}
+
+export const scenarios: { name: string; run: (m: HealMesh) => Promise<ScenarioResult> }[] = [
+  {
+    name: "local_nsmgr_restart",
+    run: (m) => withTraffic(m, "local_nsmgr_restart", "restore", "local-svc", (mm) => mm.restart("nsmgr-1")),
+  },
+  {
+    name: "remote_nsmgr_restart",
+    run: (m) =>
+      withTraffic(m, "remote_nsmgr_restart", "restore", "remote-svc", (mm) => mm.restart("nsmgr-2")),
+  },
+  {
+    name: "local_forwarder_restart",
+    run: (m) =>
+      withTraffic(m, "local_forwarder_restart", "restore", "local-svc", (mm) => mm.restart("fwd-1")),
+  },
+  {
+    name: "remote_forwarder_restart",
+    run: (m) =>
+      withTraffic(m, "remote_forwarder_restart", "restore", "remote-svc", (mm) => mm.restart("fwd-2")),
+  },
+  {
+    name: "local_nse_restart",
+    run: (m) =>
+      withTraffic(m, "local_nse_restart", "restore", "local-svc", (mm) => mm.restart("nse-local", 300)),
+  },
+  {
+    name: "remote_nse_restart",
+    run: (m) =>
+      withTraffic(m, "remote_nse_restart", "restore", "remote-svc", (mm) => mm.restart("nse-remote", 300)),
+  },
+  {
+    name: "dataplane_broken",
+    run: (m) =>
+      withTraffic(m, "dataplane_broken", "reselect", "local-svc", (_mm, _c, pod) => {
+        ip(["-n", pod, "link", "del", "nsm-h"]);
+        return Promise.resolve();
+      }),
+  },
+];
+
+/** The registry restarts: live connections carry on, and new ones work again once endpoints re-registered. */
+export async function registryRestart(m: HealMesh): Promise<ScenarioResult> {
+  const pod = m.net.add("creg");
+  const client = m.client("nsc-registry", pod);
+  try {
+    const conn = await client.request({ service: "remote-svc", ifname: "nsm-h" });
+    const probe = new Probe(m.net.path(pod), conn);
+    await sleep(300);
+    const t0 = performance.now();
+    await m.restart("registry");
+    const other = m.client("nsc-registry-new", pod);
+    try {
+      await eventually(
+        async () =>
+          other.request({ service: "remote-svc", ifname: "nsm-new" }).then(
+            () => true,
+            () => false,
+          ),
+        20_000,
+        "a new connection after the registry restart",
+      );
+    } finally {
+      await other.closeAll();
+    }
+    const newAfterMs = Math.round(performance.now() - t0);
+    await sleep(300);
+    const r = await probe.stop();
+    return {
+      scenario: "registry_restart",
+      kind: "restore",
+      ...r,
+      heals: 0,
+      detail: `new connections work ${newAfterMs} ms after the restart`,
+    };
+  } finally {
+    await client.closeAll().catch(() => undefined);
+  }
+}
+
+/** The client's namespace is deleted: the forwarder closes the connection everywhere (nsmonitor). */
+export async function clientNetnsDeleted(m: HealMesh): Promise<ScenarioResult> {
+  const pod = m.net.add("cgone");
+  const client = m.client("nsc-gone", pod);
+  await client.request({ service: "local-svc", ifname: "nsm-gone" });
+  const before = links(m.e1).length;
+  const t0 = performance.now();
+  // The pod is gone with its client (a deleted pod's nsc dies too): only the forwarder can notice.
+  client.heal!.stop();
+  ip(["netns", "del", pod]);
+  await eventually(() => links(m.e1).length < before, 10_000, "the endpoint side of the connection removed");
+  const ms = Math.round(performance.now() - t0);
+  await client.closeAll().catch(() => undefined);
+  return {
+    scenario: "client_netns_deleted",
+    kind: "cleanup",
+    outageMs: 0,
+    lost: 0,
+    sent: 0,
+    heals: 0,
+    detail: `the endpoint's interface went ${ms} ms after the namespace${existsSync(m.net.path(pod)) ? " (namespace still present!)" : ""}`,
+  };
+}
