@@ -231,6 +231,9 @@ describe("control plane e2e", () => {
         "icmp-local",
         "--max-token-lifetime",
         "2s",
+        // The noop forwarder plumbs nothing: there is no data path to check.
+        "--liveness-check",
+        "false",
       ],
       "nsc connected",
     );
