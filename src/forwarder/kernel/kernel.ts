@@ -115,16 +115,24 @@ export class KernelDataPlane implements DataPlane {
       state.mtu = mtu;
     }
     const ip = conn.context?.ipContext;
+    const sides = [
+      [state.client, "src"],
+      [state.endpoint, "dst"],
+    ] as const;
     try {
-      if (state.client) {
-        const want = sideConfig(ip, "src");
-        await applySide(state.client.ns, state.client.ifname, state.client.applied, want);
-        state.client.applied = want;
-      }
-      if (state.endpoint) {
-        const want = sideConfig(ip, "dst");
-        await applySide(state.endpoint.ns, state.endpoint.ifname, state.endpoint.applied, want);
-        state.endpoint.applied = want;
+      for (const [side, which] of sides) {
+        if (!side) continue;
+        const want = sideConfig(ip, which);
+        try {
+          await applySide(side.ns, side.ifname, side.applied, want);
+        } catch (err) {
+          // An endpoint hands a released address out again at once; the link that held it may still be
+          // on its way out (deletes run after Close). Wait for those deletes, then try once more.
+          if (!isErrno(err, "EADDRINUSE") || this.pendingDeletes.size === 0) throw err;
+          await this.settle();
+          await applySide(side.ns, side.ifname, side.applied, want);
+        }
+        side.applied = want;
       }
     } catch (err) {
       throw toStatus(err, conn.id);
