@@ -92,7 +92,7 @@ export const scenarios: { name: string; run: (m: HealMesh) => Promise<ScenarioRe
 
 /** The registry restarts: live connections carry on, and new ones work again once endpoints re-registered. */
 export async function registryRestart(m: HealMesh): Promise<ScenarioResult> {
-  const pod = m.net.add("creg");
+  const pod = m.net.add(`r${Math.random().toString(16).slice(2, 6)}`);
   const client = m.client("nsc-registry", pod);
   try {
     const conn = await client.request({ service: "remote-svc", ifname: "nsm-h" });
@@ -131,7 +131,7 @@ export async function registryRestart(m: HealMesh): Promise<ScenarioResult> {
 
 /** The client's namespace is deleted: the forwarder closes the connection everywhere (nsmonitor). */
 export async function clientNetnsDeleted(m: HealMesh): Promise<ScenarioResult> {
-  const pod = m.net.add("cgone");
+  const pod = m.net.add(`g${Math.random().toString(16).slice(2, 6)}`);
   const client = m.client("nsc-gone", pod);
   await client.request({ service: "local-svc", ifname: "nsm-gone" });
   const before = links(m.e1).length;
