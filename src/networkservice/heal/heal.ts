@@ -1,8 +1,9 @@
 // `heal` (client, after begin; spec §3): keeps an established connection alive when a component dies.
 //   - Control plane: the client watches its own connections through its nsmgr's MonitorConnections. A DOWN
-//     or DELETE event, a connection the nsmgr no longer knows (it restarted), or a broken stream means a hop
-//     lost the connection: the client *restores* it, re-requesting the same path (same forwarder, same
-//     endpoint, same addresses) every `retryMs` until it works. The data path is left alone meanwhile.
+//     event, a connection the nsmgr no longer knows (it restarted), or a broken stream means a hop lost the
+//     connection: the client *restores* it, re-requesting the same path (same forwarder, same endpoint, same
+//     addresses) every `retryMs` until it works. The data path is left alone meanwhile. A DELETE (a hop
+//     closed it: its service changed, it timed out) means the old path is not wanted: reselect.
 //   - Data plane: a liveness check pings across the connection (every 200 ms, 1 s timeout, upstream's
 //     defaults). A dead data path, or a restore that keeps failing for 3 s, means *reselect*: request again with
 //     RESELECT_REQUESTED, so every hop closes the old path and the nsmgr picks a forwarder and an endpoint
@@ -57,9 +58,9 @@ export function healClient(opts: HealOptions): HealElement {
   const restoreMs = opts.restoreMs ?? 3000;
   const conns = new Map<string, Healing>();
   const counts = { restore: 0, reselect: 0 };
-  const monitor = new ClientMonitor(opts, (id, why) => {
+  const monitor = new ClientMonitor(opts, (id, why, kind) => {
     const h = conns.get(id);
-    if (h) void heal(id, h, "restore", why);
+    if (h) void heal(id, h, kind, why);
   });
 
   async function heal(id: string, h: Healing, kind: "restore" | "reselect", why: string): Promise<void> {
@@ -73,7 +74,11 @@ export function healClient(opts: HealOptions): HealElement {
       for (let attempt = 0; !h.closed; attempt++) {
         try {
           const conn = await h.factory.request((c) => {
-            if (kind === "reselect") c.state = State.RESELECT_REQUESTED;
+            if (kind === "reselect") {
+              c.state = State.RESELECT_REQUESTED;
+              // Choose the endpoint afresh too: the old one may be the reason.
+              c.networkServiceEndpointName = "";
+            }
           });
           counts[kind]++;
           log.info({ kind, attempts: attempt + 1, ms: Date.now() - started }, "connection healed");
@@ -159,7 +164,7 @@ class ClientMonitor {
 
   constructor(
     private readonly opts: HealOptions,
-    private readonly lost: (id: string, why: string) => void,
+    private readonly lost: (id: string, why: string, kind: "restore" | "reselect") => void,
   ) {}
 
   watch(id: string): void {
@@ -201,20 +206,22 @@ class ClientMonitor {
             const id = this.mine(c);
             if (!id) continue;
             seen.add(id);
-            if (ev.type === ConnectionEventType.DELETE) this.lost(id, "the nsmgr deleted the connection");
-            else if (c.state === State.DOWN) this.lost(id, "a hop reports the connection DOWN");
+            // A hop closed it (its service changed, it timed out): the old path is not wanted any more.
+            if (ev.type === ConnectionEventType.DELETE)
+              this.lost(id, "the nsmgr closed the connection", "reselect");
+            else if (c.state === State.DOWN) this.lost(id, "a hop reports the connection DOWN", "restore");
           }
           // A restarted nsmgr does not know our connections: its first snapshot lacks them.
           if (ev.type === ConnectionEventType.INITIAL_STATE_TRANSFER) {
             for (const id of this.ids)
-              if (!seen.has(id)) this.lost(id, "the nsmgr does not know the connection");
+              if (!seen.has(id)) this.lost(id, "the nsmgr does not know the connection", "restore");
           }
         }
       } catch (err) {
         why = `the nsmgr's monitor stream broke: ${(err as Error).message}`;
       }
       if (this.closed || this.ids.size === 0) return;
-      for (const id of this.ids) this.lost(id, why);
+      for (const id of this.ids) this.lost(id, why, "restore");
       this.cancel = undefined;
       this.retry = setTimeout(() => {
         this.retry = undefined;
