@@ -2,7 +2,7 @@
 // underlay veth; registry on node1; nsmgr and kernel forwarder per node; icmp-responders for `local-svc` (pod
 // e1 on node1) and `remote-svc` (pod e2 on node2); clients in this process with healing on. A Probe pings
 // across a connection every 10 ms and measures the outage (last reply before to first reply after) and the
-// probes lost. Everything carries a per-run prefix and is removed by stop().
+// probes lost. A second icmp-responder for `remote-svc` (pod e2b) takes over when the first dies. Everything carries a per-run prefix and is removed by stop().
 import { join } from "node:path";
 import { NsmClient } from "../../src/components/client.js";
 import { createSecurity } from "../../src/components/security.js";
@@ -21,6 +21,7 @@ export class HealMesh {
   node2 = "";
   e1 = "";
   e2 = "";
+  e2b = "";
 
   sock(n: string): string {
     return `unix://${join(this.dir.path, `${n}.sock`)}`;
@@ -41,6 +42,8 @@ export class HealMesh {
     "fwd-2": () => this.fwd(2),
     "nse-local": () => this.nse("nse-local", 1, "local-svc", "169.254.20.0/24", this.e1),
     "nse-remote": () => this.nse("nse-remote", 2, "remote-svc", "169.254.21.0/24", this.e2),
+    // A second endpoint of the remote service (same pool): where a client goes when the first one dies.
+    "nse-remote-b": () => this.nse("nse-remote-b", 2, "remote-svc", "169.254.21.0/24", this.e2b),
   };
 
   private nsmgr(n: number) {
@@ -107,10 +110,11 @@ export class HealMesh {
     this.node2 = this.net.add("node2");
     this.e1 = this.net.add("e1");
     this.e2 = this.net.add("e2");
+    this.e2b = this.net.add("e2b");
     this.net.wire(this.node1, "198.18.0.1/24", this.node2, "198.18.0.2/24");
     await this.run("registry");
     await Promise.all([this.run("nsmgr-1"), this.run("nsmgr-2")]);
-    await Promise.all(["fwd-1", "fwd-2", "nse-local", "nse-remote"].map((n) => this.run(n)));
+    await Promise.all(["fwd-1", "fwd-2", "nse-local", "nse-remote", "nse-remote-b"].map((n) => this.run(n)));
   }
 
   /** (Re)starts a component by its name. */
@@ -161,9 +165,10 @@ export class Probe {
   private sent = 0;
   private done: Promise<void>;
 
-  constructor(netnsPath: string, conn: Connection) {
-    const src = host(conn.context?.ipContext?.srcIpAddrs[0]);
-    const dst = host(conn.context?.ipContext?.dstIpAddrs[0]);
+  /** Across `conn` (its src → dst addresses), or between two given addresses. */
+  constructor(netnsPath: string, conn: Connection | { src: string; dst: string }) {
+    const src = "src" in conn ? conn.src : host(conn.context?.ipContext?.srcIpAddrs[0]);
+    const dst = "dst" in conn ? conn.dst : host(conn.context?.ipContext?.dstIpAddrs[0]);
     this.done = (async () => {
       while (this.running) {
         const t = performance.now();

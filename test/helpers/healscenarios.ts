@@ -15,6 +15,9 @@ export interface ScenarioResult extends OutageReport {
 
 type Action = (m: HealMesh, conn: Connection, pod: string) => Promise<void>;
 
+/** Repairs a scenario leaves for after its measurement (an endpoint started again). */
+const after: (() => Promise<void>)[] = [];
+
 async function withTraffic(
   m: HealMesh,
   scenario: string,
@@ -43,10 +46,11 @@ async function withTraffic(
       kind,
       ...r,
       heals: client.heal!.counts.restore + client.heal!.counts.reselect - before,
-      detail: `restores ${client.heal!.counts.restore}, reselects ${client.heal!.counts.reselect}; ${host(now?.context?.ipContext?.srcIpAddrs[0])} → ${host(now?.context?.ipContext?.dstIpAddrs[0])}`,
+      detail: `restores ${client.heal!.counts.restore}, reselects ${client.heal!.counts.reselect}; ${host(now?.context?.ipContext?.srcIpAddrs[0])} → ${host(now?.context?.ipContext?.dstIpAddrs[0])} at ${now?.networkServiceEndpointName ?? "?"}`,
     };
   } finally {
     await client.closeAll().catch(() => undefined);
+    for (const repair of after.splice(0)) await repair();
   }
 }
 
@@ -79,6 +83,16 @@ export const scenarios: { name: string; run: (m: HealMesh) => Promise<ScenarioRe
     name: "remote_nse_restart",
     run: (m) =>
       withTraffic(m, "remote_nse_restart", "restore", "remote-svc", (mm) => mm.restart("nse-remote", 300)),
+  },
+  {
+    // The endpoint dies for good: after the restore window the client reselects onto the other endpoint.
+    name: "remote_nse_death",
+    run: (m) =>
+      withTraffic(m, "remote_nse_death", "reselect", "remote-svc", async (mm, conn) => {
+        const victim = conn.networkServiceEndpointName;
+        await mm.procs.get(victim)!.kill();
+        after.push(() => mm.run(victim).then(() => undefined));
+      }),
   },
   {
     name: "dataplane_broken",
