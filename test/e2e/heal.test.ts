@@ -22,6 +22,9 @@ describe("heal e2e", { timeout: 300_000 }, () => {
       if (r.kind === "restore")
         assert.equal(r.lost, 0, `restore with the data path intact lost probes: ${JSON.stringify(r)}`);
       else assert.ok(r.outageMs < 3000, `reselect outage ${r.outageMs} ms: ${JSON.stringify(r)}`);
+      // Moving away from a dead endpoint, or to the one the changed service selects.
+      if (s.name === "remote_nse_death" || s.name === "service_changed")
+        assert.notEqual(r.to, r.from, JSON.stringify(r));
     });
   }
 

@@ -8,8 +8,11 @@ import { NsmClient } from "../../src/components/client.js";
 import { createSecurity } from "../../src/components/security.js";
 import { ping } from "../../src/dataplane/index.js";
 import type { Connection } from "../../src/api/connection.js";
-import { Netns } from "./netns.js";
+import { writeFileSync } from "node:fs";
+import { Netns, inNs } from "./netns.js";
 import { startComponent, tempDir, type Component } from "./proc.js";
+
+const nsmBin = new URL("../../bin/nsm.js", import.meta.url).pathname;
 
 export const host = (cidr: string | undefined): string => (cidr ?? "").split("/")[0]!;
 
@@ -41,9 +44,9 @@ export class HealMesh {
     "fwd-1": () => this.fwd(1),
     "fwd-2": () => this.fwd(2),
     "nse-local": () => this.nse("nse-local", 1, "local-svc", "169.254.20.0/24", this.e1),
-    "nse-remote": () => this.nse("nse-remote", 2, "remote-svc", "169.254.21.0/24", this.e2),
+    "nse-remote": () => this.nse("nse-remote", 2, "remote-svc", "169.254.21.0/24", this.e2, "site=a"),
     // A second endpoint of the remote service (same pool): where a client goes when the first one dies.
-    "nse-remote-b": () => this.nse("nse-remote-b", 2, "remote-svc", "169.254.21.0/24", this.e2b),
+    "nse-remote-b": () => this.nse("nse-remote-b", 2, "remote-svc", "169.254.21.0/24", this.e2b, "site=b"),
   };
 
   private nsmgr(n: number) {
@@ -82,7 +85,7 @@ export class HealMesh {
     };
   }
 
-  private nse(name: string, n: number, service: string, cidr: string, pod: string) {
+  private nse(name: string, n: number, service: string, cidr: string, pod: string, labels?: string) {
     return {
       args: [
         "nse",
@@ -99,6 +102,7 @@ export class HealMesh {
         cidr,
         "--netns",
         this.net.path(pod),
+        ...(labels ? ["--labels", labels] : []),
       ],
       ready: "endpoint ready",
       netns: n === 1 ? this.node1 : this.node2,
@@ -113,8 +117,28 @@ export class HealMesh {
     this.e2b = this.net.add("e2b");
     this.net.wire(this.node1, "198.18.0.1/24", this.node2, "198.18.0.2/24");
     await this.run("registry");
+    // The remote service is registered by the operator (this run), who may change it later.
+    this.applyService("remote-svc", []);
     await Promise.all([this.run("nsmgr-1"), this.run("nsmgr-2")]);
     await Promise.all(["fwd-1", "fwd-2", "nse-local", "nse-remote", "nse-remote-b"].map((n) => this.run(n)));
+  }
+
+  /** Registers (or changes) a NetworkService through `nsm registry ns apply`, from inside node1. */
+  applyService(name: string, matches: object[]): void {
+    const file = join(this.dir.path, `ns-${name}.json`);
+    writeFileSync(file, JSON.stringify({ name, payload: "ETHERNET", matches }));
+    const r = inNs(this.node1, [
+      process.execPath,
+      nsmBin,
+      "registry",
+      "ns",
+      "apply",
+      "-f",
+      file,
+      "--registry-url",
+      "tcp://198.18.0.1:5002",
+    ]);
+    if (r.code !== 0) throw new Error(`ns apply ${name}: ${r.out}`);
   }
 
   /** (Re)starts a component by its name. */

@@ -10,6 +10,9 @@ export interface ScenarioResult extends OutageReport {
   scenario: string;
   kind: "restore" | "reselect" | "cleanup";
   heals: number;
+  /** The endpoint before and after the heal. */
+  from?: string;
+  to?: string;
   detail: string;
 }
 
@@ -45,6 +48,8 @@ async function withTraffic(
       scenario,
       kind,
       ...r,
+      from: conn.networkServiceEndpointName,
+      to: now?.networkServiceEndpointName ?? "",
       heals: client.heal!.counts.restore + client.heal!.counts.reselect - before,
       detail: `restores ${client.heal!.counts.restore}, reselects ${client.heal!.counts.reselect}; ${host(now?.context?.ipContext?.srcIpAddrs[0])} → ${host(now?.context?.ipContext?.dstIpAddrs[0])} at ${now?.networkServiceEndpointName ?? "?"}`,
     };
@@ -77,12 +82,17 @@ export const scenarios: { name: string; run: (m: HealMesh) => Promise<ScenarioRe
   {
     name: "local_nse_restart",
     run: (m) =>
-      withTraffic(m, "local_nse_restart", "restore", "local-svc", (mm) => mm.restart("nse-local", 300)),
+      withTraffic(m, "local_nse_restart", "restore", "local-svc", (mm, conn) =>
+        mm.restart(conn.networkServiceEndpointName, 300),
+      ),
   },
   {
     name: "remote_nse_restart",
     run: (m) =>
-      withTraffic(m, "remote_nse_restart", "restore", "remote-svc", (mm) => mm.restart("nse-remote", 300)),
+      withTraffic(m, "remote_nse_restart", "restore", "remote-svc", (mm, conn) =>
+        // The endpoint that carries the connection (the service has two).
+        mm.restart(conn.networkServiceEndpointName, 300),
+      ),
   },
   {
     // The endpoint dies for good: after the restore window the client reselects onto the other endpoint.
@@ -92,6 +102,18 @@ export const scenarios: { name: string; run: (m: HealMesh) => Promise<ScenarioRe
         const victim = conn.networkServiceEndpointName;
         await mm.procs.get(victim)!.kill();
         after.push(() => mm.run(victim).then(() => undefined));
+      }),
+  },
+  {
+    // The operator changes the service so that only the other endpoint matches: the nsmgr closes the
+    // connection and the client reselects onto the endpoint that matches now.
+    name: "service_changed",
+    run: (m) =>
+      withTraffic(m, "service_changed", "reselect", "remote-svc", (mm, conn) => {
+        const other = conn.networkServiceEndpointName === "nse-remote" ? "b" : "a";
+        mm.applyService("remote-svc", [{ routes: [{ destination_selector: { site: other } }] }]);
+        after.push(() => Promise.resolve(mm.applyService("remote-svc", [])));
+        return Promise.resolve();
       }),
   },
   {
