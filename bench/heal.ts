@@ -4,11 +4,15 @@
 // timeout) and a probe pinging across its connection every 10 ms. Each scenario kills one component (kill -9)
 // and starts it again, or breaks the data path, and waits until the client healed. Reported per scenario: the
 // longest gap between two replies (outage) and the probes lost, median over the runs. Baseline in the same
-// run: the same probe on an undisturbed connection (its longest gap is the probe's own jitter).
+// run: the same probe on an undisturbed connection (its longest gap is the probe's own jitter). Last, a TF
+// connection in an emulated TF cluster (test/helpers/tfcluster.ts) while its TF forwarder restarts.
 // Everything carries a per-run prefix and is removed at the end. Writes bench/results/heal.json.
 import { median } from "./lib/control-plane-mesh.js";
 import { fmt, printTable, writeResults } from "./lib/report.js";
-import { HealMesh, Probe } from "../test/helpers/healmesh.js";
+import { HealMesh, Probe, host } from "../test/helpers/healmesh.js";
+import { TfCluster } from "../test/helpers/tfcluster.js";
+import { NsmClient } from "../src/components/client.js";
+import { createSecurity } from "../src/components/security.js";
 import {
   clientNetnsDeleted,
   registryRestart,
@@ -17,6 +21,48 @@ import {
 } from "../test/helpers/healscenarios.js";
 
 const quick = process.argv.includes("--quick");
+
+/** A TF connection (emulated cluster) under the probe while its TF forwarder is killed and restarted. */
+async function tfForwarderRestart(): Promise<ScenarioResult> {
+  const cluster = new TfCluster({ nodes: [{}] });
+  try {
+    await cluster.start();
+    await cluster.provision();
+    const node = cluster.nodes[0]!;
+    const pod = cluster.net.add("p");
+    const client = new NsmClient({
+      name: "nsc-tf-heal",
+      nsmgrUrl: node.nsmgrSock,
+      netnsPath: cluster.net.path(pod),
+      labels: { nodeName: node.name },
+      security: createSecurity({ name: "nsc-tf-heal" }),
+      heal: {},
+    });
+    const conn = await client.request({ service: "external", ifname: "nsm-tf" });
+    const probe = new Probe(cluster.net.path(pod), {
+      src: host(conn.context!.ipContext!.srcIpAddrs[0]),
+      dst: conn.context!.extraContext["tf.gateway"]!,
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    await node.procs.get("fwd-tf")!.kill();
+    await cluster.startTfForwarder(node, 1, ["--orphan-grace", "10s"]);
+    const end = Date.now() + 20_000;
+    while (client.heal!.counts.restore + client.heal!.counts.reselect === 0 && Date.now() < end)
+      await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 500));
+    const r = await probe.stop();
+    await client.closeAll();
+    return {
+      scenario: "tf_forwarder_restart",
+      kind: "restore",
+      ...r,
+      heals: client.heal!.counts.restore + client.heal!.counts.reselect,
+      detail: `TF connection; restores ${client.heal!.counts.restore}, reselects ${client.heal!.counts.reselect}`,
+    };
+  } finally {
+    await cluster.stop();
+  }
+}
 const runs = quick ? 1 : 3;
 const mesh = new HealMesh();
 let stopping = false;
@@ -54,6 +100,10 @@ try {
   for (let i = 0; i < runs; i++) reg.push(await registryRestart(mesh));
   all.push(reg);
   const gone = await clientNetnsDeleted(mesh);
+  await cleanup();
+  const tf: ScenarioResult[] = [];
+  for (let i = 0; i < runs; i++) tf.push(await tfForwarderRestart());
+  all.push(tf);
 
   for (const rs of all) {
     const r0 = rs[0]!;

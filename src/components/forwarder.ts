@@ -81,7 +81,11 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
   replica.start();
   // A restarted forwarder passes on Closes of connections it lost, so their endpoints are closed too.
   const prefix = endpointPrefix(opts.name, log, opts.security, { closeUnknown: true });
-  const downstream = new DownstreamMonitor(pool, opts.name, prefix.monitor, log);
+  const downstream = new DownstreamMonitor(pool, opts.name, prefix.monitor, log, (id) => {
+    prefix.begin
+      .closeInside(id)
+      .catch((err: unknown) => log.warn({ connId: id, err }, "closing after the next hop closed failed"));
+  });
   const vnis = new VniAllocator();
   const incoming = Object.fromEntries(
     dp.incoming.map((t) => [

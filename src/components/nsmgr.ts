@@ -161,7 +161,11 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
   // NetworkService side.
   const pool = new ClientPool(opts.security.channelCredentials(), opts.security.channelOptions());
   const prefix = endpointPrefix(opts.name, log, opts.security);
-  const downstream = new DownstreamMonitor(pool, opts.name, prefix.monitor, log);
+  const downstream = new DownstreamMonitor(pool, opts.name, prefix.monitor, log, (id) => {
+    prefix.begin
+      .closeInside(id)
+      .catch((err: unknown) => log.warn({ connId: id, err }, "closing after the next hop closed failed"));
+  });
   const networkService = chain([
     ...prefix.elements,
     clientInfo(clientInfoLabels()),

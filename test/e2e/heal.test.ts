@@ -4,6 +4,8 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { HealMesh } from "../helpers/healmesh.js";
+import { links } from "../helpers/netns.js";
+import { eventually } from "../helpers/proc.js";
 import { clientNetnsDeleted, registryRestart, scenarios } from "../helpers/healscenarios.js";
 
 const mesh = new HealMesh();
@@ -36,5 +38,15 @@ describe("heal e2e", { timeout: 300_000 }, () => {
   it("client_netns_deleted", async () => {
     const r = await clientNetnsDeleted(mesh);
     assert.doesNotMatch(r.detail, /still present/);
+  });
+
+  it("leaves nothing behind: no endpoint-side interface once every client closed", async () => {
+    for (const ns of [mesh.e1, mesh.e2, mesh.e2b]) {
+      await eventually(
+        () => links(ns).length === 0,
+        10_000,
+        `no interface left in ${ns}: ${links(ns).join(" ")}`,
+      );
+    }
   });
 });

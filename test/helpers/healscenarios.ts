@@ -4,7 +4,7 @@ import { existsSync } from "node:fs";
 import type { Connection } from "../../src/api/connection.js";
 import { HealMesh, Probe, host, type OutageReport } from "./healmesh.js";
 import { ip, links } from "./netns.js";
-import { eventually, sleep } from "./proc.js";
+import { eventually, runNsm, sleep } from "./proc.js";
 
 export interface ScenarioResult extends OutageReport {
   scenario: string;
@@ -177,6 +177,13 @@ export async function clientNetnsDeleted(m: HealMesh): Promise<ScenarioResult> {
   ip(["netns", "del", pod]);
   await eventually(() => links(m.e1).length < before, 10_000, "the endpoint side of the connection removed");
   const ms = Math.round(performance.now() - t0);
+  // …and every hop forgot it: the forwarder closed it, and the nsmgr followed its DELETE.
+  await eventually(
+    async () => !(await runNsm(["connections", "--url", m.sock("nsmgr-1")])).stdout.includes("nsc-gone"),
+    10_000,
+    "the nsmgr to forget the connection",
+  );
+  const everywhere = Math.round(performance.now() - t0);
   await client.closeAll().catch(() => undefined);
   return {
     scenario: "client_netns_deleted",
@@ -185,6 +192,6 @@ export async function clientNetnsDeleted(m: HealMesh): Promise<ScenarioResult> {
     lost: 0,
     sent: 0,
     heals: 0,
-    detail: `the endpoint's interface went ${ms} ms after the namespace${existsSync(m.net.path(pod)) ? " (namespace still present!)" : ""}`,
+    detail: `the endpoint's interface went ${ms} ms after the namespace, the nsmgr's record ${everywhere} ms${existsSync(m.net.path(pod)) ? " (namespace still present!)" : ""}`,
   };
 }

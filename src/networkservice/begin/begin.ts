@@ -126,6 +126,11 @@ export class Begin implements NetworkServiceElement {
     });
   }
 
+  /** Closes a connection from inside this hop (downstream, then forgets it), e.g. after the next hop closed it. */
+  closeInside(id: string): Promise<void> {
+    return this.factory(id).close();
+  }
+
   private factory(id: string): EventFactory {
     const bg = (): CallContext => {
       const ctx = CallContext.background(this.opts.log.child({ connId: id }));

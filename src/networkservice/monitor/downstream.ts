@@ -28,6 +28,11 @@ export class DownstreamMonitor {
     private readonly hopName: string,
     private readonly store: MonitorStore,
     private readonly log: Logger,
+    /**
+     * The next hop closed a connection on its own (its client namespace went, it timed out): close it here
+     * too, so it is cleaned up all the way up. Without it the connection is only marked DOWN.
+     */
+    private readonly onDeleted?: (id: string) => void,
   ) {}
 
   track(url: string, connId: string): void {
@@ -86,6 +91,12 @@ export class DownstreamMonitor {
     for (const down of Object.values(ev.connections)) {
       const ours = down.path?.pathSegments.find((s) => s.name === this.hopName);
       if (!ours || !peer.ids.has(ours.id)) continue;
+      if (ev.type === ConnectionEventType.DELETE && this.onDeleted) {
+        // A Close this hop sent itself untracked the id first: this one came from below.
+        peer.ids.delete(ours.id);
+        this.onDeleted(ours.id);
+        continue;
+      }
       const state = ev.type === ConnectionEventType.DELETE ? State.DOWN : down.state;
       this.mark(ours.id, state, down);
     }
