@@ -25,7 +25,7 @@ describe("heal e2e", { timeout: 300_000 }, () => {
         assert.equal(r.lost, 0, `restore with the data path intact lost probes: ${JSON.stringify(r)}`);
       else assert.ok(r.outageMs < 3000, `reselect outage ${r.outageMs} ms: ${JSON.stringify(r)}`);
       // Moving away from a dead endpoint, or to the one the changed service selects.
-      if (s.name === "remote_nse_death" || s.name === "service_changed")
+      if (["remote_nse_death", "remote_nse_pod_deleted", "service_changed"].includes(s.name))
         assert.notEqual(r.to, r.from, JSON.stringify(r));
     });
   }

@@ -105,6 +105,22 @@ export const scenarios: { name: string; run: (m: HealMesh) => Promise<ScenarioRe
       }),
   },
   {
+    // The endpoint's pod is deleted (endpoint and data path gone): the first failed restore finds the data
+    // path dead too and reselects at once onto the other endpoint.
+    name: "remote_nse_pod_deleted",
+    run: (m) =>
+      withTraffic(m, "remote_nse_pod_deleted", "reselect", "remote-svc", async (mm, conn) => {
+        const victim = conn.networkServiceEndpointName;
+        const pod = victim === "nse-remote" ? "e2" : "e2b";
+        await mm.procs.get(victim)!.kill();
+        ip(["netns", "del", `${mm.net.prefix}-${pod}`]);
+        after.push(async () => {
+          mm.net.add(pod);
+          await mm.run(victim);
+        });
+      }),
+  },
+  {
     // The operator changes the service so that only the other endpoint matches: the nsmgr closes the
     // connection and the client reselects onto the endpoint that matches now.
     name: "service_changed",

@@ -20,7 +20,7 @@ import { toStatusError } from "../../core/errors.js";
 import type { PingNetns } from "../../dataplane/index.js";
 import { eventFactory, type EventFactory } from "../begin/begin.js";
 import type { ClientPool } from "../connect/pool.js";
-import { LivenessMonitor } from "./liveness.js";
+import { LivenessMonitor, kernelLivenessCheck } from "./liveness.js";
 
 const healKey = Symbol("heal.state");
 
@@ -41,6 +41,8 @@ export interface HealOptions {
 
 interface Healing {
   factory: EventFactory;
+  /** The connection as last established (for a quick data-path check while restoring). */
+  conn: Connection;
   liveness?: LivenessMonitor;
   busy: boolean;
   closed: boolean;
@@ -63,6 +65,13 @@ export function healClient(opts: HealOptions): HealElement {
     if (h) void heal(id, h, kind, why);
   });
 
+  /** One quick liveness check (a restore attempt is failing anyway: don't wait the full timeout). */
+  async function dataPathAlive(conn: Connection): Promise<boolean> {
+    if (!opts.liveness) return true;
+    const r = await kernelLivenessCheck(conn, opts.liveness.netns, { timeoutMs: 150 }).catch(() => undefined);
+    return r?.alive ?? true;
+  }
+
   async function heal(id: string, h: Healing, kind: "restore" | "reselect", why: string): Promise<void> {
     if (h.busy || h.closed) return;
     h.busy = true;
@@ -82,6 +91,7 @@ export function healClient(opts: HealOptions): HealElement {
           });
           counts[kind]++;
           log.info({ kind, attempts: attempt + 1, ms: Date.now() - started }, "connection healed");
+          h.conn = conn;
           h.liveness?.update(conn);
           return;
         } catch (err) {
@@ -91,6 +101,12 @@ export function healClient(opts: HealOptions): HealElement {
           if (kind === "restore" && Date.now() - started > restoreMs && !h.closed) {
             log.warn({ err: e.details }, "restore keeps failing: reselecting");
             kind = "reselect";
+          } else if (kind === "restore" && opts.liveness && !(await dataPathAlive(h.conn))) {
+            // The control plane is down *and* the data path is dead (an endpoint gone with its pod): no
+            // point in waiting for the old path to come back.
+            log.warn({ err: e.details }, "restore failed and the data path is dead: reselecting");
+            kind = "reselect";
+            continue;
           } else if (attempt % 20 === 0) {
             log.warn({ err: e.details, attempt }, `${kind} failed; retrying`);
           }
@@ -119,10 +135,12 @@ export function healClient(opts: HealOptions): HealElement {
       const id = out.id;
       const factory = eventFactory(ctx);
       if (!factory || ctx.connMeta(true).has(healKey)) {
-        conns.get(id)?.liveness?.update(out);
+        const known = conns.get(id);
+        if (known) known.conn = out;
+        known?.liveness?.update(out);
         return out;
       }
-      const h: Healing = { factory, busy: false, closed: false };
+      const h: Healing = { factory, conn: out, busy: false, closed: false };
       if (opts.liveness) {
         h.liveness = new LivenessMonitor(out, {
           netns: opts.liveness.netns,
