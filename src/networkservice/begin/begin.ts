@@ -128,7 +128,16 @@ export class Begin implements NetworkServiceElement {
 
   /** Closes a connection from inside this hop (downstream, then forgets it), e.g. after the next hop closed it. */
   closeInside(id: string): Promise<void> {
-    return this.factory(id).close();
+    // Only the connection as it is now: one rebuilt before the close gets its turn is not the one meant.
+    const seen = this.entries.get(id)?.conn;
+    return this.serial.run(id, async () => {
+      const entry = this.entries.get(id);
+      if (!entry?.conn || entry.conn !== seen || !this.next) return;
+      this.entries.delete(id);
+      const ctx = CallContext.background(this.opts.log.child({ connId: id }));
+      ctx.connection = entry.metadata;
+      await this.next.close(entry.conn, ctx);
+    });
   }
 
   private factory(id: string): EventFactory {

@@ -46,6 +46,9 @@ interface Healing {
   liveness?: LivenessMonitor;
   busy: boolean;
   closed: boolean;
+  /** A reselect asked for while a restore ran: done right after it. */
+  upgrade?: string;
+  kind?: "restore" | "reselect";
 }
 
 /** What the heal element exposes for tests and metrics. */
@@ -73,7 +76,14 @@ export function healClient(opts: HealOptions): HealElement {
   }
 
   async function heal(id: string, h: Healing, kind: "restore" | "reselect", why: string): Promise<void> {
-    if (h.busy || h.closed) return;
+    if (h.closed) return;
+    if (h.busy) {
+      // A hop closed the connection while we restore it: reselect once the restore is through. (A DELETE
+      // during a reselect is the nsmgr closing the old path for it: nothing to add.)
+      if (kind === "reselect" && h.kind === "restore") h.upgrade = why;
+      return;
+    }
+    h.kind = kind;
     h.busy = true;
     h.liveness?.stop();
     const log = opts.log.child({ connId: id });
@@ -101,11 +111,13 @@ export function healClient(opts: HealOptions): HealElement {
           if (kind === "restore" && Date.now() - started > restoreMs && !h.closed) {
             log.warn({ err: e.details }, "restore keeps failing: reselecting");
             kind = "reselect";
+            h.kind = kind;
           } else if (kind === "restore" && opts.liveness && !(await dataPathAlive(h.conn))) {
             // The control plane is down *and* the data path is dead (an endpoint gone with its pod): no
             // point in waiting for the old path to come back.
             log.warn({ err: e.details }, "restore failed and the data path is dead: reselecting");
             kind = "reselect";
+            h.kind = kind;
             continue;
           } else if (attempt % 20 === 0) {
             log.warn({ err: e.details, attempt }, `${kind} failed; retrying`);
@@ -117,6 +129,9 @@ export function healClient(opts: HealOptions): HealElement {
       h.busy = false;
       if (!h.closed) h.liveness?.start();
     }
+    const upgrade = h.upgrade;
+    h.upgrade = undefined;
+    if (upgrade && !h.closed) await heal(id, h, "reselect", upgrade);
   }
 
   return {
@@ -179,6 +194,8 @@ class ClientMonitor {
   private cancel: (() => void) | undefined;
   private retry: NodeJS.Timeout | undefined;
   private closed = false;
+  /** The current stream's token: a stream that was replaced or stopped reports nothing. */
+  private current: object | undefined;
 
   constructor(
     private readonly opts: HealOptions,
@@ -201,6 +218,7 @@ class ClientMonitor {
   }
 
   private stopStream(): void {
+    this.current = undefined;
     this.cancel?.();
     this.cancel = undefined;
     clearTimeout(this.retry);
@@ -215,6 +233,8 @@ class ClientMonitor {
         networkServices: [],
       });
     this.cancel = () => stream.cancel();
+    const me = {};
+    this.current = me;
     void (async () => {
       let why = "the nsmgr's monitor stream ended";
       try {
@@ -238,7 +258,7 @@ class ClientMonitor {
       } catch (err) {
         why = `the nsmgr's monitor stream broke: ${(err as Error).message}`;
       }
-      if (this.closed || this.ids.size === 0) return;
+      if (this.closed || this.ids.size === 0 || this.current !== me) return;
       for (const id of this.ids) this.lost(id, why, "restore");
       this.cancel = undefined;
       this.retry = setTimeout(() => {
