@@ -59,6 +59,7 @@ export class Registration {
 
   private watch(): void {
     if (this.stopped) return;
+    const opened = Date.now();
     const stream = this.client.grpc.serverStream(NetworkServiceEndpointRegistryService.find, {
       networkServiceEndpoint: endpoint({ name: this.nse.name }),
       watch: true,
@@ -82,7 +83,8 @@ export class Registration {
       this.log.warn({ nse: this.nse.name, why }, "registering again");
       // Register at once, retrying every 200 ms; a successful register opens the next watch.
       this.pendingAgain = true;
-      this.schedule(0);
+      // A watch refused or ended at once (a registry that does not watch) must not become a busy loop.
+      this.schedule(Date.now() - opened < 1000 ? retryIntervalMs : 0);
     })();
   }
 
