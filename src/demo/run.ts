@@ -3,7 +3,7 @@
 // icmp-responder on a2, TF VN `external` (logical-router SNAT, floating IPs from `public`). Cloud B: node b1.
 // VN `stretch` exists in both clouds with one route target and VNI, so it spans the WAN.
 import { spawnSync } from "node:child_process";
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { ping } from "../dataplane/index.js";
@@ -20,7 +20,15 @@ import {
   type DemoNode,
   type Topology,
 } from "./topology.js";
-import { demoDir, leftoverNamespaces, leftoverPids, readState, writeState, type DemoState } from "./state.js";
+import {
+  demoDir,
+  leftoverNamespaces,
+  leftoverPids,
+  readState,
+  removeDemoFiles,
+  writeState,
+  type DemoState,
+} from "./state.js";
 
 const nsmBin = new URL("../../bin/nsm.js", import.meta.url).pathname;
 
@@ -543,17 +551,27 @@ function printTable(rows: Row[], out: (s: string) => void): void {
 export async function teardown(state: DemoState): Promise<void> {
   await stopPids(state.pids, `NSM_DEMO=${state.prefix}`);
   for (const n of [...state.namespaces].reverse()) netnsDel(n);
-  rmSync(demoDir, { recursive: true, force: true });
+  removeDemoFiles();
+}
+
+function isDemoProcess(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes("demo");
+  } catch {
+    return false;
+  }
 }
 
 /** `nsm demo down`: everything a demo made, found from its state file and by its prefix. */
 export async function demoDown(out: (s: string) => void): Promise<void> {
   const s = readState();
+  // The demo process itself, if it still runs (its command line says `demo`), stops first.
+  if (s && s.demoPid !== process.pid && isDemoProcess(s.demoPid)) await stopPids([s.demoPid], "\0demo");
   const pids = [...new Set([...(s?.pids ?? []), ...leftoverPids()])];
   await stopPids(pids, "NSM_DEMO=nsmd");
   const namespaces = [...new Set([...(s ? [...s.namespaces].reverse() : []), ...leftoverNamespaces()])];
   for (const n of namespaces) netnsDel(n);
-  rmSync(demoDir, { recursive: true, force: true });
+  removeDemoFiles();
   out(
     namespaces.length + pids.length === 0
       ? "nsm demo down: nothing to remove"

@@ -1,6 +1,6 @@
 // What a demo run made, kept on disk so `nsm demo down` can remove it later — also after the demo crashed —
 // and so a second run refuses to trample a running one.
-import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { NETNS_RUN_DIR } from "../dataplane/index.js";
 
@@ -67,4 +67,22 @@ export function busyReason(): string | undefined {
     return `leftovers of an earlier demo are present (${ns.length} namespaces, e.g. ${ns[0] ?? "none"}): run \`nsm demo down\` first`;
   }
   return undefined;
+}
+
+/** What a demo writes into its directory: only these are removed, then the directory if it is empty. */
+const demoEntry = /^(state\.json|logs|a1|a2|b1|registry-[ab]\.db.*|vnc-[ab]\..*|ports-(a1|a2|b1))$/;
+
+export function removeDemoFiles(): void {
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(demoDir);
+  } catch {
+    return;
+  }
+  for (const e of entries) if (demoEntry.test(e)) rmSync(join(demoDir, e), { recursive: true, force: true });
+  try {
+    rmdirSync(demoDir);
+  } catch {
+    // not empty: something else lives there too
+  }
 }
