@@ -57,6 +57,8 @@ async function tfForwarderRestart(): Promise<ScenarioResult> {
       kind: "restore",
       ...r,
       heals: client.heal!.counts.restore + client.heal!.counts.reselect,
+      restores: client.heal!.counts.restore,
+      reselects: client.heal!.counts.reselect,
       detail: `TF connection; restores ${client.heal!.counts.restore}, reselects ${client.heal!.counts.reselect}`,
     };
   } finally {

@@ -21,6 +21,11 @@ describe("heal e2e", { timeout: 300_000 }, () => {
     it(s.name, async () => {
       const r = await s.run(mesh);
       assert.ok(r.heals >= 1, JSON.stringify(r));
+      // The kind of heal the scenario calls for happened, not just any.
+      assert.ok(
+        r.kind === "restore" ? r.restores >= 1 && r.reselects === 0 : r.reselects >= 1,
+        JSON.stringify(r),
+      );
       if (r.kind === "restore")
         assert.equal(r.lost, 0, `restore with the data path intact lost probes: ${JSON.stringify(r)}`);
       else assert.ok(r.outageMs < 3000, `reselect outage ${r.outageMs} ms: ${JSON.stringify(r)}`);

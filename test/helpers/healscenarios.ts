@@ -10,6 +10,9 @@ export interface ScenarioResult extends OutageReport {
   scenario: string;
   kind: "restore" | "reselect" | "cleanup";
   heals: number;
+  /** Heals by kind during the scenario. */
+  restores: number;
+  reselects: number;
   /** The endpoint before and after the heal. */
   from?: string;
   to?: string;
@@ -35,6 +38,7 @@ async function withTraffic(
     const probe = new Probe(m.net.path(pod), conn);
     await sleep(300);
     const before = client.heal!.counts.restore + client.heal!.counts.reselect;
+    const [restores0, reselects0] = [client.heal!.counts.restore, client.heal!.counts.reselect];
     await action(m, conn, pod);
     await eventually(
       () => client.heal!.counts.restore + client.heal!.counts.reselect > before,
@@ -51,6 +55,8 @@ async function withTraffic(
       from: conn.networkServiceEndpointName,
       to: now?.networkServiceEndpointName ?? "",
       heals: client.heal!.counts.restore + client.heal!.counts.reselect - before,
+      restores: client.heal!.counts.restore - restores0,
+      reselects: client.heal!.counts.reselect - reselects0,
       detail: `restores ${client.heal!.counts.restore}, reselects ${client.heal!.counts.reselect}; ${host(now?.context?.ipContext?.srcIpAddrs[0])} → ${host(now?.context?.ipContext?.dstIpAddrs[0])} at ${now?.networkServiceEndpointName ?? "?"}`,
     };
   } finally {
@@ -174,6 +180,8 @@ export async function registryRestart(m: HealMesh): Promise<ScenarioResult> {
       kind: "restore",
       ...r,
       heals: 0,
+      restores: 0,
+      reselects: 0,
       detail: `new connections work ${newAfterMs} ms after the restart`,
     };
   } finally {
@@ -208,6 +216,8 @@ export async function clientNetnsDeleted(m: HealMesh): Promise<ScenarioResult> {
     lost: 0,
     sent: 0,
     heals: 0,
+    restores: 0,
+    reselects: 0,
     detail: `the endpoint's interface went ${ms} ms after the namespace, the nsmgr's record ${everywhere} ms${existsSync(m.net.path(pod)) ? " (namespace still present!)" : ""}`,
   };
 }
