@@ -1,8 +1,11 @@
 // The forwarder's data-plane interface: what a forwarder plugs in to turn the two legs of a connection
 // (incoming: client side, outgoing: towards the NSE or the remote forwarder) into kernel state. The control
 // plane calls it from the `xconnect` element; the kernel and TF forwarders implement it.
+import { status } from "@grpc/grpc-js";
 import type { Connection, Mechanism } from "../api/connection.js";
 import type { CallContext } from "../core/context.js";
+import { StatusError } from "../core/errors.js";
+import { DataplaneError, isErrno } from "../dataplane/index.js";
 
 export interface Leg {
   /** The connection as this forwarder sees it (its own id, path, context from the NSE). */
@@ -43,4 +46,18 @@ export function noopDataPlane(opts: { tunnelIp?: string } = {}): DataPlane {
     apply: () => Promise.resolve(),
     release: () => Promise.resolve(),
   };
+}
+
+/**
+ * A kernel failure as the gRPC status a client sees (`what` names the connection's data plane): a name or
+ * address taken → ALREADY_EXISTS, a bad name or missing namespace → INVALID_ARGUMENT, else INTERNAL.
+ */
+export function dataplaneStatus(err: unknown, what: string): unknown {
+  if (!(err instanceof DataplaneError)) return err;
+  const code = isErrno(err, "EEXIST", "EADDRINUSE")
+    ? status.ALREADY_EXISTS
+    : isErrno(err, "EINVAL", "ENOENT")
+      ? status.INVALID_ARGUMENT
+      : status.INTERNAL;
+  return new StatusError(code, `${what}: ${err.message}`);
 }

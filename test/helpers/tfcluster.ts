@@ -133,7 +133,7 @@ export class TfCluster {
     return c;
   }
 
-  async startAgent(n: TfNode, i: number): Promise<Component> {
+  async startAgent(n: TfNode): Promise<Component> {
     const c = await startComponent(
       [
         "tf-emulator",
@@ -155,7 +155,6 @@ export class TfCluster {
       n.ns,
     );
     this.track(n, "agent", c);
-    void i;
     return c;
   }
 
@@ -223,7 +222,7 @@ export class TfCluster {
   }
 
   private async startNode(n: TfNode, i: number): Promise<void> {
-    await this.startAgent(n, i);
+    await this.startAgent(n);
     this.track(
       n,
       "nsmgr",

@@ -7,20 +7,14 @@ import type { Connection, Mechanism } from "../../api/connection.js";
 import type { CallContext } from "../../core/context.js";
 import { invalidArgument, StatusError } from "../../core/errors.js";
 import { status } from "@grpc/grpc-js";
-import {
-  Dataplane,
-  DataplaneError,
-  isErrno,
-  listNamespaces,
-  type NetnsHandle,
-} from "../../dataplane/index.js";
+import { Dataplane, isErrno, listNamespaces, type NetnsHandle } from "../../dataplane/index.js";
 import {
   defaultIfName,
   kernelParams as K,
   vxlanDefaultPort,
   vxlanParams as V,
 } from "../../networkservice/mechanisms/common.js";
-import type { DataPlane, Leg } from "../dataplane.js";
+import { dataplaneStatus, type DataPlane, type Leg } from "../dataplane.js";
 import { LinkDeleter } from "../../dataplane/deleter.js";
 import { NetnsRefs } from "../../dataplane/refs.js";
 import { applySide, emptySide, sideConfig, type SideConfig } from "./ipcontext.js";
@@ -402,14 +396,5 @@ function ifname(m: Mechanism, leg: string): string {
 }
 
 function toStatus(err: unknown, connId: string): unknown {
-  if (err instanceof DataplaneError) {
-    const code =
-      err.code === "EEXIST" || err.code === "EADDRINUSE"
-        ? status.ALREADY_EXISTS
-        : err.code === "EINVAL" || err.code === "ENOENT"
-          ? status.INVALID_ARGUMENT
-          : status.INTERNAL;
-    return new StatusError(code, `data plane for connection ${connId}: ${err.message}`);
-  }
-  return err;
+  return dataplaneStatus(err, `data plane for connection ${connId}`);
 }

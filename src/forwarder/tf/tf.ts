@@ -8,11 +8,11 @@ import { status } from "@grpc/grpc-js";
 import type { Connection, Mechanism } from "../../api/connection.js";
 import type { CallContext } from "../../core/context.js";
 import { invalidArgument, StatusError } from "../../core/errors.js";
-import { Dataplane, DataplaneError, isErrno, writeSysctl, type NetnsHandle } from "../../dataplane/index.js";
+import { Dataplane, writeSysctl, type NetnsHandle } from "../../dataplane/index.js";
 import { LinkDeleter } from "../../dataplane/deleter.js";
 import { NetnsRefs } from "../../dataplane/refs.js";
 import { kernelParams as K } from "../../networkservice/mechanisms/common.js";
-import type { DataPlane, Leg } from "../dataplane.js";
+import { dataplaneStatus, type DataPlane, type Leg } from "../dataplane.js";
 import { applySide, emptySide, sideConfig, type SideConfig } from "../kernel/ipcontext.js";
 import {
   AgentClient,
@@ -171,11 +171,6 @@ export class TfDataPlane implements DataPlane {
     ctx.connMeta().delete(stateKey);
     this.adopted.delete(incoming.conn.id);
     if (state) await this.teardown(state, incoming.conn.id, ctx.log);
-  }
-
-  /** Waits for deletes still running (tests, shutdown). */
-  async settle(): Promise<void> {
-    await Promise.all([...this.pendingDeletes.values()]);
   }
 
   close(): void {
@@ -356,14 +351,6 @@ function podConfig(ip: Parameters<typeof sideConfig>[0]): SideConfig {
 
 function toStatus(err: unknown, connId: string): unknown {
   if (err instanceof StatusError) return err;
-  if (err instanceof DataplaneError) {
-    const code = isErrno(err, "EEXIST", "EADDRINUSE")
-      ? status.ALREADY_EXISTS
-      : isErrno(err, "EINVAL", "ENOENT")
-        ? status.INVALID_ARGUMENT
-        : status.INTERNAL;
-    return new StatusError(code, `TF port of connection ${connId}: ${err.message}`);
-  }
   if (err instanceof AgentError) {
     const code =
       err.status === -1
@@ -375,5 +362,5 @@ function toStatus(err: unknown, connId: string): unknown {
             : status.UNAVAILABLE;
     return new StatusError(code, `TF port of connection ${connId}: ${err.message}`);
   }
-  return err;
+  return dataplaneStatus(err, `TF port of connection ${connId}`);
 }

@@ -3,6 +3,7 @@
 // reads them on demand, so "config not delivered yet" looks the same: 404 until everything is there.
 import type { VncClient, VncObject } from "../../forwarder/tf/vnc.js";
 import { textOf } from "../../forwarder/tf/keys.js";
+import { contains, tryParseCidr, tryParseIp } from "../../networkservice/ipam/cidr.js";
 import { refsOf, vnHasSnat, vnSubnets, type IpamSubnet } from "../../forwarder/tf/vnview.js";
 
 export interface ResolvedPort {
@@ -93,14 +94,10 @@ export async function resolvePort(
   };
 }
 
-function ipNum(ip: string): number {
-  return ip.split(".").reduce((n, x) => n * 256 + Number(x), 0);
-}
-
 function inSubnet(ip: string, s: IpamSubnet): boolean {
   const p = s.subnet;
-  if (!p?.ip_prefix || p.ip_prefix_len === undefined || ip.includes(":")) return false;
-  const size = 2 ** (32 - p.ip_prefix_len);
-  const base = ipNum(p.ip_prefix);
-  return ipNum(ip) >= base && ipNum(ip) < base + size;
+  if (!p?.ip_prefix || p.ip_prefix_len === undefined) return false;
+  const net = tryParseCidr(`${p.ip_prefix}/${p.ip_prefix_len}`);
+  const addr = tryParseIp(ip);
+  return net !== undefined && addr !== undefined && contains(net, addr);
 }
