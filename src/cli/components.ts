@@ -213,7 +213,7 @@ export function componentCommands(program: Command): void {
             .catch((err: unknown) => rootLogger.warn({ err }, "orphan collection failed"));
           stopOnSignals(async () => {
             await running.stop();
-            kernel?.close();
+            await kernel?.close();
           });
         },
       );

@@ -197,7 +197,7 @@ export function tfCommands(program: Command): void {
         );
         stopOnSignals(async () => {
           await running.stop();
-          tf.close();
+          await tf.close();
         });
       },
     );

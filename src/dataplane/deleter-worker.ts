@@ -13,8 +13,21 @@ interface Job {
 const dp = new Dataplane();
 /** Jobs in flight per namespace path: a handle is shared by them and closed when the last one is done. */
 const users = new Map<string, number>();
+let closing = false;
 
-parentPort!.on("message", (job: Job) => {
+/** Ends the thread by letting its event loop drain (see LinkDeleter.close). */
+function endIfIdle(): void {
+  if (!closing || users.size > 0) return;
+  dp.close();
+  parentPort!.close();
+}
+
+parentPort!.on("message", (job: Job | { close: true }) => {
+  if ("close" in job) {
+    closing = true;
+    endIfIdle();
+    return;
+  }
   void (async () => {
     users.set(job.netns, (users.get(job.netns) ?? 0) + 1);
     try {
@@ -30,6 +43,7 @@ parentPort!.on("message", (job: Job) => {
         // Do not hold the namespace open: it may be on its way out.
         for (const h of dp.open) if (h.path === job.netns) h.close();
       }
+      endIfIdle();
     }
   })();
 });

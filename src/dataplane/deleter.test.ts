@@ -18,8 +18,8 @@ describe("LinkDeleter", { skip: !root && "needs root" }, () => {
     ns = net.add("del");
     handle = dp.netns(net.path(ns));
   });
-  after(() => {
-    deleter.close();
+  after(async () => {
+    await deleter.close();
     dp.close();
     net.cleanup();
     assert.deepEqual(net.leftovers(), []);
@@ -40,5 +40,16 @@ describe("LinkDeleter", { skip: !root && "needs root" }, () => {
 
   it("a missing link is fine", async () => {
     await deleter.delete(handle, "nosuchlink");
+  });
+
+  it("close lets deletes in flight finish, then the worker ends; later deletes run in this thread", async () => {
+    const d = new LinkDeleter();
+    for (let i = 0; i < 3; i++)
+      ip(["-n", ns, "link", "add", `c${i}`, "type", "veth", "peer", "name", `d${i}`]);
+    const inFlight = [0, 1].map((i) => d.delete(handle, `c${i}`));
+    const closed = d.close();
+    await Promise.all([...inFlight, closed]);
+    await d.delete(handle, "c2");
+    assert.deepEqual(links(ns), []);
   });
 });

@@ -26,9 +26,21 @@ export class LinkDeleter {
     });
   }
 
-  close(): void {
-    void this.worker?.terminate();
+  /**
+   * Asks the worker to finish its deletes and end. Never worker.terminate(): terminating while the worker is
+   * inside a netlink callback makes the native binding throw through libuv and abort the whole process.
+   */
+  close(): Promise<void> {
+    const w = this.worker;
     this.worker = undefined;
+    this.failed = true;
+    if (!w) return Promise.resolve();
+    // Ref'd until it ends: whoever awaits this must not see the event loop run dry first.
+    w.ref();
+    return new Promise((resolve) => {
+      w.once("exit", () => resolve());
+      w.postMessage({ close: true });
+    });
   }
 
   private start(): Worker | undefined {
@@ -47,15 +59,15 @@ export class LinkDeleter {
       w.on("message", (m: { id: number; error?: string }) => {
         const p = this.pending.get(m.id);
         this.pending.delete(m.id);
-        if (this.pending.size === 0) w.unref();
+        if (this.pending.size === 0 && this.worker === w) w.unref();
         if (!p) return;
         // The worker reaches a namespace by path; when that path is gone (its process exited) our handle still
         // holds the namespace: delete through it.
         if (m.error) this.inThread(p);
         else p.resolve();
       });
-      w.on("error", () => this.fail());
-      w.on("exit", () => this.fail());
+      w.on("error", () => this.fail(w));
+      w.on("exit", () => this.fail(w));
       w.unref();
       this.worker = w;
       return w;
@@ -65,8 +77,8 @@ export class LinkDeleter {
     }
   }
 
-  private fail(): void {
-    this.worker = undefined;
+  private fail(w: Worker): void {
+    if (this.worker === w) this.worker = undefined;
     this.failed = true;
     for (const p of this.pending.values()) this.inThread(p);
     this.pending.clear();

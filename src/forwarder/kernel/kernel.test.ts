@@ -82,7 +82,7 @@ describe("KernelDataPlane VXLAN", { skip: !root && "needs root" }, () => {
 
   after(async () => {
     await dp?.settle();
-    dp?.close();
+    await dp?.close();
     net.cleanup();
     assert.deepEqual(net.leftovers(), []);
   });

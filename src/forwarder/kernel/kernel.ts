@@ -146,9 +146,11 @@ export class KernelDataPlane implements DataPlane {
     await Promise.all([...this.pendingDeletes.values()]);
   }
 
-  close(): void {
-    this.deleter.close();
+  /** Resolves when the delete worker has ended (so exiting the process cannot cut it mid-call). */
+  async close(): Promise<void> {
+    const deleter = this.deleter.close();
     this.dp.close();
+    await deleter;
   }
 
   private plan(

@@ -173,11 +173,13 @@ export class TfDataPlane implements DataPlane {
     if (state) await this.teardown(state, incoming.conn.id, ctx.log);
   }
 
-  close(): void {
+  /** Resolves when the delete worker has ended (so exiting the process cannot cut it mid-call). */
+  async close(): Promise<void> {
     this.closed = true;
-    this.deleter.close();
+    const deleter = this.deleter.close();
     this.opts.agent.close();
     this.dp.close();
+    await deleter;
   }
 
   private async build(
