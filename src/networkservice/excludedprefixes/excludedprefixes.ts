@@ -57,6 +57,9 @@ export function excludedPrefixesServer(source: () => readonly string[]): Network
       const configuredKeys = new Set(configured.map(keyOf));
       const meta = ctx.connection ? ctx.connMeta() : undefined;
       const prev = meta?.get(key);
+      // Nothing configured and nothing added before: the common case costs no parsing at all.
+      if (configured.length === 0 && !(prev instanceof Added && prev.keys.size > 0))
+        return next.request(req, ctx);
       const stale = prev instanceof Added ? [...prev.keys].filter((k) => !configuredKeys.has(k)) : [];
 
       const list: string[] = [];

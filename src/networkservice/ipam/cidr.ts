@@ -26,14 +26,15 @@ const prefixLen = /^(0|[1-9][0-9]{0,2})$/;
 function parseV4(text: string): bigint | undefined {
   const parts = text.split(".");
   if (parts.length !== 4) return undefined;
-  let value = 0n;
+  // Number arithmetic, one BigInt at the end: excluded-prefix lists make this a per-request hot path.
+  let value = 0;
   for (const part of parts) {
     if (!v4Octet.test(part)) return undefined;
     const octet = Number(part);
     if (octet > 255) return undefined;
-    value = (value << 8n) | BigInt(octet);
+    value = value * 256 + octet;
   }
-  return value;
+  return BigInt(value);
 }
 
 /** Groups of one side of "::" (or of the whole address); a trailing dotted quad counts as two groups. */
@@ -169,8 +170,8 @@ export function nth(c: Cidr, n: bigint): IpAddr {
 /** Dotted quad for IPv4; RFC 5952 canonical text for IPv6 (lower case, longest zero run as "::"). */
 export function formatIp(ip: IpAddr): string {
   if (ip.family === 4) {
-    const v = ip.value;
-    return [24n, 16n, 8n, 0n].map((s) => String((v >> s) & 0xffn)).join(".");
+    const v = Number(ip.value);
+    return `${Math.floor(v / 0x1000000) & 0xff}.${(v >>> 16) & 0xff}.${(v >>> 8) & 0xff}.${v & 0xff}`;
   }
   const groups: number[] = [];
   for (let s = 112n; s >= 0n; s -= 16n) groups.push(Number((ip.value >> s) & 0xffffn));
@@ -204,6 +205,14 @@ export function formatCidr(c: Cidr): string {
 
 /** Canonical text of a CIDR or bare address (bare → host prefix), for comparing strings written differently. */
 export function canonicalCidr(text: string): string | undefined {
+  const hit = canonical.get(text);
+  if (hit !== undefined) return hit === false ? undefined : hit;
   const c = tryParseCidrOrIp(text);
-  return c ? formatCidr(c) : undefined;
+  const out = c ? formatCidr(c) : undefined;
+  // The same few hundred prefixes come back on every request and refresh: remember the answers (bounded).
+  if (canonical.size >= 4096) canonical.clear();
+  canonical.set(text, out ?? false);
+  return out;
 }
+
+const canonical = new Map<string, string | false>();
