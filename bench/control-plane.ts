@@ -19,11 +19,14 @@ import { cpus } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
-import { NetworkServiceService } from "../src/api/networkservice.js";
+import type { Connection } from "../src/api/connection.js";
+import { NetworkServiceRequest, NetworkServiceService } from "../src/api/networkservice.js";
 import { GrpcClient } from "../src/core/client.js";
 import { NsmClient } from "../src/components/client.js";
 import { createSecurity } from "../src/components/security.js";
 import { emptyConnection } from "../src/networkservice/updatepath/updatepath.js";
+import { formatRfc3339Nano, tokenExpiresKey, tokenKey, tokenMetadata } from "../src/security/token.js";
+import { H2Caller, grpcFrame } from "./lib/h2call.js";
 import { BenchMesh, median, percentile, type Proc } from "./lib/control-plane-mesh.js";
 import { checkErrors, fmt, printTable, writeResults, type RoundResult } from "./lib/report.js";
 
@@ -331,6 +334,141 @@ async function transportPoint(c: number, nsmgrUrl: string, procs: Proc[]): Promi
   }
 }
 
+type Flavour = "grpc-js" | "http2";
+
+interface FloorResult {
+  flavour: Flavour;
+  kind: Kind;
+  c: number;
+  p50: number;
+  p99: number;
+  perS: number;
+  /** CPU of the relays and the calling clients per Request, ms. */
+  cpuMsPerCall: number;
+}
+
+/** The relay chains of a transport floor: the same hops, sockets and process count as each real path. */
+async function startRelays(f: Flavour): Promise<{ urls: Record<Kind, string>; procs: Proc[] }> {
+  const relay = (name: string, on: "unix" | "tcp", next?: string): ReturnType<BenchMesh["relay"]> =>
+    mesh.relay(`${f}-${name}`, on, next, f);
+  const nseL = await relay("nse-local", "unix");
+  const fwdL = await relay("fwd-1-local", "unix", nseL.url);
+  const nsmgrL = await relay("nsmgr-1-local", "unix", fwdL.url);
+  const nseR = await relay("nse-remote", "unix");
+  const fwd2 = await relay("fwd-2", "unix", nseR.url);
+  const nsmgr2 = await relay("nsmgr-2", "tcp", fwd2.url);
+  const fwd1 = await relay("fwd-1-remote", "unix", nsmgr2.url);
+  const nsmgr1 = await relay("nsmgr-1-remote", "unix", fwd1.url);
+  return {
+    urls: { local: nsmgrL.url, remote: nsmgr1.url },
+    procs: [nseL, fwdL, nsmgrL, nseR, fwd2, nsmgr2, fwd1, nsmgr1].map((r) => r.proc),
+  };
+}
+
+/** Relay chain calls, `c` in flight; CPU is summed over `relays` and this process (the clients). */
+async function floorPoint(
+  flavour: Flavour,
+  kind: Kind,
+  c: number,
+  relays: Proc[],
+  callers: ((seq: number) => Promise<void>)[],
+): Promise<FloorResult> {
+  let unique = 0;
+  const call = (w: number): Promise<void> => callers[w]!(unique++);
+  const what = `floor ${flavour} ${kind} c=${c}`;
+  // Relays start cold: warm them up as long as the mesh was before its own measurements.
+  const warmup = Math.max(cfg.warmupSetups(c), cfg.transportWarmup);
+  checkErrors(`${what} warm-up`, await closedLoop(c, warmup, call), 1);
+  const perRound = c === 1 ? cfg.setupsPerRound(c) : cfg.transportCallsPerRound;
+  const lat: number[] = [];
+  const rates: number[] = [];
+  let cpuMs = 0;
+  let calls = 0;
+  for (let r = 0, repeats = 0; r < cfg.rounds;) {
+    const before = cpuSnapshot(relays);
+    const round = await closedLoop(c, perRound, call);
+    checkErrors(what, round, perRound);
+    const delta = cpuDelta(before, cpuSnapshot(relays));
+    if (disturbed(`${what} round ${r + 1}`, delta, repeats < cfg.maxRepeats)) {
+      repeats++;
+      continue;
+    }
+    for (const [k, v] of withOthers(delta)) if (k !== othersKey) cpuMs += v;
+    calls += round.latenciesMs.length;
+    lat.push(...round.latenciesMs);
+    rates.push((round.latenciesMs.length * 1000) / round.wallMs);
+    r++;
+  }
+  lat.sort((a, b) => a - b);
+  const res: FloorResult = {
+    flavour,
+    kind,
+    c,
+    p50: percentile(lat, 0.5),
+    p99: percentile(lat, 0.99),
+    perS: median(rates),
+    cpuMsPerCall: cpuMs / calls,
+  };
+  console.error(
+    `  ${what}: p50 ${fmt(res.p50)} ms, p99 ${fmt(res.p99)} ms, ${fmt(res.perS)} calls/s, ` +
+      `${fmt(res.cpuMsPerCall)} ms CPU per call`,
+  );
+  return res;
+}
+
+/** Both transport floors, every path and concurrency, with requests shaped like `sample`. */
+async function floorPhase(sample: Connection): Promise<{ floors: FloorResult[]; requestBytes: number }> {
+  const security = createSecurity({ name: "bench-floor" });
+  const token = await security.sign([]);
+  const request = { connection: sample, mechanismPreferences: sample.mechanism ? [sample.mechanism] : [] };
+  const encoded = NetworkServiceRequest.encode(request).finish();
+  const frame = grpcFrame(encoded);
+  const floors: FloorResult[] = [];
+  for (const flavour of ["grpc-js", "http2"] as const) {
+    const relays = await startRelays(flavour);
+    try {
+      for (const kind of ["local", "remote"] as const) {
+        for (const c of cfg.concurrency) {
+          const url = relays.urls[kind];
+          if (flavour === "grpc-js") {
+            const clients = Array.from({ length: c }, () => new GrpcClient(url));
+            const callers = clients.map((cl) => async (seq: number): Promise<void> => {
+              const connection = { ...sample, id: `floor-${kind}-c${c}-${seq}` };
+              await cl.unary(
+                NetworkServiceService.request,
+                { ...request, connection },
+                { metadata: tokenMetadata(token.token, token.expires) },
+              );
+            });
+            try {
+              floors.push(await floorPoint(flavour, kind, c, relays.procs, callers));
+            } finally {
+              for (const cl of clients) cl.close();
+            }
+          } else {
+            const headers = {
+              [tokenKey]: token.token,
+              [tokenExpiresKey]: formatRfc3339Nano(token.expires),
+            };
+            const clients = Array.from({ length: c }, () => new H2Caller(url));
+            const callers = clients.map((cl) => async (): Promise<void> => {
+              await cl.call(NetworkServiceService.request.path, frame, headers);
+            });
+            try {
+              floors.push(await floorPoint(flavour, kind, c, relays.procs, callers));
+            } finally {
+              for (const cl of clients) cl.close();
+            }
+          }
+        }
+      }
+    } finally {
+      await Promise.all(relays.procs.map((p) => p.stop()));
+    }
+  }
+  return { floors, requestBytes: encoded.length };
+}
+
 interface MemoryResult {
   beforeMb: number;
   liveMb: number;
@@ -441,6 +579,16 @@ async function main(): Promise<void> {
   const peakMb = n1.proc.memoryMb().peak;
   const otherRss = new Map(procs.map((p) => [p.name, p.memoryMb().rss]));
 
+  console.error("bench: transport floors (relays with no NSM logic on the same hops)");
+  const probe = new NsmClient({
+    name: "bench-floor-probe",
+    nsmgrUrl: n1.url,
+    security: createSecurity({ name: "bench-floor-probe" }),
+  });
+  const sample = await probe.request({ service: services.local });
+  await probe.closeAll();
+  const { floors, requestBytes: floorRequestBytes } = await floorPhase(sample);
+
   // ---- table ----
   const cpuInfo = cpus();
   console.log(
@@ -516,6 +664,43 @@ async function main(): Promise<void> {
       `WARNING: other processes used more than 10% as much CPU as the mesh during ` +
         `${contaminated.map((p) => `${p.kind} c=${p.c}`).join(", ")}: those figures are disturbed even after repeating rounds; rerun on an idle machine.`,
     );
+
+  printTable(
+    "Transport floors: the same hops (3 local, 5 remote; same socket kinds, one process each) as relays " +
+      `with no NSM logic, carrying a real setup's request (${floorRequestBytes} bytes) and token. grpc-js = ` +
+      "decode, call the next hop, answer (the library the components use); http2 = bare node:http2, the " +
+      "gRPC-framed bytes passed on undecoded",
+    [
+      "path",
+      "in flight",
+      "grpc-js p50 ms",
+      "calls/s",
+      "CPU ms/call",
+      "http2 p50 ms",
+      "calls/s",
+      "CPU ms/call",
+      "NSM setup p50 ms",
+      "setup÷grpc-js floor",
+    ],
+    floors
+      .filter((f) => f.flavour === "grpc-js")
+      .map((g) => {
+        const h = floors.find((x) => x.flavour === "http2" && x.kind === g.kind && x.c === g.c)!;
+        const p = points.find((x) => x.kind === g.kind && x.c === g.c)!;
+        return [
+          g.kind,
+          String(g.c),
+          fmt(g.p50),
+          fmt(g.perS),
+          fmt(g.cpuMsPerCall),
+          fmt(h.p50),
+          fmt(h.perS),
+          fmt(h.cpuMsPerCall),
+          fmt(p.p50),
+          `${fmt(p.p50 / g.p50)}×`,
+        ];
+      }),
+  );
 
   printTable(
     "nsmgr-1 memory (VmRSS)",
@@ -602,6 +787,16 @@ async function main(): Promise<void> {
     put(`transport_p99_ms_c${t.c}`, t.p99);
     put(`transport_calls_per_s_c${t.c}`, t.perS);
   }
+  for (const f of floors) {
+    const p = points.find((x) => x.kind === f.kind && x.c === f.c)!;
+    const key = `${f.flavour === "grpc-js" ? "grpcjs" : "http2"}_floor_${f.kind}`;
+    put(`${key}_p50_ms_c${f.c}`, f.p50);
+    put(`${key}_p99_ms_c${f.c}`, f.p99);
+    put(`${key}_calls_per_s_c${f.c}`, f.perS);
+    put(`${key}_cpu_ms_per_call_c${f.c}`, f.cpuMsPerCall);
+    if (f.flavour === "grpc-js") put(`${f.kind}_setup_over_grpcjs_floor_p50_c${f.c}`, p.p50 / f.p50);
+  }
+  put("floor_request_bytes", floorRequestBytes);
   put("nsmgr_rss_mb_idle", mem.beforeMb);
   put("nsmgr_rss_mb_after_close_1000_conns", mem.afterCloseMb);
   put("nsmgr_rss_mb_idle_after_load", memAfter.beforeMb);

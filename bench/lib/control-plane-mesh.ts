@@ -12,6 +12,8 @@ import { GrpcClient } from "../../src/core/client.js";
 
 const nsmBin = new URL("../../bin/nsm.js", import.meta.url).pathname;
 const repoRoot = new URL("../..", import.meta.url).pathname;
+const relayScript = new URL("./relay-child.ts", import.meta.url).pathname;
+const h2RelayScript = new URL("./h2-relay-child.ts", import.meta.url).pathname;
 
 function newestMtimeMs(dir: string): number {
   let newest = 0;
@@ -189,9 +191,10 @@ export class BenchMesh {
     return `unix://${join(this.dir, `${name}.sock`)}`;
   }
 
-  private spawn(name: string, args: string[], opts: StartOptions = {}): Proc {
-    const fromDist = launcherUsesDist();
-    const child = spawn(process.execPath, [...this.nodeArgs, nsmBin, ...args], {
+  private spawn(name: string, args: string[], opts: StartOptions = {}, script?: string): Proc {
+    const fromDist = script === undefined && launcherUsesDist();
+    const entry = script === undefined ? [nsmBin] : ["--import", "tsx", script];
+    const child = spawn(process.execPath, [...this.nodeArgs, ...entry, ...args], {
       env: { ...process.env, ...opts.env, NSM_LOG_LEVEL: "warn" },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -209,6 +212,24 @@ export class BenchMesh {
     const path = url.slice("unix://".length);
     await pollUntil("unix socket", p, () => (existsSync(path) ? true : undefined), this.readyTimeoutMs);
     await dialable(url, this.readyTimeoutMs);
+  }
+
+  /**
+   * A transport-floor relay (no NSM logic, passes each call to `next`) listening on a unix socket or on
+   * tcp://127.0.0.1:0: bench/lib/relay-child.ts on grpc-js, or bench/lib/h2-relay-child.ts on bare node:http2.
+   */
+  async relay(
+    name: string,
+    on: "unix" | "tcp",
+    next?: string,
+    flavour: "grpc-js" | "http2" = "grpc-js",
+  ): Promise<{ proc: Proc; url: string }> {
+    const listen = on === "unix" ? this.sock(name) : "tcp://127.0.0.1:0";
+    const script = flavour === "grpc-js" ? relayScript : h2RelayScript;
+    const p = this.spawn(name, [listen, ...(next ? [next] : [])], {}, script);
+    if (on === "tcp") return { proc: p, url: await this.tcpUrl(p) };
+    await this.unixReady(p, listen);
+    return { proc: p, url: listen };
   }
 
   async registry(opts?: StartOptions): Promise<Proc> {
