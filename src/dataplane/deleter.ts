@@ -30,7 +30,7 @@ export class LinkDeleter {
    * Asks the worker to finish its deletes and end. Never worker.terminate(): terminating while the worker is
    * inside a netlink callback makes the native binding throw through libuv and abort the whole process.
    */
-  close(): Promise<void> {
+  close(graceMs = 2000): Promise<void> {
     const w = this.worker;
     this.worker = undefined;
     this.failed = true;
@@ -38,7 +38,16 @@ export class LinkDeleter {
     // Ref'd until it ends: whoever awaits this must not see the event loop run dry first.
     w.ref();
     return new Promise((resolve) => {
-      w.once("exit", () => resolve());
+      // A delete stuck in the kernel must not hold a stopping process for ever: give up waiting after
+      // `graceMs` (the process exit then ends the thread).
+      const t = setTimeout(() => {
+        w.unref();
+        resolve();
+      }, graceMs);
+      w.once("exit", () => {
+        clearTimeout(t);
+        resolve();
+      });
       w.postMessage({ close: true });
     });
   }
