@@ -47,8 +47,12 @@ describe("LinkDeleter", { skip: !root && "needs root" }, () => {
     for (let i = 0; i < 3; i++)
       ip(["-n", ns, "link", "add", `c${i}`, "type", "veth", "peer", "name", `d${i}`]);
     const inFlight = [0, 1].map((i) => d.delete(handle, `c${i}`));
-    const closed = d.close();
-    await Promise.all([...inFlight, closed]);
+    const t = performance.now();
+    const closed = d.close(10_000);
+    assert.equal(d.close(), closed, "a second close waits for the same end");
+    await Promise.all(inFlight);
+    assert.equal(await closed, true, "the worker ended by itself");
+    assert.ok(performance.now() - t < 5_000, "and did not wait for the grace period");
     await d.delete(handle, "c2");
     assert.deepEqual(links(ns), []);
   });

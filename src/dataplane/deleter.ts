@@ -8,6 +8,7 @@ import type { NetnsHandle } from "./index.js";
 export class LinkDeleter {
   private worker?: Worker;
   private failed = false;
+  private closing?: Promise<boolean>;
   private seq = 0;
   private readonly pending = new Map<
     number,
@@ -27,29 +28,31 @@ export class LinkDeleter {
   }
 
   /**
-   * Asks the worker to finish its deletes and end. Never worker.terminate(): terminating while the worker is
-   * inside a netlink callback makes the native binding throw through libuv and abort the whole process.
+   * Asks the worker to finish its deletes and end; resolves true once it has, false if it was still busy after
+   * `graceMs` (a delete stuck in the kernel must not hold a stopping process for ever). Never
+   * worker.terminate(): terminating while the worker is inside a netlink callback makes the native binding
+   * throw through libuv and abort the whole process. Later calls return the first call's promise.
    */
-  close(graceMs = 2000): Promise<void> {
+  close(graceMs = 2000): Promise<boolean> {
+    if (this.closing) return this.closing;
     const w = this.worker;
     this.worker = undefined;
     this.failed = true;
-    if (!w) return Promise.resolve();
+    if (!w) return (this.closing = Promise.resolve(true));
     // Ref'd until it ends: whoever awaits this must not see the event loop run dry first.
     w.ref();
-    return new Promise((resolve) => {
-      // A delete stuck in the kernel must not hold a stopping process for ever: give up waiting after
-      // `graceMs` (the process exit then ends the thread).
+    this.closing = new Promise((resolve) => {
       const t = setTimeout(() => {
         w.unref();
-        resolve();
+        resolve(false);
       }, graceMs);
       w.once("exit", () => {
         clearTimeout(t);
-        resolve();
+        resolve(true);
       });
       w.postMessage({ close: true });
     });
+    return this.closing;
   }
 
   private start(): Worker | undefined {

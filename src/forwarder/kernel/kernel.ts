@@ -18,6 +18,7 @@ import { dataplaneStatus, type DataPlane, type Leg } from "../dataplane.js";
 import { LinkDeleter } from "../../dataplane/deleter.js";
 import { NetnsRefs } from "../../dataplane/refs.js";
 import { applySide, emptySide, sideConfig, type SideConfig } from "./ipcontext.js";
+import { rootLogger } from "../../core/log.js";
 
 export const aliasPrefix = "nsm:";
 const stateKey = Symbol("kernel.state");
@@ -148,9 +149,10 @@ export class KernelDataPlane implements DataPlane {
 
   /** Resolves when the delete worker has ended (so exiting the process cannot cut it mid-call). */
   async close(): Promise<void> {
-    const deleter = this.deleter.close();
+    // The worker may still fall back to this thread's handles for a delete: close them after it has ended.
+    if (!(await this.deleter.close()))
+      rootLogger.warn("link-delete worker still busy at close; exiting anyway");
     this.dp.close();
-    await deleter;
   }
 
   private plan(

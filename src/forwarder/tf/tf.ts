@@ -27,6 +27,7 @@ import { tfKeys, vmNameOf } from "./keys.js";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
+import { rootLogger } from "../../core/log.js";
 
 export const tfAliasPrefix = "nsm:";
 const stateKey = Symbol("tf.state");
@@ -176,10 +177,11 @@ export class TfDataPlane implements DataPlane {
   /** Resolves when the delete worker has ended (so exiting the process cannot cut it mid-call). */
   async close(): Promise<void> {
     this.closed = true;
-    const deleter = this.deleter.close();
+    // The worker may still fall back to this thread's handles for a delete: close them after it has ended.
+    if (!(await this.deleter.close()))
+      rootLogger.warn("link-delete worker still busy at close; exiting anyway");
     this.opts.agent.close();
     this.dp.close();
-    await deleter;
   }
 
   private async build(

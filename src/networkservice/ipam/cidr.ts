@@ -171,7 +171,7 @@ export function nth(c: Cidr, n: bigint): IpAddr {
 export function formatIp(ip: IpAddr): string {
   if (ip.family === 4) {
     const v = Number(ip.value);
-    return `${Math.floor(v / 0x1000000) & 0xff}.${(v >>> 16) & 0xff}.${(v >>> 8) & 0xff}.${v & 0xff}`;
+    return `${v >>> 24}.${(v >>> 16) & 0xff}.${(v >>> 8) & 0xff}.${v & 0xff}`;
   }
   const groups: number[] = [];
   for (let s = 112n; s >= 0n; s -= 16n) groups.push(Number((ip.value >> s) & 0xffffn));
