@@ -1,6 +1,6 @@
 // Bare HTTP/2 calls for the second transport floor of bench/control-plane.ts (bench/lib/h2-relay-child.ts):
-// one gRPC-framed POST per call with the caller's token headers, read to the end. No grpc-js, no protobuf
-// decoding: what node:http2 alone costs per hop.
+// one gRPC-framed POST per call with the caller's token headers, read to the end. No grpc-js: what node:http2
+// costs per hop, beside the protobuf work the callers do themselves.
 import {
   connect as h2connect,
   type ClientHttp2Session,
@@ -47,6 +47,8 @@ export class H2Caller {
           ? resolve(Buffer.concat(chunks))
           : reject(new Error(`grpc-status ${grpcStatus ?? "missing"} from ${this.url}`)),
       );
+      // A stream reset without 'end' or 'error' must not leave the call hanging (no-op once settled).
+      req.on("close", () => reject(new Error(`stream to ${this.url} closed before its end`)));
       req.end(frame);
     });
   }
@@ -54,6 +56,12 @@ export class H2Caller {
   close(): void {
     this.session?.close();
   }
+}
+
+/** The message of one length-prefixed, uncompressed gRPC frame. */
+export function grpcMessage(frame: Buffer): Buffer {
+  if (frame.length < 5 || frame[0] !== 0) throw new Error("not one uncompressed gRPC frame");
+  return frame.subarray(5, 5 + frame.readUInt32BE(1));
 }
 
 /** A protobuf message in gRPC's length-prefixed framing (uncompressed). */
