@@ -66,14 +66,9 @@ function need(v: string | undefined, flag: string): string {
   return v;
 }
 
-/** Flags every forwarder kind has: security, where it serves, its nsmgr, labels, service name, orphans. */
-export function forwarderFlags(
-  cmd: Command,
-  socket: string,
-  labels: string,
-  component = "forwarder",
-): Command {
-  return withSecurityFlags(cmd, component)
+/** Where a node-local component serves (`socket` under /var/lib/networkservicemesh) and its nsmgr. */
+function servingFlags(cmd: Command, socket: string): Command {
+  return cmd
     .option(
       "--listen-on <url>",
       "unix socket to serve on (NSM_LISTEN_ON)",
@@ -83,7 +78,26 @@ export function forwarderFlags(
       "--connect-to <url>",
       "this node's nsmgr (NSM_CONNECT_TO)",
       env("NSM_CONNECT_TO", "unix:///var/lib/networkservicemesh/nsm.io.sock"),
-    )
+    );
+}
+
+/** Flags every endpoint kind has (after its security flags): where it serves, its nsmgr, its services. */
+export function endpointFlags(cmd: Command, socket: string, services: string): Command {
+  return servingFlags(cmd, socket).option(
+    "--services <names>",
+    "services served, comma-separated (NSM_SERVICE_NAMES)",
+    env("NSM_SERVICE_NAMES", services),
+  );
+}
+
+/** Flags every forwarder kind has: security, where it serves, its nsmgr, labels, service name, orphans. */
+export function forwarderFlags(
+  cmd: Command,
+  socket: string,
+  labels: string,
+  component = "forwarder",
+): Command {
+  return servingFlags(withSecurityFlags(cmd, component), socket)
     .option(
       "--labels <k=v,...>",
       "forwarder labels for select-forwarder (NSM_LABELS)",
@@ -220,25 +234,14 @@ export function componentCommands(program: Command): void {
   }
 
   const nse = program.command("nse").description("run a reference endpoint");
-  withSecurityFlags(
-    nse.command("icmp-responder").description("IPAM endpoint: point-to-point addresses from --cidr"),
-    "nse",
+  endpointFlags(
+    withSecurityFlags(
+      nse.command("icmp-responder").description("IPAM endpoint: point-to-point addresses from --cidr"),
+      "nse",
+    ),
+    "nse.sock",
+    "icmp-responder",
   )
-    .option(
-      "--listen-on <url>",
-      "unix socket to serve on (NSM_LISTEN_ON)",
-      env("NSM_LISTEN_ON", "unix:///var/lib/networkservicemesh/nse.sock"),
-    )
-    .option(
-      "--connect-to <url>",
-      "this node's nsmgr (NSM_CONNECT_TO)",
-      env("NSM_CONNECT_TO", "unix:///var/lib/networkservicemesh/nsm.io.sock"),
-    )
-    .option(
-      "--services <names>",
-      "services served, comma-separated (NSM_SERVICE_NAMES)",
-      env("NSM_SERVICE_NAMES", "icmp-responder"),
-    )
     .option("--labels <k=v,...>", "labels of this endpoint (NSM_LABELS)", env("NSM_LABELS"))
     .option(
       "--cidr <cidrs>",

@@ -13,6 +13,7 @@ import type { VncAuth } from "../forwarder/tf/vnc.js";
 import { startAgentEmulator } from "../tf-emulator/agent/server.js";
 import { startVncServer } from "../tf-emulator/vnc/server.js";
 import {
+  endpointFlags,
   forwarderFlags,
   labelsOf,
   securityFrom,
@@ -203,29 +204,18 @@ export function tfCommands(program: Command): void {
     );
 
   const nse = program.commands.find((c) => c.name() === "nse")!;
-  withVncAuthFlags(
-    withSecurityFlags(
-      nse
-        .command("tf-vn")
-        .description("endpoint for services backed by TF/OpenSDN virtual networks (one per node)"),
-      "nse-tf",
+  endpointFlags(
+    withVncAuthFlags(
+      withSecurityFlags(
+        nse
+          .command("tf-vn")
+          .description("endpoint for services backed by TF/OpenSDN virtual networks (one per node)"),
+        "nse-tf",
+      ),
     ),
+    "nse-tf.sock",
+    "external",
   )
-    .option(
-      "--listen-on <url>",
-      "unix socket to serve on (NSM_LISTEN_ON)",
-      env("NSM_LISTEN_ON", "unix:///var/lib/networkservicemesh/nse-tf.sock"),
-    )
-    .option(
-      "--connect-to <url>",
-      "this node's nsmgr (NSM_CONNECT_TO)",
-      env("NSM_CONNECT_TO", "unix:///var/lib/networkservicemesh/nsm.io.sock"),
-    )
-    .option(
-      "--services <names>",
-      "services served, comma-separated (NSM_SERVICE_NAMES)",
-      env("NSM_SERVICE_NAMES", "external"),
-    )
     .option(
       "--node-name <name>",
       "this node's name = its virtual-router's name (NODE_NAME)",
