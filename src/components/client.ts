@@ -14,7 +14,7 @@ import { ClientPool } from "../networkservice/connect/pool.js";
 import { kernelOffer } from "../networkservice/mechanisms/kernel.js";
 import { preferenceClient } from "../networkservice/mechanisms/mechanisms.js";
 import { refreshClient } from "../networkservice/refresh/refresh.js";
-import { healClient, type HealElement } from "../networkservice/heal/heal.js";
+import { healClient, type HealElement, type HealEvent } from "../networkservice/heal/heal.js";
 import { excludedPrefixesClient } from "../networkservice/excludedprefixes/excludedprefixes.js";
 import { emptyConnection, updatePathClient } from "../networkservice/updatepath/updatepath.js";
 import { invalidArgument } from "../core/errors.js";
@@ -31,7 +31,13 @@ export interface ClientOptions {
    * Heal connections when a component dies (spec §3): restore through the nsmgr's monitor, reselect when the
    * liveness check (`liveness: false` disables it) finds the data path dead. Off unless set.
    */
-  heal?: { liveness?: boolean; livenessIntervalMs?: number; livenessTimeoutMs?: number; retryMs?: number };
+  heal?: {
+    liveness?: boolean;
+    livenessIntervalMs?: number;
+    livenessTimeoutMs?: number;
+    retryMs?: number;
+    onHealed?: (e: HealEvent) => void;
+  };
   security: Security;
 }
 
@@ -80,6 +86,7 @@ export class NsmClient {
           pool: this.pool,
           log: this.log,
           ...(h.retryMs ? { retryMs: h.retryMs } : {}),
+          ...(h.onHealed ? { onHealed: h.onHealed } : {}),
           ...(h.liveness === false
             ? {}
             : {

@@ -37,6 +37,19 @@ export interface HealOptions {
   retryMs?: number;
   /** How long a restore is retried before the client reselects (default 3 s). */
   restoreMs?: number;
+  /** Told of every completed heal (metrics, tests measuring how long the control plane was out). */
+  onHealed?: (e: HealEvent) => void;
+}
+
+/** A completed heal: which connection, how, and when the control plane served it again. */
+export interface HealEvent {
+  connId: string;
+  kind: "restore" | "reselect";
+  /** Date.now() when the healing Request succeeded. */
+  at: number;
+  /** From the client noticing the break to that success. */
+  ms: number;
+  attempts: number;
 }
 
 interface Healing {
@@ -100,7 +113,10 @@ export function healClient(opts: HealOptions): HealElement {
             }
           });
           counts[kind]++;
-          log.info({ kind, attempts: attempt + 1, ms: Date.now() - started }, "connection healed");
+          const at = Date.now();
+          const e: HealEvent = { connId: id, kind, at, ms: at - started, attempts: attempt + 1 };
+          log.info({ kind, attempts: e.attempts, ms: e.ms }, "connection healed");
+          opts.onHealed?.(e);
           h.conn = conn;
           h.liveness?.update(conn);
           return;
