@@ -1,5 +1,5 @@
 // `npm run bench:tf`: what a connection through the TF forwarder costs, beside the kernel forwarder in the same
-// run, and what the emulated fabric carries from a pod to the internet.
+// run, and what the TF emulator's Linux data path carries from a pod to the internet.
 // Topology (test/helpers/tfcluster.ts): an emulated TF cluster in namespaces — gw (fabric bridge, config API
 // emulator, registry, route to an "internet" namespace), one compute node-1 with a vRouter agent emulator,
 // nsmgr, `forwarder tf` + `nse tf-vn` (service `external` on TF VN default-domain:k8s-default:external, SNAT
@@ -8,7 +8,9 @@
 //   - setup latency (Request → response, interface configured in the pod) p50/p99, 1 and 10 in flight, TF and
 //     kernel rounds interleaved (A B B A) so machine noise hits both alike; Close latency alike;
 //   - TCP throughput pod → internet (iperf3 -J, single stream, median of several runs) through the TF
-//     connection: pod veth → compute bridge → routed + SNAT → fabric → gw → internet namespace.
+//     connection: pod veth → compute bridge → routed + nftables SNAT (masquerade) → fabric → gw → internet
+//     namespace. Every hop of that path is the emulator's Linux plumbing (src/tf-emulator/agent), not a
+//     vRouter and nothing NSM forwards: it is a figure of the emulator's data path, not of TF or of NSM.
 // Every namespace carries a per-run prefix and is deleted at the end (also on failure). Addresses: fabric
 // 198.18.0.0/24, VN 100.64.10.0/24, internet 203.0.113.0/24, NSM 169.254.1.0/24. Nothing in the root namespace.
 // Prints a table and writes bench/results/tf.json. `--quick`: scaled-down pass, no JSON.
@@ -169,10 +171,12 @@ try {
   await all[0]!.request({ service: "external", ifname: "nsm-ip" });
   for (let i = 0; i < cfg.iperfReps; i++) tput.push(iperf(cluster.inet, pods[0]!, internetIp));
   await all[0]!.closeAll();
+  // The emulator's Linux data path (veth → bridge → nft SNAT → fabric), not a TF or an NSM figure; the key
+  // keeps its name so that earlier results stay comparable.
   results.pod_to_internet_gbps = median(tput);
   results.pod_to_internet_runs = tput.length;
   printTable(
-    "throughput pod → internet through the emulated fabric (SNAT), iperf3 single stream",
+    "throughput pod → internet through the TF emulator's Linux data path (veth → bridge → nft SNAT → fabric; not a TF or NSM figure), iperf3 single stream",
     ["runs", "median Gbit/s", "min", "max"],
     [[String(tput.length), fmt(median(tput)), fmt(Math.min(...tput)), fmt(Math.max(...tput))]],
   );
