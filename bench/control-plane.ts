@@ -8,12 +8,16 @@
 //     nsmgr-1 (a no-op that returns Empty), so setup latency ÷ transport latency can be read off;
 //   - RSS of nsmgr-1 idle and with 1,000 live local connections, on the fresh nsmgr and again after the load.
 // Components start through bin/nsm.js, which runs the transpiled dist/ when it is newer than src/ (`npm run
-// build`) and the sources through tsx otherwise; the run reports which (components_from_dist).
+// build`, run first by this benchmark when dist/ is stale) and the sources through tsx otherwise; the
+// transport-floor relays run from the same build (dist/bench/, emitted by scripts/build.mjs). The run reports
+// both (components_from_dist, relays_from_dist) and fails rather than compare a floor and components that ran
+// differently.
 // CPU time of every process is read per round from /proc; a round during which other jobs on the machine
 // used more than 10% as much CPU as the mesh is repeated (at most 3 times per point).
 // Prints a table and writes bench/results/control-plane.json. Method and results: bench/README.md.
 // `--quick` runs a scaled-down pass and writes no JSON. `--cpu-prof <dir>` runs every component under
 // `node --cpu-prof` (CPU.<date>.<time>.<pid>.*.cpuprofile written to <dir> as each stops; pids are printed).
+import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -27,7 +31,14 @@ import { createSecurity } from "../src/components/security.js";
 import { emptyConnection } from "../src/networkservice/updatepath/updatepath.js";
 import { formatRfc3339Nano, tokenExpiresKey, tokenKey, tokenMetadata } from "../src/security/token.js";
 import { H2Caller, grpcFrame, grpcMessage } from "./lib/h2call.js";
-import { BenchMesh, median, percentile, type Proc } from "./lib/control-plane-mesh.js";
+import {
+  BenchMesh,
+  launcherUsesDist,
+  median,
+  percentile,
+  relayBuildIsFresh,
+  type Proc,
+} from "./lib/control-plane-mesh.js";
 import { checkErrors, fmt, printTable, writeResults, type RoundResult } from "./lib/report.js";
 
 const quick = process.argv.includes("--quick");
@@ -55,6 +66,22 @@ const cfg = {
   disturbedShare: 0.1,
   maxRepeats: 3,
   targets: { localP50Ms: 5, remoteP50Ms: 10, setupsPerS: 300, rssMb: 150 },
+  /** Goals relative to figures of the same run: setup p50 ÷ grpc-js floor p50 at 10 in flight (at most). */
+  overFloorMax: 1.5,
+  /** …and relative to upstream Go NSM (at least this many times its throughput, and less CPU per setup). */
+  overUpstreamMin: 4,
+};
+
+/**
+ * Upstream Go NSM (sdk v1.18.0 sandbox) on this kind of machine, by the same method: QUOTED from
+ * /work/shared/spec/nsm-security-interop.md §6 (median of 3 runs), not measured by this benchmark.
+ */
+const upstreamGo = {
+  source: "/work/shared/spec/nsm-security-interop.md §6 (Go sdk v1.18.0 sandbox, median of 3 runs)",
+  localSetupsPerSC100: 119,
+  remoteSetupsPerSC100: 66.7,
+  localCpuMsPerSetupC10: 11.2,
+  remoteCpuMsPerSetupC10: 20.5,
 };
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -219,15 +246,28 @@ interface PointResult {
   closeP99: number;
   closesPerS: number;
   cpuMsPerSetup: Map<string, number>;
+  /** Failed Requests and Closes over every round of the point (warm-up and repeated rounds included). */
+  setupFailed: number;
+  setupCalls: number;
+  closeFailed: number;
+  closeCalls: number;
 }
 
 async function setupPoint(kind: Kind, c: number, nsmgrUrl: string, procs: Proc[]): Promise<PointResult> {
   const set = new ClientSet(`${kind}-c${c}`, c, nsmgrUrl);
   const service = services[kind];
   try {
+    const failed = { setup: 0, setupCalls: 0, close: 0, closeCalls: 0 };
+    const count = (r: RoundResult, what: "setup" | "close", total: number): void => {
+      failed[what] += r.errors;
+      failed[what === "setup" ? "setupCalls" : "closeCalls"] += total;
+    };
     const warm = await set.setups(cfg.warmupSetups(c), service);
+    count(warm, "setup", cfg.warmupSetups(c));
     checkErrors(`${kind} c=${c} warm-up`, warm, cfg.warmupSetups(c));
-    checkErrors(`${kind} c=${c} warm-up close`, await set.closeAll(), warm.latenciesMs.length);
+    const warmClosed = await set.closeAll();
+    count(warmClosed, "close", warm.latenciesMs.length);
+    checkErrors(`${kind} c=${c} warm-up close`, warmClosed, warm.latenciesMs.length);
 
     const lat: number[] = [];
     const closeLat: number[] = [];
@@ -240,10 +280,12 @@ async function setupPoint(kind: Kind, c: number, nsmgrUrl: string, procs: Proc[]
       const before = cpuSnapshot(procs);
       const round = await set.setups(n, service);
       const delta = cpuDelta(before, cpuSnapshot(procs));
+      count(round, "setup", n);
       checkErrors(`${kind} c=${c} round ${r + 1}`, round, n);
       const beforeClose = cpuSnapshot(procs);
       const closed = await set.closeAll();
       const closeDelta = cpuDelta(beforeClose, cpuSnapshot(procs));
+      count(closed, "close", round.latenciesMs.length);
       checkErrors(`${kind} c=${c} round ${r + 1} close`, closed, round.latenciesMs.length);
       const canRepeat = repeats < cfg.maxRepeats;
       if (
@@ -278,6 +320,10 @@ async function setupPoint(kind: Kind, c: number, nsmgrUrl: string, procs: Proc[]
       closeP99: percentile(closeLat, 0.99),
       closesPerS: median(closeRates),
       cpuMsPerSetup,
+      setupFailed: failed.setup,
+      setupCalls: failed.setupCalls,
+      closeFailed: failed.close,
+      closeCalls: failed.closeCalls,
     };
     console.error(
       `  ${kind} c=${c}: p50 ${fmt(res.p50)} ms, p99 ${fmt(res.p99)} ms, ${fmt(res.perS)} setups/s ` +
@@ -294,6 +340,8 @@ interface TransportResult {
   p50: number;
   p99: number;
   perS: number;
+  /** Failed calls, warm-up and repeated rounds included. */
+  failed: number;
 }
 
 /** Unary Close of an unknown connection id to nsmgr-1: the round trip through gRPC and the chain's head. */
@@ -307,12 +355,15 @@ async function transportPoint(c: number, nsmgrUrl: string, procs: Proc[]): Promi
         id: `bench-unknown-c${c}-${unique++}`,
       });
     };
-    checkErrors(`transport c=${c} warm-up`, await closedLoop(c, cfg.transportWarmup, call), 1);
+    const warm = await closedLoop(c, cfg.transportWarmup, call);
+    let failed = warm.errors;
+    checkErrors(`transport c=${c} warm-up`, warm, cfg.transportWarmup);
     const lat: number[] = [];
     const rates: number[] = [];
     for (let r = 0, repeats = 0; r < cfg.rounds;) {
       const before = cpuSnapshot(procs);
       const round = await closedLoop(c, cfg.transportCallsPerRound, call);
+      failed += round.errors;
       checkErrors(`transport c=${c}`, round, cfg.transportCallsPerRound);
       const delta = cpuDelta(before, cpuSnapshot(procs));
       if (disturbed(`transport c=${c} round ${r + 1}`, delta, repeats < cfg.maxRepeats)) {
@@ -324,7 +375,7 @@ async function transportPoint(c: number, nsmgrUrl: string, procs: Proc[]): Promi
       r++;
     }
     lat.sort((a, b) => a - b);
-    const res = { c, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), perS: median(rates) };
+    const res = { c, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), perS: median(rates), failed };
     console.error(
       `  transport c=${c}: p50 ${fmt(res.p50)} ms, p99 ${fmt(res.p99)} ms, ${fmt(res.perS)} calls/s`,
     );
@@ -345,6 +396,8 @@ interface FloorResult {
   perS: number;
   /** CPU of the relays and the calling clients per Request, ms. */
   cpuMsPerCall: number;
+  /** Failed calls, warm-up and repeated rounds included. */
+  failed: number;
 }
 
 /** The relay chains of a transport floor: the same hops, sockets and process count as each real path. */
@@ -378,7 +431,9 @@ async function floorPoint(
   const what = `floor ${flavour} ${kind} c=${c}`;
   // Relays start cold: warm them up as long as the mesh was before its own measurements.
   const warmup = Math.max(cfg.warmupSetups(c), cfg.transportWarmup);
-  checkErrors(`${what} warm-up`, await closedLoop(c, warmup, call), 1);
+  const warm = await closedLoop(c, warmup, call);
+  let failed = warm.errors;
+  checkErrors(`${what} warm-up`, warm, warmup);
   const perRound = c === 1 ? cfg.setupsPerRound(c) : cfg.transportCallsPerRound;
   const lat: number[] = [];
   const rates: number[] = [];
@@ -387,6 +442,7 @@ async function floorPoint(
   for (let r = 0, repeats = 0; r < cfg.rounds;) {
     const before = cpuSnapshot(relays);
     const round = await closedLoop(c, perRound, call);
+    failed += round.errors;
     checkErrors(what, round, perRound);
     const delta = cpuDelta(before, cpuSnapshot(relays));
     if (disturbed(`${what} round ${r + 1}`, delta, repeats < cfg.maxRepeats)) {
@@ -408,6 +464,7 @@ async function floorPoint(
     p99: percentile(lat, 0.99),
     perS: median(rates),
     cpuMsPerCall: cpuMs / calls,
+    failed,
   };
   console.error(
     `  ${what}: p50 ${fmt(res.p50)} ms, p99 ${fmt(res.p99)} ms, ${fmt(res.perS)} calls/s, ` +
@@ -417,14 +474,18 @@ async function floorPoint(
 }
 
 /** Both transport floors, every path and concurrency, with requests shaped like `sample`. */
-async function floorPhase(sample: Connection): Promise<{ floors: FloorResult[]; requestBytes: number }> {
+async function floorPhase(
+  sample: Connection,
+): Promise<{ floors: FloorResult[]; requestBytes: number; relays: Proc[] }> {
   const security = createSecurity({ name: "bench-floor" });
   const token = await security.sign([]);
   const request = { connection: sample, mechanismPreferences: sample.mechanism ? [sample.mechanism] : [] };
   const requestBytes = NetworkServiceRequest.encode(request).finish().length;
   const floors: FloorResult[] = [];
+  const started: Proc[] = [];
   for (const flavour of ["grpc-js", "http2"] as const) {
     const relays = await startRelays(flavour);
+    started.push(...relays.procs);
     try {
       for (const kind of ["local", "remote"] as const) {
         for (const c of cfg.concurrency) {
@@ -469,7 +530,7 @@ async function floorPhase(sample: Connection): Promise<{ floors: FloorResult[]; 
       await Promise.all(relays.procs.map((p) => p.stop()));
     }
   }
-  return { floors, requestBytes };
+  return { floors, requestBytes, relays: started };
 }
 
 interface MemoryResult {
@@ -542,6 +603,11 @@ async function untilServing(nsmgrUrl: string): Promise<void> {
 async function main(): Promise<void> {
   const t0 = performance.now();
   if (cpuProfDir) mkdirSync(resolve(cpuProfDir), { recursive: true });
+  if (process.env.NSM_FROM_SOURCE !== "1" && !(launcherUsesDist() && relayBuildIsFresh())) {
+    // Components and floor relays both run from one build; make it when src/ or the relays changed.
+    console.error("bench: dist/ is older than the sources: node scripts/build.mjs");
+    execFileSync(process.execPath, [join(benchDir, "..", "scripts", "build.mjs")], { stdio: "inherit" });
+  }
   console.error(`bench: starting topology in ${mesh.dir}`);
   const registry = await mesh.registry();
   const [n1, n2] = await Promise.all([mesh.nsmgr("nsmgr-1"), mesh.nsmgr("nsmgr-2")]);
@@ -590,7 +656,16 @@ async function main(): Promise<void> {
   });
   const sample = await probe.request({ service: services.local });
   await probe.closeAll();
-  const { floors, requestBytes: floorRequestBytes } = await floorPhase(sample);
+  const { floors, requestBytes: floorRequestBytes, relays } = await floorPhase(sample);
+  const relaysFromDist = relays.filter((p) => p.fromDist).length / relays.length;
+  const relayMode =
+    relaysFromDist === 1
+      ? "transport-floor relays run from dist/bench/ (the same build)"
+      : relaysFromDist === 0
+        ? "transport-floor relays run through tsx"
+        : "WARNING: some relays ran from dist/, others through tsx";
+  // A floor run another way than the components (tsx against transpiled JS) is not a floor for them.
+  const sameBuild = relaysFromDist === fromDist && (fromDist === 0 || fromDist === 1);
 
   // ---- table ----
   const cpuInfo = cpus();
@@ -598,7 +673,9 @@ async function main(): Promise<void> {
     `NSM control plane, forwarder noop — ${cpuInfo.length} CPUs (${cpuInfo[0]?.model ?? "?"}), ` +
       `node ${process.version}, ${new Date().toISOString()}${quick ? " — QUICK RUN" : ""}`,
   );
-  console.log(mode);
+  console.log(`${mode}; ${relayMode}`);
+  if (!sameBuild)
+    console.log("WARNING: components and transport-floor relays did not run from the same build");
   console.log(
     `${cfg.rounds} rounds per point; setups/s = median of rounds; p50/p99 over all rounds' samples. ` +
       `transport = unary Close of an unknown id to nsmgr-1 (gRPC round trip, no connection work).`,
@@ -619,6 +696,8 @@ async function main(): Promise<void> {
       "setup÷transport p50",
       "close p50 ms",
       "close p99 ms",
+      "failed setups",
+      "failed closes",
     ],
     points.map((p) => {
       const t = transport.get(p.c)!;
@@ -636,6 +715,8 @@ async function main(): Promise<void> {
         `${fmt(p.p50 / t.p50)}×`,
         fmt(p.closeP50),
         fmt(p.closeP99),
+        `${p.setupFailed}/${p.setupCalls}`,
+        `${p.closeFailed}/${p.closeCalls}`,
       ];
     }),
   );
@@ -684,6 +765,7 @@ async function main(): Promise<void> {
       "CPU ms/call",
       "NSM setup p50 ms",
       "setup÷grpc-js floor",
+      "failed grpc-js/http2",
     ],
     floors
       .filter((f) => f.flavour === "grpc-js")
@@ -701,6 +783,7 @@ async function main(): Promise<void> {
           fmt(h.cpuMsPerCall),
           fmt(p.p50),
           `${fmt(p.p50 / g.p50)}×`,
+          `${g.failed}/${h.failed}`,
         ];
       }),
   );
@@ -716,12 +799,34 @@ async function main(): Promise<void> {
       [`${memAfter.live} live local connections (after the load phases)`, fmt(memAfter.liveMb)],
       ["after closing them", fmt(memAfter.afterCloseMb)],
       ["peak over the run (VmHWM)", fmt(peakMb)],
+      [
+        `headline: ${memAfter.live} live connections, worse of fresh and after load (nsmgr_rss_mb_1000_conns)`,
+        fmt(Math.max(mem.liveMb, memAfter.liveMb)),
+      ],
     ],
   );
 
   const local10 = points.find((p) => p.kind === "local" && p.c === 10)!;
   const remote10 = points.find((p) => p.kind === "remote" && p.c === 10)!;
   const local100 = points.find((p) => p.kind === "local" && p.c === 100)!;
+  const remote100 = points.find((p) => p.kind === "remote" && p.c === 100)!;
+  const grpcFloor = (kind: Kind, c: number): FloorResult =>
+    floors.find((f) => f.flavour === "grpc-js" && f.kind === kind && f.c === c)!;
+  const cpuTotal = (p: PointResult): number => {
+    let t = 0;
+    for (const [k, v] of p.cpuMsPerSetup) if (k !== othersKey) t += v;
+    return t;
+  };
+  // Headline memory: the worse of the two measurements (after the load phases the heap has grown).
+  const rssHeadline = Math.max(mem.liveMb, memAfter.liveMb);
+  const ratios = {
+    localOverFloor: local10.p50 / grpcFloor("local", 10).p50,
+    remoteOverFloor: remote10.p50 / grpcFloor("remote", 10).p50,
+    localPerSOverUpstream: local100.perS / upstreamGo.localSetupsPerSC100,
+    remotePerSOverUpstream: remote100.perS / upstreamGo.remoteSetupsPerSC100,
+    localCpuUpstreamOverOurs: upstreamGo.localCpuMsPerSetupC10 / cpuTotal(local10),
+    remoteCpuUpstreamOverOurs: upstreamGo.remoteCpuMsPerSetupC10 / cpuTotal(remote10),
+  };
   const tg = cfg.targets;
   const verdict = (ok: boolean): string => (ok ? "met" : "MISSED");
   printTable(
@@ -744,23 +849,66 @@ async function main(): Promise<void> {
         verdict(local100.perS >= tg.setupsPerS),
       ],
       [
-        `nsmgr RSS at ${mem.live} connections ≤ ${tg.rssMb} MB (fresh nsmgr)`,
-        fmt(mem.liveMb),
-        verdict(mem.liveMb <= tg.rssMb),
+        `nsmgr RSS at ${memAfter.live} connections ≤ ${tg.rssMb} MB (worse of fresh / after the load phases)`,
+        `${fmt(rssHeadline)} (fresh ${fmt(mem.liveMb)}, after load ${fmt(memAfter.liveMb)})`,
+        verdict(rssHeadline <= tg.rssMb),
       ],
       [
-        `nsmgr RSS at ${memAfter.live} connections ≤ ${tg.rssMb} MB (after the load phases)`,
-        fmt(memAfter.liveMb),
-        verdict(memAfter.liveMb <= tg.rssMb),
+        `local setup p50 ÷ grpc-js floor p50 (10 in flight) ≤ ${cfg.overFloorMax}`,
+        `${fmt(ratios.localOverFloor)} (${fmt(local10.p50)} / ${fmt(grpcFloor("local", 10).p50)} ms)`,
+        verdict(ratios.localOverFloor <= cfg.overFloorMax),
+      ],
+      [
+        `remote setup p50 ÷ grpc-js floor p50 (10 in flight) ≤ ${cfg.overFloorMax}`,
+        `${fmt(ratios.remoteOverFloor)} (${fmt(remote10.p50)} / ${fmt(grpcFloor("remote", 10).p50)} ms)`,
+        verdict(ratios.remoteOverFloor <= cfg.overFloorMax),
+      ],
+      [
+        `local setups/s (100 in flight) ÷ upstream Go's ≥ ${cfg.overUpstreamMin}`,
+        `${fmt(ratios.localPerSOverUpstream)} (${fmt(local100.perS)} / ${upstreamGo.localSetupsPerSC100})`,
+        verdict(ratios.localPerSOverUpstream >= cfg.overUpstreamMin),
+      ],
+      [
+        `remote setups/s (100 in flight) ÷ upstream Go's ≥ ${cfg.overUpstreamMin}`,
+        `${fmt(ratios.remotePerSOverUpstream)} (${fmt(remote100.perS)} / ${upstreamGo.remoteSetupsPerSC100})`,
+        verdict(ratios.remotePerSOverUpstream >= cfg.overUpstreamMin),
+      ],
+      [
+        `upstream Go's CPU per local setup ÷ ours (10 in flight) ≥ ${cfg.overUpstreamMin}`,
+        `${fmt(ratios.localCpuUpstreamOverOurs)} (${upstreamGo.localCpuMsPerSetupC10} / ${fmt(cpuTotal(local10))} ms)`,
+        verdict(ratios.localCpuUpstreamOverOurs >= cfg.overUpstreamMin),
+      ],
+      [
+        `upstream Go's CPU per remote setup ÷ ours (10 in flight) ≥ ${cfg.overUpstreamMin}`,
+        `${fmt(ratios.remoteCpuUpstreamOverOurs)} (${upstreamGo.remoteCpuMsPerSetupC10} / ${fmt(cpuTotal(remote10))} ms)`,
+        verdict(ratios.remoteCpuUpstreamOverOurs >= cfg.overUpstreamMin),
       ],
     ],
+  );
+  console.log(
+    `upstream Go figures are quoted, not measured in this run: ${upstreamGo.source} ` +
+      `(upstream_go_* in the JSON).`,
   );
 
   // ---- JSON ----
   put("local_setup_p50_ms_c10", local10.p50);
   put("remote_setup_p50_ms_c10", remote10.p50);
   put("setups_per_s_c100", local100.perS);
-  put("nsmgr_rss_mb_1000_conns", mem.liveMb);
+  put("nsmgr_rss_mb_1000_conns", rssHeadline);
+  put("nsmgr_rss_mb_1000_conns_fresh", mem.liveMb);
+  put("local_setup_over_floor_c10", ratios.localOverFloor);
+  put("remote_setup_over_floor_c10", ratios.remoteOverFloor);
+  put("local_setups_per_s_c100_over_upstream", ratios.localPerSOverUpstream);
+  put("remote_setups_per_s_c100_over_upstream", ratios.remotePerSOverUpstream);
+  put("local_cpu_per_setup_c10_upstream_over_ours", ratios.localCpuUpstreamOverOurs);
+  put("remote_cpu_per_setup_c10_upstream_over_ours", ratios.remoteCpuUpstreamOverOurs);
+  // Quoted from upstream's measurements (see upstreamGo.source), not measured here.
+  put("upstream_go_local_setups_per_s_c100", upstreamGo.localSetupsPerSC100);
+  put("upstream_go_remote_setups_per_s_c100", upstreamGo.remoteSetupsPerSC100);
+  put("upstream_go_local_cpu_ms_per_setup_c10", upstreamGo.localCpuMsPerSetupC10);
+  put("upstream_go_remote_cpu_ms_per_setup_c10", upstreamGo.remoteCpuMsPerSetupC10);
+  put("target_setup_over_floor_c10_max", cfg.overFloorMax);
+  put("target_over_upstream_min", cfg.overUpstreamMin);
   for (const p of points) {
     const t = transport.get(p.c)!;
     put(`${p.kind}_setup_p50_ms_c${p.c}`, p.p50);
@@ -773,6 +921,8 @@ async function main(): Promise<void> {
     put(`${p.kind}_close_p99_ms_c${p.c}`, p.closeP99);
     put(`${p.kind}_closes_per_s_c${p.c}`, p.closesPerS);
     put(`${p.kind}_setup_samples_c${p.c}`, p.samples);
+    put(`${p.kind}_setup_failed_c${p.c}`, p.setupFailed);
+    put(`${p.kind}_close_failed_c${p.c}`, p.closeFailed);
     let total = 0;
     for (const [name, v] of p.cpuMsPerSetup) {
       if (name === othersKey) {
@@ -789,6 +939,7 @@ async function main(): Promise<void> {
     put(`transport_p50_ms_c${t.c}`, t.p50);
     put(`transport_p99_ms_c${t.c}`, t.p99);
     put(`transport_calls_per_s_c${t.c}`, t.perS);
+    put(`transport_failed_c${t.c}`, t.failed);
   }
   for (const f of floors) {
     const p = points.find((x) => x.kind === f.kind && x.c === f.c)!;
@@ -797,6 +948,7 @@ async function main(): Promise<void> {
     put(`${key}_p99_ms_c${f.c}`, f.p99);
     put(`${key}_calls_per_s_c${f.c}`, f.perS);
     put(`${key}_cpu_ms_per_call_c${f.c}`, f.cpuMsPerCall);
+    put(`${key}_failed_c${f.c}`, f.failed);
     if (f.flavour === "grpc-js") put(`${f.kind}_setup_over_grpcjs_floor_p50_c${f.c}`, p.p50 / f.p50);
   }
   put("floor_request_bytes", floorRequestBytes);
@@ -813,10 +965,16 @@ async function main(): Promise<void> {
   put("target_setups_per_s", tg.setupsPerS);
   put("target_nsmgr_rss_mb", tg.rssMb);
   put("components_from_dist", fromDist);
+  put("relays_from_dist", relaysFromDist);
   put("rounds_repeated_for_competing_load", discardedRounds);
   put("cpus", cpuInfo.length);
   put("run_duration_s", (performance.now() - t0) / 1000);
 
+  if (!sameBuild)
+    // Figures whose floor ran another way than the components are not written as results.
+    throw new Error(
+      `components_from_dist ${fromDist} but relays_from_dist ${relaysFromDist}: rerun (npm run build first)`,
+    );
   writeResults(resultsFile, results, quick);
 }
 

@@ -12,8 +12,13 @@ import { GrpcClient } from "../../src/core/client.js";
 
 const nsmBin = new URL("../../bin/nsm.js", import.meta.url).pathname;
 const repoRoot = new URL("../..", import.meta.url).pathname;
-const relayScript = new URL("./relay-child.ts", import.meta.url).pathname;
-const h2RelayScript = new URL("./h2-relay-child.ts", import.meta.url).pathname;
+/** The relays' sources, and what scripts/build.mjs makes of them in dist/bench/ (same build as the components). */
+const relayScripts = {
+  "grpc-js": { ts: "relay-child.ts", js: "relay-child.js" },
+  http2: { ts: "h2-relay-child.ts", js: "h2-relay-child.js" },
+} as const;
+/** Sources bundled into the built relays besides src/ (a change here makes dist/bench/ stale). */
+const relaySources = ["relay-child.ts", "h2-relay-child.ts", "h2call.ts"];
 
 function newestMtimeMs(dir: string): number {
   let newest = 0;
@@ -32,6 +37,24 @@ export function launcherUsesDist(): boolean {
   if (process.env.NSM_FROM_SOURCE === "1") return false;
   try {
     return statSync(join(repoRoot, "dist", ".built")).mtimeMs >= newestMtimeMs(join(repoRoot, "src"));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether the transport-floor relays can run from dist/bench/, built with the components by
+ * scripts/build.mjs: the build has them and is newer than their own sources under bench/lib/. (src/ is the
+ * components' part of the rule; the mesh applies it when the components start, see BenchMesh.spawn.)
+ */
+export function relayBuildIsFresh(): boolean {
+  try {
+    const built = statSync(join(repoRoot, "dist", ".built")).mtimeMs;
+    const here = new URL(".", import.meta.url).pathname;
+    return (
+      relaySources.every((f) => statSync(join(here, f)).mtimeMs <= built) &&
+      Object.values(relayScripts).every((r) => existsSync(join(repoRoot, "dist", "bench", r.js)))
+    );
   } catch {
     return false;
   }
@@ -191,9 +214,27 @@ export class BenchMesh {
     return `unix://${join(this.dir, `${name}.sock`)}`;
   }
 
-  private spawn(name: string, args: string[], opts: StartOptions = {}, script?: string): Proc {
-    const fromDist = script === undefined && launcherUsesDist();
-    const entry = script === undefined ? [nsmBin] : ["--import", "tsx", script];
+  /** `relay`: a transport-floor relay, from dist/bench/ when the components run from dist/, else via tsx. */
+  private spawn(
+    name: string,
+    args: string[],
+    opts: StartOptions = {},
+    relay?: keyof typeof relayScripts,
+  ): Proc {
+    let fromDist: boolean;
+    let entry: string[];
+    if (relay === undefined) {
+      fromDist = launcherUsesDist();
+      entry = [nsmBin];
+    } else {
+      // The build the components started from, not src/'s mtime now: an edit elsewhere in the checkout
+      // during the run must not move the floor to tsx while the components it is compared with run from dist/.
+      const componentsFromDist = this.procs.length > 0 && this.procs.every((p) => p.fromDist);
+      fromDist = componentsFromDist && process.env.NSM_FROM_SOURCE !== "1" && relayBuildIsFresh();
+      entry = fromDist
+        ? [join(repoRoot, "dist", "bench", relayScripts[relay].js)]
+        : ["--import", "tsx", new URL(relayScripts[relay].ts, import.meta.url).pathname];
+    }
     const child = spawn(process.execPath, [...this.nodeArgs, ...entry, ...args], {
       env: { ...process.env, ...opts.env, NSM_LOG_LEVEL: "warn" },
       stdio: ["ignore", "pipe", "pipe"],
@@ -217,6 +258,7 @@ export class BenchMesh {
   /**
    * A transport-floor relay (no NSM logic, passes each call to `next`) listening on a unix socket or on
    * tcp://127.0.0.1:0: bench/lib/relay-child.ts on grpc-js, or bench/lib/h2-relay-child.ts on bare node:http2.
+   * `proc.fromDist` says whether it ran from the build (see relayBuildIsFresh).
    */
   async relay(
     name: string,
@@ -225,8 +267,7 @@ export class BenchMesh {
     flavour: "grpc-js" | "http2" = "grpc-js",
   ): Promise<{ proc: Proc; url: string }> {
     const listen = on === "unix" ? this.sock(name) : "tcp://127.0.0.1:0";
-    const script = flavour === "grpc-js" ? relayScript : h2RelayScript;
-    const p = this.spawn(name, [listen, ...(next ? [next] : [])], {}, script);
+    const p = this.spawn(name, [listen, ...(next ? [next] : [])], {}, flavour);
     if (on === "tcp") return { proc: p, url: await this.tcpUrl(p) };
     await this.unixReady(p, listen);
     return { proc: p, url: listen };

@@ -2,6 +2,7 @@
 // decoded, encoded again and sent with the caller's token headers to the next relay; its answer is decoded
 // and encoded again on the way back; the last relay answers with the request's connection. The same protobuf
 // work as the grpc-js relay, so the difference between the two floors is what grpc-js costs.
+//   node dist/bench/h2-relay-child.js <listen url> [<next url>]   (built by scripts/build.mjs)
 //   node --import tsx bench/lib/h2-relay-child.ts <listen url> [<next url>]
 import { createServer, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import { Connection } from "../../src/api/connection.js";

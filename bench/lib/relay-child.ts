@@ -3,6 +3,7 @@
 // the answer is passed back; the last relay answers at once. A chain of these, one process per hop and on
 // the same sockets as the real mesh, costs what any control plane built as one grpc-js process per hop must
 // pay before it does any work of its own.
+//   node dist/bench/relay-child.js <listen url> [<next url>]   (built by scripts/build.mjs)
 //   node --import tsx bench/lib/relay-child.ts <listen url> [<next url>]
 import * as grpc from "@grpc/grpc-js";
 import { NetworkServiceService } from "../../src/api/networkservice.js";
