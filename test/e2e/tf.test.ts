@@ -15,7 +15,7 @@ import { tapName } from "../../src/forwarder/tf/tf.js";
 import { inNs, ip, links, ping } from "../helpers/netns.js";
 import { eventually, sleep, startComponent } from "../helpers/proc.js";
 import { TfCluster, internetIp, type TfNode } from "../helpers/tfcluster.js";
-import { Probe } from "../helpers/healmesh.js";
+import { tfForwarderRestart } from "../helpers/healscenarios.js";
 
 const tcpScript = new URL("../helpers/tcp.mjs", import.meta.url).pathname;
 const cluster = new TfCluster({
@@ -360,31 +360,10 @@ describe("TF forwarder e2e", { timeout: 240_000 }, () => {
   });
 
   it("heals a TF connection across a TF forwarder kill -9 and restart without losing a packet", async () => {
-    const c = new NsmClient({
-      name: "nsc-heal",
-      nsmgrUrl: n1.nsmgrSock,
-      netnsPath: cluster.net.path(pods[0]!),
-      labels: { nodeName: n1.name },
-      security: createSecurity({ name: "nsc-heal" }),
-      heal: {},
-    });
-    try {
-      const conn = await c.request({ service: "external", ifname: "nsm-heal" });
-      const probe = new Probe(cluster.net.path(pods[0]!), {
-        src: host(conn.context!.ipContext!.srcIpAddrs[0]!),
-        dst: conn.context!.extraContext[tfKeys.gateway]!,
-      });
-      await sleep(300);
-      await n1.procs.get("fwd-tf")!.kill();
-      await cluster.startTfForwarder(n1, 1, ["--orphan-grace", "10s"]);
-      await eventually(() => c.heal!.counts.restore > 0, 15_000, "the client restored the connection");
-      await sleep(300);
-      const r = await probe.stop();
-      assert.equal(r.lost, 0, JSON.stringify(r));
-      assert.equal(c.heal!.counts.reselect, 0);
-    } finally {
-      await c.closeAll();
-    }
+    const r = await tfForwarderRestart(cluster, n1, pods[0]!);
+    assert.equal(r.kind, "restore", JSON.stringify(r));
+    assert.equal(r.lost, 0, JSON.stringify(r));
+    assert.ok(r.flowsAtEnd, JSON.stringify(r));
     await assertNothingLeft();
   });
 

@@ -1,13 +1,14 @@
 // A two-node mesh for heal scenarios (test/e2e/heal.test.ts and bench/heal.ts): node1 and node2 joined by an
 // underlay veth; registry on node1; nsmgr and kernel forwarder per node; icmp-responders for `local-svc` (pod
 // e1 on node1) and `remote-svc` (pod e2 on node2); clients in this process with healing on. A Probe pings
-// across a connection every 10 ms and measures the outage (last reply before to first reply after) and the
-// probes lost. A second icmp-responder for `remote-svc` (pod e2b) takes over when the first dies. Everything carries a per-run prefix and is removed by stop().
+// across a connection every 10 ms and measures the outage (last reply before to first reply after, or to the
+// end when none came) and the probes lost. A second icmp-responder for `remote-svc` (pod e2b) takes over when the first dies. Everything carries a per-run prefix and is removed by stop().
 import { join } from "node:path";
 import { NsmClient } from "../../src/components/client.js";
 import { createSecurity } from "../../src/components/security.js";
 import { ping } from "../../src/dataplane/index.js";
 import type { Connection } from "../../src/api/connection.js";
+import type { HealEvent } from "../../src/networkservice/heal/heal.js";
 import { writeFileSync } from "node:fs";
 import { Netns, inNs } from "./netns.js";
 import { startComponent, tempDir, type Component } from "./proc.js";
@@ -25,6 +26,8 @@ export class HealMesh {
   e1 = "";
   e2 = "";
   e2b = "";
+  /** Every heal the mesh's clients completed, in order. */
+  readonly healed: HealEvent[] = [];
 
   sock(n: string): string {
     return `unix://${join(this.dir.path, `${n}.sock`)}`;
@@ -162,7 +165,7 @@ export class HealMesh {
       nsmgrUrl: this.sock(`nsmgr-${nodeN}`),
       netnsPath: this.net.path(pod),
       security: createSecurity({ name }),
-      heal: {},
+      heal: { onHealed: (e) => this.healed.push(e) },
     });
   }
 
@@ -174,38 +177,52 @@ export class HealMesh {
 }
 
 export interface OutageReport {
-  /** Longest time without a reply while probing, ms. */
+  /**
+   * Longest time without a reply while probing, ms: from the last reply (or the probe's start) to the next
+   * one, and to the end of probing when the path never came back.
+   */
   outageMs: number;
   lost: number;
   sent: number;
+  /** A last ping on the connection's addresses at the end (its current ones, after a reselect) was answered. */
+  flowsAtEnd: boolean;
 }
 
-/** Pings src → dst inside `netnsPath` every 10 ms until stopped. */
+/** The two ends of a connection to probe, or undefined while the client holds none. */
+export type ProbeTarget = () => { src: string; dst: string } | undefined;
+
+/** The addresses of a connection, as its IP context gives them. */
+export function addrsOf(conn: Connection | undefined): { src: string; dst: string } | undefined {
+  const src = host(conn?.context?.ipContext?.srcIpAddrs[0]);
+  const dst = host(conn?.context?.ipContext?.dstIpAddrs[0]);
+  return src && dst ? { src, dst } : undefined;
+}
+
+/**
+ * Pings every 10 ms inside `netnsPath`, each time to the target's *current* addresses (a reselect may give the
+ * connection new ones), until stopped. A probe with no target, or whose ping errs, counts as lost.
+ */
 export class Probe {
   private running = true;
-  private lastOk = 0;
+  private readonly started = performance.now();
+  private lastOk = this.started;
   private maxGap = 0;
   private lost = 0;
   private sent = 0;
   private done: Promise<void>;
 
-  /** Across `conn` (its src → dst addresses), or between two given addresses. */
-  constructor(netnsPath: string, conn: Connection | { src: string; dst: string }) {
-    const src = "src" in conn ? conn.src : host(conn.context?.ipContext?.srcIpAddrs[0]);
-    const dst = "dst" in conn ? conn.dst : host(conn.context?.ipContext?.dstIpAddrs[0]);
+  constructor(
+    private readonly netnsPath: string,
+    private readonly target: ProbeTarget,
+  ) {
     this.done = (async () => {
       while (this.running) {
         const t = performance.now();
         this.sent++;
-        let ok = false;
-        try {
-          ok = (await ping(netnsPath, { src, dst, count: 1, timeoutMs: 100 })).received > 0;
-        } catch {
-          ok = false;
-        }
+        const ok = await this.once(100);
         const now = performance.now();
         if (ok) {
-          if (this.lastOk > 0) this.maxGap = Math.max(this.maxGap, now - this.lastOk);
+          this.maxGap = Math.max(this.maxGap, now - this.lastOk);
           this.lastOk = now;
         } else {
           this.lost++;
@@ -215,9 +232,22 @@ export class Probe {
     })();
   }
 
+  private async once(timeoutMs: number, count = 1): Promise<boolean> {
+    const to = this.target();
+    if (!to) return false;
+    try {
+      return (await ping(this.netnsPath, { ...to, count, timeoutMs, stopAfterReplies: 1 })).received > 0;
+    } catch {
+      return false;
+    }
+  }
+
   async stop(): Promise<OutageReport> {
     this.running = false;
     await this.done;
-    return { outageMs: Math.round(this.maxGap), lost: this.lost, sent: this.sent };
+    // A path that never came back is out from its last reply until now, not for the last gap it had.
+    const outageMs = Math.round(Math.max(this.maxGap, performance.now() - this.lastOk));
+    const flowsAtEnd = await this.once(1000, 3);
+    return { outageMs, lost: this.lost, sent: this.sent, flowsAtEnd };
   }
 }

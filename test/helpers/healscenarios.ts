@@ -1,22 +1,53 @@
 // The heal scenarios, shared by the e2e suite (which asserts) and bench/heal (which reports): each breaks one
-// thing while a probe pings across a live connection, waits until the client healed, and reports the outage.
+// thing while a probe pings across a live connection, waits until the client healed, and reports the outage,
+// the kind of heal the client's counters show, and how long the control plane was out for the connection.
 import { existsSync } from "node:fs";
 import type { Connection } from "../../src/api/connection.js";
-import { HealMesh, Probe, host, type OutageReport } from "./healmesh.js";
+import { NsmClient } from "../../src/components/client.js";
+import { createSecurity } from "../../src/components/security.js";
+import type { HealEvent } from "../../src/networkservice/heal/heal.js";
+import { HealMesh, Probe, addrsOf, host, type OutageReport } from "./healmesh.js";
+import { gatewayTarget, type TfCluster, type TfNode } from "./tfcluster.js";
 import { ip, links } from "./netns.js";
 import { eventually, runNsm, sleep } from "./proc.js";
 
+/** A heal as the client's counters tell it: any reselect makes it one; restores alone a restore; or none. */
+export type HealKind = "restore" | "reselect" | "none";
+
 export interface ScenarioResult extends OutageReport {
   scenario: string;
-  kind: "restore" | "reselect" | "cleanup";
+  /** The kind of heal the scenario calls for. */
+  expected: HealKind | "cleanup";
+  /** The kind that happened, read from the client's heal counters (never from `expected`). */
+  kind: HealKind | "cleanup";
   heals: number;
   /** Heals by kind during the scenario. */
   restores: number;
   reselects: number;
+  /**
+   * From the break (the kill) until the control plane served the connection again: the first heal of it
+   * that succeeded. Undefined where no heal completed.
+   */
+  controlPlaneMs?: number;
   /** The endpoint before and after the heal. */
   from?: string;
   to?: string;
   detail: string;
+}
+
+export function healKind(restores: number, reselects: number): HealKind {
+  return reselects > 0 ? "reselect" : restores > 0 ? "restore" : "none";
+}
+
+/** The heal counters of `client` as they stand: subtract two of these for what a scenario did. */
+export function healCounts(client: NsmClient): { restores: number; reselects: number } {
+  const c = client.heal!.counts;
+  return { restores: c.restore, reselects: c.reselect };
+}
+
+/** Probes `client`'s (first) connection as it currently is, from inside `netnsPath`. */
+export function probeClient(netnsPath: string, client: NsmClient): Probe {
+  return new Probe(netnsPath, () => addrsOf(client.connections()[0]));
 }
 
 type Action = (m: HealMesh, conn: Connection, pod: string) => Promise<void>;
@@ -27,7 +58,7 @@ const after: (() => Promise<void>)[] = [];
 async function withTraffic(
   m: HealMesh,
   scenario: string,
-  kind: "restore" | "reselect",
+  expected: "restore" | "reselect",
   service: string,
   action: Action,
 ): Promise<ScenarioResult> {
@@ -35,29 +66,38 @@ async function withTraffic(
   const client = m.client(`nsc-${scenario.replace(/_/g, "-")}`, pod);
   try {
     const conn = await client.request({ service, ifname: "nsm-h" });
-    const probe = new Probe(m.net.path(pod), conn);
+    const probe = probeClient(m.net.path(pod), client);
     await sleep(300);
-    const before = client.heal!.counts.restore + client.heal!.counts.reselect;
-    const [restores0, reselects0] = [client.heal!.counts.restore, client.heal!.counts.reselect];
+    const c0 = healCounts(client);
+    const healed0 = m.healed.length;
+    const t0 = Date.now();
     await action(m, conn, pod);
     await eventually(
-      () => client.heal!.counts.restore + client.heal!.counts.reselect > before,
+      () => {
+        const c = healCounts(client);
+        return c.restores + c.reselects > c0.restores + c0.reselects;
+      },
       20_000,
       `${scenario}: the client healed`,
     );
     await sleep(500);
     const r = await probe.stop();
+    const c = healCounts(client);
+    const [restores, reselects] = [c.restores - c0.restores, c.reselects - c0.reselects];
+    const first = m.healed.slice(healed0).find((e) => e.connId === conn.id);
     const now = client.connections()[0];
     return {
       scenario,
-      kind,
+      expected,
+      kind: healKind(restores, reselects),
       ...r,
+      ...(first ? { controlPlaneMs: first.at - t0 } : {}),
       from: conn.networkServiceEndpointName,
       to: now?.networkServiceEndpointName ?? "",
-      heals: client.heal!.counts.restore + client.heal!.counts.reselect - before,
-      restores: client.heal!.counts.restore - restores0,
-      reselects: client.heal!.counts.reselect - reselects0,
-      detail: `restores ${client.heal!.counts.restore}, reselects ${client.heal!.counts.reselect}; ${host(now?.context?.ipContext?.srcIpAddrs[0])} → ${host(now?.context?.ipContext?.dstIpAddrs[0])} at ${now?.networkServiceEndpointName ?? "?"}`,
+      heals: restores + reselects,
+      restores,
+      reselects,
+      detail: `restores ${restores}, reselects ${reselects}; now ${host(now?.context?.ipContext?.srcIpAddrs[0])} → ${host(now?.context?.ipContext?.dstIpAddrs[0])} at ${now?.networkServiceEndpointName ?? "?"}`,
     };
   } finally {
     await client.closeAll().catch(() => undefined);
@@ -65,97 +105,75 @@ async function withTraffic(
   }
 }
 
-export const scenarios: { name: string; run: (m: HealMesh) => Promise<ScenarioResult> }[] = [
-  {
-    name: "local_nsmgr_restart",
-    run: (m) => withTraffic(m, "local_nsmgr_restart", "restore", "local-svc", (mm) => mm.restart("nsmgr-1")),
-  },
-  {
-    name: "remote_nsmgr_restart",
-    run: (m) =>
-      withTraffic(m, "remote_nsmgr_restart", "restore", "remote-svc", (mm) => mm.restart("nsmgr-2")),
-  },
-  {
-    name: "local_forwarder_restart",
-    run: (m) =>
-      withTraffic(m, "local_forwarder_restart", "restore", "local-svc", (mm) => mm.restart("fwd-1")),
-  },
-  {
-    name: "remote_forwarder_restart",
-    run: (m) =>
-      withTraffic(m, "remote_forwarder_restart", "restore", "remote-svc", (mm) => mm.restart("fwd-2")),
-  },
-  {
-    name: "local_nse_restart",
-    run: (m) =>
-      withTraffic(m, "local_nse_restart", "restore", "local-svc", (mm, conn) =>
-        mm.restart(conn.networkServiceEndpointName, 300),
-      ),
-  },
-  {
-    name: "remote_nse_restart",
-    run: (m) =>
-      withTraffic(m, "remote_nse_restart", "restore", "remote-svc", (mm, conn) =>
-        // The endpoint that carries the connection (the service has two).
-        mm.restart(conn.networkServiceEndpointName, 300),
-      ),
-  },
-  {
-    // The endpoint dies for good: after the restore window the client reselects onto the other endpoint.
-    name: "remote_nse_death",
-    run: (m) =>
-      withTraffic(m, "remote_nse_death", "reselect", "remote-svc", async (mm, conn) => {
-        const victim = conn.networkServiceEndpointName;
-        await mm.procs.get(victim)!.kill();
-        after.push(() => mm.run(victim).then(() => undefined));
-      }),
-  },
-  {
-    // The endpoint's pod is deleted (endpoint and data path gone): the first failed restore finds the data
-    // path dead too and reselects at once onto the other endpoint.
-    name: "remote_nse_pod_deleted",
-    run: (m) =>
-      withTraffic(m, "remote_nse_pod_deleted", "reselect", "remote-svc", async (mm, conn) => {
-        const victim = conn.networkServiceEndpointName;
-        const pod = victim === "nse-remote" ? "e2" : "e2b";
-        await mm.procs.get(victim)!.kill();
-        ip(["netns", "del", `${mm.net.prefix}-${pod}`]);
-        after.push(async () => {
-          mm.net.add(pod);
-          await mm.run(victim);
-        });
-      }),
-  },
-  {
-    // The operator changes the service so that only the other endpoint matches: the nsmgr closes the
-    // connection and the client reselects onto the endpoint that matches now.
-    name: "service_changed",
-    run: (m) =>
-      withTraffic(m, "service_changed", "reselect", "remote-svc", (mm, conn) => {
-        const other = conn.networkServiceEndpointName === "nse-remote" ? "b" : "a";
-        mm.applyService("remote-svc", [{ routes: [{ destination_selector: { site: other } }] }]);
-        after.push(() => Promise.resolve(mm.applyService("remote-svc", [])));
-        return Promise.resolve();
-      }),
-  },
-  {
-    name: "dataplane_broken",
-    run: (m) =>
-      withTraffic(m, "dataplane_broken", "reselect", "local-svc", (_mm, _c, pod) => {
-        ip(["-n", pod, "link", "del", "nsm-h"]);
-        return Promise.resolve();
-      }),
-  },
+export interface Scenario {
+  name: string;
+  expected: "restore" | "reselect";
+  run: (m: HealMesh) => Promise<ScenarioResult>;
+}
+
+const scenario = (
+  name: string,
+  expected: "restore" | "reselect",
+  service: string,
+  action: Action,
+): Scenario => ({ name, expected, run: (m) => withTraffic(m, name, expected, service, action) });
+
+export const scenarios: Scenario[] = [
+  scenario("local_nsmgr_restart", "restore", "local-svc", (m) => m.restart("nsmgr-1")),
+  scenario("remote_nsmgr_restart", "restore", "remote-svc", (m) => m.restart("nsmgr-2")),
+  scenario("local_forwarder_restart", "restore", "local-svc", (m) => m.restart("fwd-1")),
+  scenario("remote_forwarder_restart", "restore", "remote-svc", (m) => m.restart("fwd-2")),
+  scenario("local_nse_restart", "restore", "local-svc", (m, conn) =>
+    m.restart(conn.networkServiceEndpointName, 300),
+  ),
+  // The endpoint that carries the connection (the service has two).
+  scenario("remote_nse_restart", "restore", "remote-svc", (m, conn) =>
+    m.restart(conn.networkServiceEndpointName, 300),
+  ),
+  // The endpoint dies for good: after the restore window the client reselects onto the other endpoint.
+  scenario("remote_nse_death", "reselect", "remote-svc", async (m, conn) => {
+    const victim = conn.networkServiceEndpointName;
+    await m.procs.get(victim)!.kill();
+    after.push(() => m.run(victim).then(() => undefined));
+  }),
+  // The endpoint's pod is deleted (endpoint and data path gone): the first failed restore finds the data
+  // path dead too and reselects at once onto the other endpoint.
+  scenario("remote_nse_pod_deleted", "reselect", "remote-svc", async (m, conn) => {
+    const victim = conn.networkServiceEndpointName;
+    const pod = victim === "nse-remote" ? "e2" : "e2b";
+    await m.procs.get(victim)!.kill();
+    ip(["netns", "del", `${m.net.prefix}-${pod}`]);
+    after.push(async () => {
+      m.net.add(pod);
+      await m.run(victim);
+    });
+  }),
+  // The operator changes the service so that only the other endpoint matches: the nsmgr closes the
+  // connection and the client reselects onto the endpoint that matches now.
+  scenario("service_changed", "reselect", "remote-svc", (m, conn) => {
+    const other = conn.networkServiceEndpointName === "nse-remote" ? "b" : "a";
+    m.applyService("remote-svc", [{ routes: [{ destination_selector: { site: other } }] }]);
+    after.push(() => Promise.resolve(m.applyService("remote-svc", [])));
+    return Promise.resolve();
+  }),
+  scenario("dataplane_broken", "reselect", "local-svc", (_m, _c, pod) => {
+    ip(["-n", pod, "link", "del", "nsm-h"]);
+    return Promise.resolve();
+  }),
 ];
 
-/** The registry restarts: live connections carry on, and new ones work again once endpoints re-registered. */
-export async function registryRestart(m: HealMesh): Promise<ScenarioResult> {
+/**
+ * The registry restarts: live connections carry on untouched (no heal is needed), and new ones work again once
+ * endpoints re-registered (`newConnectionMs`, from the kill).
+ */
+export async function registryRestart(m: HealMesh): Promise<ScenarioResult & { newConnectionMs: number }> {
   const pod = m.net.add(`r${Math.random().toString(16).slice(2, 6)}`);
   const client = m.client("nsc-registry", pod);
   try {
-    const conn = await client.request({ service: "remote-svc", ifname: "nsm-h" });
-    const probe = new Probe(m.net.path(pod), conn);
+    await client.request({ service: "remote-svc", ifname: "nsm-h" });
+    const probe = probeClient(m.net.path(pod), client);
     await sleep(300);
+    const c0 = healCounts(client);
     const t0 = performance.now();
     await m.restart("registry");
     const other = m.client("nsc-registry-new", pod);
@@ -172,17 +190,21 @@ export async function registryRestart(m: HealMesh): Promise<ScenarioResult> {
     } finally {
       await other.closeAll();
     }
-    const newAfterMs = Math.round(performance.now() - t0);
+    const newConnectionMs = Math.round(performance.now() - t0);
     await sleep(300);
     const r = await probe.stop();
+    const c = healCounts(client);
+    const [restores, reselects] = [c.restores - c0.restores, c.reselects - c0.reselects];
     return {
       scenario: "registry_restart",
-      kind: "restore",
+      expected: "none",
+      kind: healKind(restores, reselects),
       ...r,
-      heals: 0,
-      restores: 0,
-      reselects: 0,
-      detail: `new connections work ${newAfterMs} ms after the restart`,
+      heals: restores + reselects,
+      restores,
+      reselects,
+      newConnectionMs,
+      detail: `new connections work ${newConnectionMs} ms after the restart`,
     };
   } finally {
     await client.closeAll().catch(() => undefined);
@@ -211,13 +233,61 @@ export async function clientNetnsDeleted(m: HealMesh): Promise<ScenarioResult> {
   await client.closeAll().catch(() => undefined);
   return {
     scenario: "client_netns_deleted",
+    expected: "cleanup",
     kind: "cleanup",
     outageMs: 0,
     lost: 0,
     sent: 0,
+    flowsAtEnd: false,
     heals: 0,
     restores: 0,
     reselects: 0,
     detail: `the endpoint's interface went ${ms} ms after the namespace, the nsmgr's record ${everywhere} ms${existsSync(m.net.path(pod)) ? " (namespace still present!)" : ""}`,
   };
+}
+
+/**
+ * A TF connection (emulated cluster) under the probe while its TF forwarder is killed and restarted: the
+ * forwarder adopts its ports, the client restores, and the data path never goes down.
+ */
+export async function tfForwarderRestart(
+  cluster: TfCluster,
+  node: TfNode,
+  pod: string,
+): Promise<ScenarioResult> {
+  const healed: HealEvent[] = [];
+  const client = new NsmClient({
+    name: "nsc-tf-heal",
+    nsmgrUrl: node.nsmgrSock,
+    netnsPath: cluster.net.path(pod),
+    labels: { nodeName: node.name },
+    security: createSecurity({ name: "nsc-tf-heal" }),
+    heal: { onHealed: (e) => healed.push(e) },
+  });
+  try {
+    const conn = await client.request({ service: "external", ifname: "nsm-tf" });
+    const probe = new Probe(cluster.net.path(pod), gatewayTarget(client));
+    await sleep(300);
+    const t0 = Date.now();
+    await node.procs.get("fwd-tf")!.kill();
+    await cluster.startTfForwarder(node, 1, ["--orphan-grace", "10s"]);
+    await eventually(() => healed.length > 0, 20_000, "the client healed the TF connection");
+    await sleep(500);
+    const r = await probe.stop();
+    const { restores, reselects } = healCounts(client);
+    const first = healed.find((e) => e.connId === conn.id);
+    return {
+      scenario: "tf_forwarder_restart",
+      expected: "restore",
+      kind: healKind(restores, reselects),
+      ...r,
+      ...(first ? { controlPlaneMs: first.at - t0 } : {}),
+      heals: restores + reselects,
+      restores,
+      reselects,
+      detail: `TF connection; restores ${restores}, reselects ${reselects}`,
+    };
+  } finally {
+    await client.closeAll().catch(() => undefined);
+  }
 }

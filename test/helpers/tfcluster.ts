@@ -5,6 +5,9 @@
 // Every name carries the run's prefix; `stop()` removes processes, namespaces and files.
 import { join } from "node:path";
 import { VncClient } from "../../src/forwarder/tf/vnc.js";
+import { tfKeys } from "../../src/forwarder/tf/keys.js";
+import type { NsmClient } from "../../src/components/client.js";
+import { host, type ProbeTarget } from "./healmesh.js";
 import { Netns, inNs, ip } from "./netns.js";
 import { startComponent, tempDir, type Component } from "./proc.js";
 
@@ -12,6 +15,16 @@ export const gwIp = "198.18.0.1";
 export const internetIp = "203.0.113.10";
 export const vncUrl = `http://${gwIp}:8082`;
 export const nodeIp = (i: number): string => `198.18.0.1${i}`;
+
+/** A probe target for a TF connection of `client`: its address to the VN's gateway, as it currently is. */
+export function gatewayTarget(client: NsmClient): ProbeTarget {
+  return () => {
+    const c = client.connections()[0];
+    const gw = c?.context?.extraContext[tfKeys.gateway];
+    const src = host(c?.context?.ipContext?.srcIpAddrs[0]);
+    return gw && src ? { src, dst: gw } : undefined;
+  };
+}
 
 export interface NodeSpec {
   generation?: "r2011" | "r2005";
