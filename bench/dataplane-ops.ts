@@ -7,9 +7,9 @@ import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { Dataplane, type NetnsHandle } from "../src/dataplane/index.js";
+import { localSetupOps, quantile, sample as sampleN, timed, timeLocalSetup } from "./lib/netlink-ops.js";
 
 const argv = process.argv.slice(2);
 const quick = argv.includes("--quick");
@@ -28,23 +28,8 @@ function ip(...args: string[]): void {
   execFileSync("ip", args, { stdio: ["ignore", "ignore", "pipe"] });
 }
 
-function quantile(values: number[], q: number): number {
-  const s = [...values].sort((x, y) => x - y);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? NaN;
-}
-
-async function timed(fn: () => Promise<void> | void): Promise<number> {
-  const t0 = performance.now();
-  await fn();
-  return performance.now() - t0;
-}
-
 /** Runs `op(i)` for i in 0..N-1 and returns the N durations. */
-async function sample(op: (i: number) => Promise<void> | void): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < N; i++) out.push(await timed(() => op(i)));
-  return out;
-}
+const sample = (op: (i: number) => unknown): Promise<number[]> => sampleN(N, op);
 
 const addrOf = (base: number, i: number) => `100.${base}.${i >> 8}.${i & 255}/32`;
 const routeOf = (base: number, i: number) => `198.19.${base + (i >> 8)}.${i & 255}`;
@@ -124,6 +109,28 @@ async function run(a: NetnsHandle, b: NetnsHandle): Promise<Row[]> {
     ip: await sample((i) => ip("-n", NS_A, "link", "del", sp(i))),
   });
   for (let i = 0; i < N; i++) await a.link.delete(mv(i), { missingOk: true });
+
+  // The requests of one local connection, as the kernel forwarder sends them (bench/lib/netlink-ops.ts):
+  // client ends in A, NSE ends in B (which ends up holding all N, like an NSE's pod).
+  const setups = [];
+  for (let i = 0; i < N; i++)
+    setups.push(
+      await timeLocalSetup(a, b, {
+        clientIf: `${P}c${i}`,
+        nseIf: `${P}e${i}`,
+        alias: `nsm:${P}-fwd:${i}`,
+        clientIp: `100.68.${i >> 8}.${i & 255}`,
+        nseIp: `100.69.${i >> 8}.${i & 255}`,
+      }),
+    );
+  for (const o of localSetupOps)
+    rows.push({ op: `setup: ${o.what}`, key: `local_setup_${o.key}`, netlink: setups.map((t) => t[o.key]) });
+  rows.push({
+    op: "setup: all of the above (one local connection)",
+    key: "local_setup_total",
+    netlink: setups.map((t) => localSetupOps.reduce((sum, o) => sum + t[o.key], 0)),
+  });
+  for (let i = 0; i < N; i++) await a.link.delete(`${P}c${i}`, { missingOk: true });
   return rows;
 }
 
@@ -147,9 +154,10 @@ async function main(): Promise<void> {
     const rows = await run(a, b);
     rows.unshift({ op: "netns handle open+close (setns, socket)", key: "netns_open", netlink: openSamples });
 
+    const width = Math.max(...rows.map((r) => r.op.length));
     console.log(`\ndata-plane operations, ms per operation, median (p90) of ${N} — netlink vs spawning ip\n`);
     const head = [
-      "operation".padEnd(48),
+      "operation".padEnd(width),
       "netlink".padStart(16),
       "ip".padStart(16),
       "ip / netlink".padStart(13),
@@ -162,7 +170,7 @@ async function main(): Promise<void> {
       const ipMed = r.ip ? quantile(r.ip, 0.5) : undefined;
       console.log(
         [
-          r.op.padEnd(48),
+          r.op.padEnd(width),
           fmt(r.netlink).padStart(16),
           (r.ip ? fmt(r.ip) : "—").padStart(16),
           (ipMed !== undefined ? `${(ipMed / nlMed).toFixed(1)}×` : "").padStart(13),

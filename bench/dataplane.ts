@@ -20,31 +20,48 @@
 // Every namespace and link carries a per-run prefix; exactly those namespaces are deleted at the end, on
 // failure and on SIGINT/SIGTERM. Addresses: underlay 198.18.0.0/24, NSM 100.64.0.0/16 and 100.65.0.0/16,
 // hand-built paths 100.66.0.0/30 and 100.67.0.0/30. Nothing is added to the root namespace.
+// Beside the local 10-in-flight rounds, the same rtnetlink requests the kernel forwarder sends for a local
+// setup are timed one by one in this process (bench/lib/netlink-ops.ts), in fresh namespaces shaped like the
+// pods, so the forwarder's extra cost per setup over the noop forwarder can be set against the kernel's own
+// cost for the same work in the same run (local_kernel_extra_over_ops).
 // Prints a table and writes bench/results/dataplane.json. `--quick`: scaled-down pass, no JSON. `--cpu-prof
-// <dir>`: every component runs under `node --cpu-prof` (profiles written to <dir> as each stops).
+// <dir>`: every component runs under `node --cpu-prof` (profiles written to <dir> as each stops). For
+// iterating, `--points local:10[,remote:100…]`, `--rounds N` and `--no-throughput` run part of it (no JSON).
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import type { Connection } from "../src/api/connection.js";
+import { Dataplane } from "../src/dataplane/index.js";
 import { NsmClient } from "../src/components/client.js";
 import { createSecurity } from "../src/components/security.js";
 import { GrpcClient } from "../src/core/client.js";
 import { launcherUsesDist, median, percentile, Proc } from "./lib/control-plane-mesh.js";
 import { checkErrors, fmt, printTable, writeResults, type RoundResult } from "./lib/report.js";
+import { localSetupOps, quantile, timeLocalSetup, type LocalSetupOpKey } from "./lib/netlink-ops.js";
 import { Netns, ip, links } from "../test/helpers/netns.js";
 
 const quick = process.argv.includes("--quick");
 const profIdx = process.argv.indexOf("--cpu-prof");
 const cpuProfDir = profIdx > 0 ? process.argv[profIdx + 1] : undefined;
 const nodeArgs = cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${resolve(cpuProfDir)}`] : [];
+const argValue = (flag: string): string | undefined => {
+  const i = process.argv.indexOf(flag);
+  return i > 0 ? process.argv[i + 1] : undefined;
+};
+/** `--points local:10,remote:100`: only these setup points (a partial run writes no JSON). */
+const onlyPoints = argValue("--points")?.split(",");
+const roundsArg = argValue("--rounds");
+const noThroughput = process.argv.includes("--no-throughput");
+const partial = onlyPoints !== undefined || roundsArg !== undefined || noThroughput;
 
 const cfg = {
   pods: 10,
   concurrency: [10, 100] as const,
-  rounds: quick ? 1 : 3,
+  rounds: roundsArg !== undefined ? Number(roundsArg) : quick ? 1 : 3,
   /** Interface names per client pod in a round: a round is pods × this many setups, all held until closed. */
   namesPerPod: (c: number): number => (quick ? (c >= 100 ? 10 : 3) : c >= 100 ? 20 : 10),
   iperfSeconds: quick ? 1 : 5,
@@ -58,7 +75,7 @@ const cfg = {
   maxRepeats: 3,
   /** Interval of the forwarders' system-call sampling during setup rounds. */
   syscallSampleMs: 5,
-  targets: { localP50Ms: 10, remoteP50Ms: 20, throughputRatio: 0.95 },
+  targets: { localP50Ms: 10, remoteP50Ms: 20, throughputRatio: 0.95, extraOverOps: 2 },
 };
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -544,6 +561,9 @@ interface MeshPoint {
   cpuMsPerSetup: Map<string, number>;
   sysMsPerSetup: Map<string, number>;
   othersMsPerSetup: number;
+  /** Calls of this point (warm-up, setups, closes, repeated rounds included) and how many failed. */
+  checkedCalls: number;
+  failedCalls: number;
 }
 
 interface Point {
@@ -551,6 +571,8 @@ interface Point {
   c: number;
   kernel: MeshPoint;
   noop: MeshPoint;
+  /** Local, 10 in flight: the forwarder's rtnetlink requests for a setup, timed alone (ms per sample). */
+  ops?: Map<LocalSetupOpKey, number[]>;
 }
 
 interface Acc {
@@ -565,6 +587,8 @@ interface Acc {
   setups: number;
   sendmsg: Map<string, number[]>;
   sendmsgClose: Map<string, number[]>;
+  checked: number;
+  failed: number;
 }
 
 const newAcc = (): Acc => ({
@@ -579,7 +603,47 @@ const newAcc = (): Acc => ({
   setups: 0,
   sendmsg: new Map(),
   sendmsgClose: new Map(),
+  checked: 0,
+  failed: 0,
 });
+
+/**
+ * The kernel forwarder's rtnetlink requests for local setups (bench/lib/netlink-ops.ts), timed in this
+ * process. A round is shaped like a setup round: fresh client namespaces (`pods`, connection i in pod
+ * i mod pods, as the clients take them) and one NSE namespace that holds every connection of the round, as
+ * the NSE pod does. The namespaces keep their links until the end of the run: deleting them between rounds
+ * would put the kernel's deferred clean-up (RTNL held) into the next measured round.
+ */
+class LocalOps {
+  private readonly dp = new Dataplane();
+  private rounds = 0;
+  readonly samples = new Map<LocalSetupOpKey, number[]>(localSetupOps.map((o) => [o.key, []]));
+
+  async round(pods: number, namesPerPod: number, keep: boolean): Promise<void> {
+    const r = this.rounds++;
+    const nse = this.dp.netns(net.path(net.add(`o${r}e`)));
+    const clients = Array.from({ length: pods }, (_, i) => this.dp.netns(net.path(net.add(`o${r}c${i}`))));
+    try {
+      for (let i = 0; i < pods * namesPerPod; i++) {
+        const t = await timeLocalSetup(clients[i % pods]!, nse, {
+          clientIf: `${net.prefix}i${Math.floor(i / pods)}`,
+          nseIf: `${net.prefix}o${i}`,
+          // As long as the forwarder's: nsm:<forwarder name>:<connection id>.
+          alias: `nsm:${net.prefix}-kfwd-1:${randomUUID()}`,
+          clientIp: `100.68.${i >> 8}.${i & 255}`,
+          nseIp: `100.69.${i >> 8}.${i & 255}`,
+        });
+        if (keep) for (const o of localSetupOps) this.samples.get(o.key)!.push(t[o.key]);
+      }
+    } finally {
+      for (const h of [nse, ...clients]) h.close();
+    }
+  }
+
+  close(): void {
+    this.dp.close();
+  }
+}
 
 function trackedOf(meshes: Mesh[]): Tracked[] {
   return meshes.flatMap((m) => m.procs.map((p) => ({ name: p.name, pid: p.pid })));
@@ -590,14 +654,24 @@ async function setupPoint(path: PathKind, c: number, meshes: Mesh[], pods: strin
   const sets = new Map(meshes.map((m) => [m.kind, new ClientSet(m, path, c, pods, namesPerPod)]));
   const accs = new Map(meshes.map((m) => [m.kind, newAcc()]));
   const tracked = trackedOf(meshes);
+  // The run's tally (report.ts) and this point's own.
+  const check = (kind: MeshKind, what: string, r: RoundResult, total: number): void => {
+    checkErrors(what, r, total);
+    const a = accs.get(kind)!;
+    a.checked += total;
+    a.failed += r.errors;
+  };
+  // Local at 10 in flight: the forwarder's requests timed alone, one round after each pair of mesh rounds.
+  const ops = path === "local" && c === 10 ? new LocalOps() : undefined;
   try {
     // One round per mesh: every pod namespace, interface name and client channel has been used once.
     for (const m of meshes) {
       const set = sets.get(m.kind)!;
-      checkErrors(`${m.kind} ${path} c=${c} warm-up`, await set.setups(), set.total);
-      checkErrors(`${m.kind} ${path} c=${c} warm-up close`, await set.closeAll(), set.total);
+      check(m.kind, `${m.kind} ${path} c=${c} warm-up`, await set.setups(), set.total);
+      check(m.kind, `${m.kind} ${path} c=${c} warm-up close`, await set.closeAll(), set.total);
       await drained([...pods, m.nsePod[path]]);
     }
+    await ops?.round(pods.length, namesPerPod, false);
     for (let r = 0; r < cfg.rounds; r++) {
       for (const m of meshes) {
         for (let repeats = 0; ; repeats++) {
@@ -612,7 +686,7 @@ async function setupPoint(path: PathKind, c: number, meshes: Mesh[], pods: strin
           const round = await set.setups();
           const blocked = sampler.stop();
           const s1 = snapshot(tracked);
-          checkErrors(what, round, set.total);
+          check(m.kind, what, round, set.total);
           if (m.kind === "kernel") {
             // The interfaces exist when Request returns: count them (outside the timed part).
             const made = pods.reduce((n, ns) => n + links(ns).length, 0);
@@ -623,7 +697,7 @@ async function setupPoint(path: PathKind, c: number, meshes: Mesh[], pods: strin
           sampler.start();
           const closed = await set.closeAll();
           const s3 = snapshot(tracked);
-          checkErrors(`${what} close`, closed, round.latenciesMs.length);
+          check(m.kind, `${what} close`, closed, round.latenciesMs.length);
           const drainMs = await drained([...pods, m.nsePod[path]]);
           const blockedClose = sampler.stop();
           const d = cpuDelta(s0, s1);
@@ -653,6 +727,7 @@ async function setupPoint(path: PathKind, c: number, meshes: Mesh[], pods: strin
           break;
         }
       }
+      await ops?.round(pods.length, namesPerPod, true);
     }
     const result = (kind: MeshKind): MeshPoint => {
       const a = accs.get(kind)!;
@@ -678,9 +753,12 @@ async function setupPoint(path: PathKind, c: number, meshes: Mesh[], pods: strin
         cpuMsPerSetup: per(a.cpu),
         sysMsPerSetup: per(a.sys),
         othersMsPerSetup: a.others / a.setups,
+        checkedCalls: a.checked,
+        failedCalls: a.failed,
       };
     };
     const pt: Point = { path, c, kernel: result("kernel"), noop: result("noop") };
+    if (ops) pt.ops = ops.samples;
     for (const mp of [pt.kernel, pt.noop])
       console.error(
         `  ${mp.mesh} ${path} c=${c}: p50 ${fmt(mp.p50)} ms, p99 ${fmt(mp.p99)} ms, ${fmt(mp.perS)} setups/s, ` +
@@ -688,6 +766,7 @@ async function setupPoint(path: PathKind, c: number, meshes: Mesh[], pods: strin
       );
     return pt;
   } finally {
+    ops?.close();
     for (const s of sets.values()) await s.dispose();
   }
 }
@@ -1089,10 +1168,15 @@ async function main(): Promise<void> {
   console.error("bench: connection setup, kernel and noop rounds interleaved");
   const points: Point[] = [];
   for (const path of ["local", "remote"] as const)
-    for (const c of cfg.concurrency) points.push(await setupPoint(path, c, meshes, pods));
+    for (const c of cfg.concurrency)
+      if (!onlyPoints || onlyPoints.includes(`${path}:${c}`))
+        points.push(await setupPoint(path, c, meshes, pods));
 
-  console.error("bench: throughput (iperf3)");
-  const tput = await throughputPhase(kernel, topo, trackedOf(meshes));
+  let tput = new Map<PathKind, PathThroughput>();
+  if (!noThroughput) {
+    console.error("bench: throughput (iperf3)");
+    tput = await throughputPhase(kernel, topo, trackedOf(meshes));
+  }
 
   // ---- table ----
   const cpuInfo = cpus();
@@ -1239,39 +1323,74 @@ async function main(): Promise<void> {
         `WARNING ${t.path}: NSM and hand-built links differ:\n  NSM:  ${t.nsmShape}\n  hand: ${t.baseShape}`,
       );
 
-  const pt = (path: PathKind, c: number): Point => points.find((p) => p.path === path && p.c === c)!;
+  const pt = (path: PathKind, c: number): Point | undefined =>
+    points.find((p) => p.path === path && p.c === c);
   const tg = cfg.targets;
   const verdict = (ok: boolean): string => (ok ? "met" : "MISSED");
-  const ratio = (path: PathKind): number => {
-    const t = tput.get(path)!;
-    return stats(t.nsm).med / stats(t.base).med;
+  const ratio = (path: PathKind): number | undefined => {
+    const t = tput.get(path);
+    return t ? stats(t.nsm).med / stats(t.base).med : undefined;
   };
-  printTable(
-    "Targets",
-    ["target", "measured", "status"],
-    [
+
+  // The kernel forwarder's extra cost per local setup over the noop forwarder (closed loop, 10 in flight:
+  // the difference of the two inverse rates), against the kernel's own cost of the same rtnetlink requests.
+  const l10 = pt("local", 10);
+  const extra = l10 ? 1000 / l10.kernel.perS - 1000 / l10.noop.perS : undefined;
+  const opMedians = l10?.ops
+    ? localSetupOps.map((o) => ({
+        ...o,
+        med: quantile(l10.ops!.get(o.key)!, 0.5),
+        p90: quantile(l10.ops!.get(o.key)!, 0.9),
+      }))
+    : undefined;
+  const opsMs = opMedians?.reduce((sum, o) => sum + o.med, 0);
+  if (opMedians && opsMs !== undefined && extra !== undefined) {
+    const n = l10!.ops!.get("veth_create")!.length;
+    printTable(
+      `The kernel forwarder's rtnetlink requests for one local setup, each timed alone in this process ` +
+        `(same run, ${n} setups in rounds shaped like the local 10-in-flight rounds), ms median (p90)`,
+      ["request", "median", "p90"],
       [
-        `local setup p50 (10 in flight) ≤ ${tg.localP50Ms} ms`,
-        fmt(pt("local", 10).kernel.p50),
-        verdict(pt("local", 10).kernel.p50 <= tg.localP50Ms),
+        ...opMedians.map((o) => [o.what, o.med.toFixed(3), o.p90.toFixed(3)]),
+        ["sum of medians: the kernel's own cost per setup", opsMs.toFixed(3), ""],
       ],
-      [
-        `remote setup p50 (10 in flight) ≤ ${tg.remoteP50Ms} ms`,
-        fmt(pt("remote", 10).kernel.p50),
-        verdict(pt("remote", 10).kernel.p50 <= tg.remoteP50Ms),
-      ],
-      [
-        `local throughput ratio ≥ ${tg.throughputRatio}`,
-        ratio("local").toFixed(3),
-        verdict(ratio("local") >= tg.throughputRatio),
-      ],
-      [
-        `remote throughput ratio ≥ ${tg.throughputRatio}`,
-        ratio("remote").toFixed(3),
-        verdict(ratio("remote") >= tg.throughputRatio),
-      ],
-    ],
-  );
+    );
+    console.log(
+      `kernel forwarder's extra per local setup, 10 in flight: 1000/${fmt(l10!.kernel.perS)} − 1000/` +
+        `${fmt(l10!.noop.perS)} setups/s = ${extra.toFixed(3)} ms = ${(extra / opsMs).toFixed(2)} × the requests' ` +
+        `own ${opsMs.toFixed(3)} ms`,
+    );
+  }
+
+  const targetRows: string[][] = [];
+  for (const [path, limit] of [
+    ["local", tg.localP50Ms],
+    ["remote", tg.remoteP50Ms],
+  ] as const) {
+    const p = pt(path, 10);
+    if (p)
+      targetRows.push([
+        `${path} setup p50 (10 in flight) ≤ ${limit} ms`,
+        fmt(p.kernel.p50),
+        verdict(p.kernel.p50 <= limit),
+      ]);
+  }
+  if (extra !== undefined && opsMs !== undefined)
+    targetRows.push([
+      `local extra over noop ÷ kernel's own ops (10 in flight) ≤ ${tg.extraOverOps}`,
+      (extra / opsMs).toFixed(2),
+      verdict(extra / opsMs <= tg.extraOverOps),
+    ]);
+  for (const path of ["local", "remote"] as const) {
+    const r = ratio(path);
+    if (r !== undefined)
+      targetRows.push([
+        `${path} throughput ratio ≥ ${tg.throughputRatio}`,
+        r.toFixed(3),
+        verdict(r >= tg.throughputRatio),
+      ]);
+  }
+  printTable("Targets", ["target", "measured", "status"], targetRows);
   const disturbedPoints = points.flatMap((p) =>
     [p.kernel, p.noop]
       .filter((m) => {
@@ -1290,10 +1409,18 @@ async function main(): Promise<void> {
   );
 
   // ---- JSON ----
-  put("local_setup_p50_ms_c10", pt("local", 10).kernel.p50);
-  put("remote_setup_p50_ms_c10", pt("remote", 10).kernel.p50);
-  put("local_throughput_ratio", ratio("local"));
-  put("remote_throughput_ratio", ratio("remote"));
+  const headline: [string, number | undefined][] = [
+    ["local_setup_p50_ms_c10", pt("local", 10)?.kernel.p50],
+    ["remote_setup_p50_ms_c10", pt("remote", 10)?.kernel.p50],
+    ["local_throughput_ratio", ratio("local")],
+    ["remote_throughput_ratio", ratio("remote")],
+    ["local_kernel_extra_ms_per_setup", extra],
+    ["local_kernel_ops_ms_per_setup", opsMs],
+    ["local_kernel_extra_over_ops", extra !== undefined && opsMs ? extra / opsMs : undefined],
+  ];
+  for (const [k, v] of headline) if (v !== undefined) put(k, v);
+  for (const o of opMedians ?? []) put(`local_kernel_op_${o.key}_ms`, o.med);
+  if (l10?.ops) put("local_kernel_ops_setups_timed", l10.ops.get("veth_create")!.length);
   for (const p of points) {
     for (const m of [p.kernel, p.noop]) {
       const k = `${m.mesh === "noop" ? "noop_" : ""}${p.path}`;
@@ -1306,6 +1433,8 @@ async function main(): Promise<void> {
       put(`${k}_close_p99_ms_c${p.c}`, m.closeP99);
       put(`${k}_closes_per_s_c${p.c}`, m.closesPerS);
       put(`${k}_setup_samples_c${p.c}`, m.samples);
+      put(`${k}_failed_calls_c${p.c}`, m.failedCalls);
+      put(`${k}_checked_calls_c${p.c}`, m.checkedCalls);
       let total = 0;
       for (const v of m.cpuMsPerSetup.values()) total += v;
       put(`${k}_cpu_ms_per_setup_c${p.c}_all_processes`, total);
@@ -1343,6 +1472,7 @@ async function main(): Promise<void> {
   put("target_local_setup_p50_ms", tg.localP50Ms);
   put("target_remote_setup_p50_ms", tg.remoteP50Ms);
   put("target_throughput_ratio", tg.throughputRatio);
+  put("target_local_kernel_extra_over_ops", tg.extraOverOps);
   put("iperf3_seconds_per_run", cfg.iperfSeconds);
   put("iperf3_runs_per_path", cfg.iperfReps);
   put("client_pods", cfg.pods);
@@ -1353,7 +1483,7 @@ async function main(): Promise<void> {
   put("cpus", cpuInfo.length);
   put("run_duration_s", (performance.now() - t0) / 1000);
 
-  writeResults(resultsFile, results, quick);
+  writeResults(resultsFile, results, quick || partial);
 }
 
 const made = (): string[] => net.names;

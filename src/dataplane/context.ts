@@ -15,9 +15,22 @@ export interface NsContext {
   ctx(op: string, object: string): OpContext;
 }
 
-/** An interface named by name or by index. */
-export type LinkRef = string | number;
+/**
+ * An interface named by name, by index, or by both: a link the caller has just looked up, so an operation
+ * needs no second lookup and its messages still name it.
+ */
+export type LinkRef = string | number | KnownLink;
+
+export interface KnownLink {
+  readonly name: string;
+  readonly index: number;
+}
 
 export function linkRefText(ref: LinkRef): string {
-  return typeof ref === "number" ? `#${ref}` : ref;
+  return typeof ref === "number" ? `#${ref}` : typeof ref === "string" ? ref : ref.name;
+}
+
+/** The index a reference carries, if it carries one. */
+export function linkRefIndex(ref: LinkRef): number | undefined {
+  return typeof ref === "number" ? ref : typeof ref === "string" ? undefined : ref.index;
 }

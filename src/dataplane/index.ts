@@ -23,7 +23,7 @@ import { RouteOps } from "./route.js";
 import { closeSync } from "node:fs";
 
 export { DataplaneError, errnoName, isErrno, type OpContext } from "./errors.js";
-export type { LinkRef } from "./context.js";
+export type { KnownLink, LinkRef } from "./context.js";
 export type {
   Link,
   LinkChanges,

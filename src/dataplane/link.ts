@@ -3,7 +3,7 @@
 import netlink from "netlink";
 import type { ifla, rt } from "netlink";
 import type { LinkRef, NsContext } from "./context.js";
-import { linkRefText } from "./context.js";
+import { linkRefIndex, linkRefText } from "./context.js";
 import { DataplaneError, isErrno, type OpContext } from "./errors.js";
 import { MAX_LINK_ALIAS, formatMac, linkNameProblem, parseIp, parseMac, type ParsedIp } from "./nl/codec.js";
 import { decodeLinkInfo, plainLinkInfo, vethLinkInfo, vxlanLinkInfo, type VxlanInfo } from "./nl/linkinfo.js";
@@ -123,14 +123,16 @@ export interface MoveOptions {
 
 /** Resolves a link reference to its index (numbers are trusted as indexes). */
 export async function resolveLinkIndex(ns: NsContext, ref: LinkRef, ctx: OpContext): Promise<number> {
-  if (typeof ref === "number") return ref;
+  const known = linkRefIndex(ref);
+  if (known !== undefined) return known;
   const link = await getLink(ns, ref, ctx);
   return link.index;
 }
 
 /** Reads one link by name or index; throws ENODEV if there is none. */
 export async function getLink(ns: NsContext, ref: LinkRef, ctx: OpContext): Promise<Link> {
-  const data: rt.Link = typeof ref === "number" ? { index: ref } : {};
+  const index = linkRefIndex(ref);
+  const data: rt.Link = index !== undefined ? { index } : {};
   const attrs: ifla.LinkAttrs = { extMask: EXT_MASK_SKIP_STATS };
   if (typeof ref === "string") {
     checkName(ref, ctx);
@@ -421,7 +423,8 @@ export class LinkOps {
   /** Deletes a link (deleting one end of a veth deletes both). Deletes are slow in the kernel (~20 ms). */
   async delete(ref: LinkRef, opts: DeleteOptions = {}): Promise<void> {
     const ctx = this.ns.ctx("link del", linkRefText(ref));
-    const data: rt.Link = typeof ref === "number" ? { index: ref } : {};
+    const index = linkRefIndex(ref);
+    const data: rt.Link = index !== undefined ? { index } : {};
     const attrs: ifla.LinkAttrs = {};
     if (typeof ref === "string") {
       checkName(ref, ctx);

@@ -3,6 +3,7 @@
 import netlink from "netlink";
 import type { rt } from "netlink";
 import type { LinkRef, NsContext } from "./context.js";
+import { linkRefText } from "./context.js";
 import { DataplaneError, isErrno, type OpContext } from "./errors.js";
 import { resolveLinkIndex } from "./link.js";
 import {
@@ -179,7 +180,7 @@ function toRoute(m: rt.RouteMessage): Route | undefined {
 function describe(spec: RouteSpec): string {
   const parts = [spec.dst];
   if (spec.gateway) parts.push(`via ${spec.gateway}`);
-  if (spec.dev !== undefined) parts.push(`dev ${spec.dev}`);
+  if (spec.dev !== undefined) parts.push(`dev ${linkRefText(spec.dev)}`);
   if (spec.src) parts.push(`src ${spec.src}`);
   if (spec.table !== undefined && spec.table !== TABLE_MAIN) parts.push(`table ${spec.table}`);
   return parts.join(" ");
@@ -223,7 +224,7 @@ export class RouteOps {
 
   /** Routes of the main table (or `opts.table`), optionally of one family / through one interface. */
   async list(opts: RouteListOptions = {}): Promise<Route[]> {
-    const ctx = this.ns.ctx("route list", opts.dev === undefined ? "*" : String(opts.dev));
+    const ctx = this.ns.ctx("route list", opts.dev === undefined ? "*" : linkRefText(opts.dev));
     const oif = opts.dev === undefined ? undefined : await resolveLinkIndex(this.ns, opts.dev, ctx);
     const table = opts.table ?? TABLE_MAIN;
     const msgs = await this.ns.rtnl.request(

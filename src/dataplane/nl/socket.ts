@@ -91,6 +91,15 @@ export class RtnlSocket {
    * every part; other requests return the reply messages, or [] for a plain ACK.
    */
   request(type: RtmType, build: MessageBuilder, flags: number, ctx: OpContext): Promise<rt.Message[]> {
+    return this.requestRaw(type, build, flags, ctx).then((msgs) => parseReplies(msgs, ctx));
+  }
+
+  /**
+   * As `request`, but the reply messages are returned undecoded (NLMSG_ERROR and NLMSG_DONE already
+   * checked and left out): for callers that look at a few bytes of a large dump, where decoding every
+   * message with all its attributes would cost more than the kernel's part.
+   */
+  requestRaw(type: RtmType, build: MessageBuilder, flags: number, ctx: OpContext): Promise<NetlinkMessage[]> {
     const run = this.tail.then(() => this.send(type, build, flags, ctx));
     this.tail = run.catch(() => undefined);
     return run;
@@ -112,13 +121,13 @@ export class RtnlSocket {
     build: MessageBuilder,
     flags: number,
     ctx: OpContext,
-  ): Promise<rt.Message[]> {
+  ): Promise<NetlinkMessage[]> {
     const dump = (flags & NLM_F.DUMP) === NLM_F.DUMP;
     for (let attempt = 0; ; attempt++) {
       const msgs = await this.roundTrip(type, build, flags, ctx);
       const interrupted = dump && msgs.some((m) => (m.flags & NLM_F.DUMP_INTR) !== 0);
       if (interrupted && attempt < DUMP_RETRIES) continue;
-      return this.decode(msgs, ctx);
+      return checkReplies(msgs, ctx);
     }
   }
 
@@ -143,34 +152,41 @@ export class RtnlSocket {
       throw toDataplaneError(err, ctx, this.timeoutMs);
     }
   }
+}
 
-  private decode(msgs: NetlinkMessage[], ctx: OpContext): rt.Message[] {
-    const out: rt.Message[] = [];
-    for (const m of msgs) {
-      if (m.type === NLMSG_ERROR) {
-        const { errno } = parseError(m.data, m.flags);
-        if (errno !== 0) throw new DataplaneError(ctx, -errno);
-        continue;
-      }
-      if (m.type === NLMSG_DONE) {
-        // A dump that failed part-way reports a negative errno in its DONE payload.
-        if (m.data.length >= 4) {
-          const errno = m.data.readInt32LE(0);
-          if (errno < 0) throw new DataplaneError(ctx, -errno);
-        }
-        continue;
-      }
-      try {
-        out.push(rtStructs.parseMessage(m.type, m.data));
-      } catch (err) {
-        throw new DataplaneError(ctx, errnoOf("EPROTO"), {
-          detail: `cannot parse rtnetlink message type ${m.type}: ${(err as Error).message}`,
-          cause: err,
-        });
-      }
+/** Throws the error a reply carries (NLMSG_ERROR, or a dump's failing NLMSG_DONE); returns the other messages. */
+function checkReplies(msgs: NetlinkMessage[], ctx: OpContext): NetlinkMessage[] {
+  const out: NetlinkMessage[] = [];
+  for (const m of msgs) {
+    if (m.type === NLMSG_ERROR) {
+      const { errno } = parseError(m.data, m.flags);
+      if (errno !== 0) throw new DataplaneError(ctx, -errno);
+      continue;
     }
-    return out;
+    if (m.type === NLMSG_DONE) {
+      // A dump that failed part-way reports a negative errno in its DONE payload.
+      if (m.data.length >= 4) {
+        const errno = m.data.readInt32LE(0);
+        if (errno < 0) throw new DataplaneError(ctx, -errno);
+      }
+      continue;
+    }
+    out.push(m);
   }
+  return out;
+}
+
+function parseReplies(msgs: NetlinkMessage[], ctx: OpContext): rt.Message[] {
+  return msgs.map((m) => {
+    try {
+      return rtStructs.parseMessage(m.type, m.data);
+    } catch (err) {
+      throw new DataplaneError(ctx, errnoOf("EPROTO"), {
+        detail: `cannot parse rtnetlink message type ${m.type}: ${(err as Error).message}`,
+        cause: err,
+      });
+    }
+  });
 }
 
 function toDataplaneError(err: unknown, ctx: OpContext, timeoutMs: number): DataplaneError {
