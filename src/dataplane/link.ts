@@ -358,6 +358,14 @@ export class LinkOps {
           ? 0
           : await resolveLinkIndex(this.ns, changes.master, { ...ctx, op: `${ctx.op}: master` });
     }
+    // The kernel finds a link by IFLA_IFNAME when ifi_index is 0 (ENODEV if there is none), so a name needs
+    // no lookup first — except for a rename, where IFLA_IFNAME carries the new name.
+    if (typeof ref === "string" && changes.name === undefined) {
+      checkName(ref, ctx);
+      attrs.ifname = ref;
+      await this.ns.rtnl.request(RTM.SETLINK, linkMsg({ index: 0, ...upFlags(changes.up) }, attrs), 0, ctx);
+      return;
+    }
     const index = await resolveLinkIndex(this.ns, ref, ctx);
     await this.ns.rtnl.request(RTM.SETLINK, linkMsg({ index, ...upFlags(changes.up) }, attrs), 0, ctx);
   }
