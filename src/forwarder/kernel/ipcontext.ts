@@ -1,7 +1,7 @@
 // Applies one side of a connection's IP context to an interface: addresses, routes (with source address and
 // next hop), neighbours, MTU. Refreshes apply only the difference to what was applied before.
 import type { IPContext } from "../../api/connectioncontext.js";
-import type { NetnsHandle } from "../../dataplane/index.js";
+import type { KnownLink, NetnsHandle } from "../../dataplane/index.js";
 import { isErrno } from "../../dataplane/index.js";
 
 export interface SideConfig {
@@ -49,27 +49,33 @@ export async function applySide(
   had: SideConfig,
   want: SideConfig,
 ): Promise<void> {
+  // One lookup of the interface for every change below (each would otherwise resolve the name again);
+  // none when there is nothing to change.
+  let known: KnownLink | undefined;
+  const dev = async (): Promise<KnownLink> =>
+    (known ??= { name: ifname, index: await ns.link.index(ifname) });
+
   const hadAddrs = new Set(had.addrs);
   const wantAddrs = new Set(want.addrs);
   for (const a of had.addrs)
-    if (!wantAddrs.has(a)) await ns.addr.del(ifname, a).catch(ignore("ENOENT", "EADDRNOTAVAIL"));
+    if (!wantAddrs.has(a)) await ns.addr.del(await dev(), a).catch(ignore("ENOENT", "EADDRNOTAVAIL"));
   // The duplicate check (one address dump) turns "address already used by another interface" into a clear
   // error instead of a silently broken connection.
-  for (const a of want.addrs) if (!hadAddrs.has(a)) await ns.addr.add(ifname, a);
+  for (const a of want.addrs) if (!hadAddrs.has(a)) await ns.addr.add(await dev(), a);
 
   const wantRoutes = new Map(want.routes.map((r) => [routeKey(r), r]));
   const hadRoutes = new Map(had.routes.map((r) => [routeKey(r), r]));
   for (const [k, r] of hadRoutes)
-    if (!wantRoutes.has(k)) await ns.route.del({ ...r, dev: ifname }).catch(ignore("ESRCH", "ENOENT"));
+    if (!wantRoutes.has(k)) await ns.route.del({ ...r, dev: await dev() }).catch(ignore("ESRCH", "ENOENT"));
   for (const [k, r] of wantRoutes) {
     if (hadRoutes.has(k)) continue;
-    await ns.route.replace({ ...r, dev: ifname, ...(r.gateway ? { onlink: true } : {}) });
+    await ns.route.replace({ ...r, dev: await dev(), ...(r.gateway ? { onlink: true } : {}) });
   }
 
   const wantNeigh = new Map(want.neighbors.map((n) => [n.ip, n]));
   for (const n of had.neighbors)
-    if (!wantNeigh.has(n.ip)) await ns.neigh.del({ dev: ifname, ip: n.ip }).catch(ignore("ENOENT"));
-  for (const n of want.neighbors) await ns.neigh.replace({ dev: ifname, ip: n.ip, mac: n.mac });
+    if (!wantNeigh.has(n.ip)) await ns.neigh.del({ dev: await dev(), ip: n.ip }).catch(ignore("ENOENT"));
+  for (const n of want.neighbors) await ns.neigh.replace({ dev: await dev(), ip: n.ip, mac: n.mac });
 }
 
 function ignore(...codes: string[]): (err: unknown) => void {
