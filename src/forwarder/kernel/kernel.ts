@@ -7,7 +7,14 @@ import type { Connection, Mechanism } from "../../api/connection.js";
 import type { CallContext } from "../../core/context.js";
 import { invalidArgument, StatusError } from "../../core/errors.js";
 import { status } from "@grpc/grpc-js";
-import { Dataplane, isErrno, listNamespaces, type NetnsHandle } from "../../dataplane/index.js";
+import {
+  Dataplane,
+  DataplaneError,
+  isErrno,
+  listNamespaces,
+  type NetnsHandle,
+} from "../../dataplane/index.js";
+import { errnoOf } from "../../dataplane/errors.js";
 import {
   defaultIfName,
   kernelParams as K,
@@ -62,6 +69,11 @@ export class KernelDataPlane implements DataPlane {
   private readonly deleter = new LinkDeleter();
   /** Connections this incarnation has applied: their links are not orphans. */
   private readonly adopted = new Set<string>();
+  /**
+   * Links a previous incarnation made, by connection id, until adopted or collected. A Close for one of them
+   * removes them at once: the endpoint hands their addresses out again as soon as the Close passed it.
+   */
+  private readonly orphans = new Map<string, { ns: string; name: string }[]>();
   /** A side of a connection, or a build in progress, holds its namespace handle open. */
   private readonly refs: NetnsRefs;
 
@@ -138,8 +150,28 @@ export class KernelDataPlane implements DataPlane {
     const state = ctx.connMeta().get(stateKey) as State | undefined;
     ctx.connMeta().delete(stateKey);
     if (state) this.releaseState(state);
+    else this.releaseOrphan(incoming.conn.id, ctx);
     this.adopted.delete(incoming.conn.id);
     return Promise.resolve();
+  }
+
+  /** A Close for a connection only a previous incarnation built (a reselect after a restart): its links go now. */
+  private releaseOrphan(connId: string, ctx: CallContext): void {
+    const links = this.orphans.get(connId);
+    if (!links) return;
+    this.orphans.delete(connId);
+    ctx.log.info({ connId, links: links.length }, "removing the links a previous forwarder made for it");
+    for (const l of links) {
+      const ns = this.dp.netns(l.ns);
+      const key = `${ns.inodeUrl}/${l.name}`;
+      const p: Promise<void> = this.deleter
+        .delete(ns, l.name)
+        .catch(() => undefined)
+        .finally(() => {
+          if (this.pendingDeletes.get(key) === p) this.pendingDeletes.delete(key);
+        });
+      this.pendingDeletes.set(key, p);
+    }
   }
 
   /** Waits for deletes still running (tests, shutdown). */
@@ -198,6 +230,7 @@ export class KernelDataPlane implements DataPlane {
     const alias = this.alias(connId);
     const { inMech, outMech } = plan;
     this.adopted.add(connId);
+    this.orphans.delete(connId);
     try {
       if (plan.kind === "veth") {
         const clientNs = this.namespace(inMech, "incoming", borrowed);
@@ -211,6 +244,19 @@ export class KernelDataPlane implements DataPlane {
           client: this.side(clientNs, cName),
           endpoint: this.side(nseNs, eName),
         };
+        const create = (): Promise<void> =>
+          clientNs.link.createVeth({
+            name: cName,
+            alias,
+            up: true,
+            ...(mtu ? { mtu } : {}),
+            peer: { name: eName, netns: nseNs, alias, up: true, ...(mtu ? { mtu } : {}) },
+          });
+        // Usually neither name exists: create at once (the create refuses a taken name with EEXIST), and
+        // look at what holds a name only then — two link lookups fewer per setup.
+        await this.deletesOf(clientNs, cName);
+        await this.deletesOf(nseNs, eName);
+        if (await created(create)) return state;
         const [c, e] = [await this.mine(clientNs, cName, alias), await this.mine(nseNs, eName, alias)];
         if (c === "veth" && e === "veth") {
           ctx.log.info({ connId }, "adopting the veth pair a previous forwarder made");
@@ -218,13 +264,7 @@ export class KernelDataPlane implements DataPlane {
         }
         if (c) await clientNs.link.delete(cName, { missingOk: true });
         if (e) await nseNs.link.delete(eName, { missingOk: true });
-        await clientNs.link.createVeth({
-          name: cName,
-          alias,
-          up: true,
-          ...(mtu ? { mtu } : {}),
-          peer: { name: eName, netns: nseNs, alias, up: true, ...(mtu ? { mtu } : {}) },
-        });
+        await create();
         return state;
       }
       const tunnel = plan.kind === "vxlan-client" ? outMech : inMech;
@@ -244,20 +284,11 @@ export class KernelDataPlane implements DataPlane {
         plan.kind === "vxlan-client"
           ? { kind: plan.kind, key: plan.key, mtu, client: s }
           : { kind: plan.kind, key: plan.key, mtu, endpoint: s };
-      const existing = await this.mine(podNs, name, alias);
-      if (existing === "vxlan") {
-        const link = await podNs.link.get(name);
-        if (link.vxlan?.vni === vni) {
-          ctx.log.info({ connId }, "adopting the VXLAN interface a previous forwarder made");
-          return state;
-        }
-      }
-      if (existing) await podNs.link.delete(name, { missingOk: true });
       // Created from the node namespace (its tunnel socket stays on the underlay) straight into the pod. Without
       // an MTU in the context, leave room for the VXLAN header on the underlay.
       const tunnelMtu = mtu ?? (await this.underlayMtu(local));
-      await this.node.link
-        .createVxlan({
+      const create = (): Promise<void> =>
+        this.node.link.createVxlan({
           name,
           netns: podNs,
           vni,
@@ -267,16 +298,31 @@ export class KernelDataPlane implements DataPlane {
           alias,
           up: true,
           ...(tunnelMtu ? { mtu: tunnelMtu } : {}),
-        })
-        .catch((err: unknown) => {
-          if (isErrno(err, "EEXIST")) {
-            throw new StatusError(
+        });
+      const vniInUse = (err: unknown): unknown =>
+        isErrno(err, "EEXIST")
+          ? new StatusError(
               status.ALREADY_EXISTS,
               `VXLAN VNI ${vni} towards ${remote} is already in use on this node (connection ${connId})`,
-            );
-          }
-          throw err;
-        });
+            )
+          : err;
+      // As for veth: create at once; EEXIST is either the name (taken in the pod) or the VNI (taken on the
+      // node), and only then is it worth looking at the name.
+      await this.deletesOf(podNs, name);
+      if (await created(create)) return state;
+      const existing = await this.mine(podNs, name, alias);
+      if (existing === "vxlan") {
+        const link = await podNs.link.get(name);
+        if (link.vxlan?.vni === vni) {
+          ctx.log.info({ connId }, "adopting the VXLAN interface a previous forwarder made");
+          return state;
+        }
+      }
+      if (!existing) throw vniInUse(new DataplaneError(podNs.ctx("link add vxlan", name), errnoOf("EEXIST")));
+      await podNs.link.delete(name, { missingOk: true });
+      await create().catch((err: unknown) => {
+        throw vniInUse(err);
+      });
       return state;
     } catch (err) {
       ctx.log.warn({ connId, err: (err as Error).message }, "building the data plane failed");
@@ -289,7 +335,7 @@ export class KernelDataPlane implements DataPlane {
    * (error). Waits first for a pending delete of that name.
    */
   private async mine(ns: NetnsHandle, name: string, alias: string): Promise<string | undefined> {
-    await this.pendingDeletes.get(`${ns.inodeUrl}/${name}`);
+    await this.deletesOf(ns, name);
     const existing = await ns.link.find(name);
     if (!existing) return undefined;
     if (existing.alias === alias) return existing.kind ?? "unknown";
@@ -297,6 +343,11 @@ export class KernelDataPlane implements DataPlane {
       status.ALREADY_EXISTS,
       `interface ${name} already exists in ${ns.label}${existing.alias ? ` (owned by ${existing.alias})` : ""}`,
     );
+  }
+
+  /** Waits for a pending delete of `name` in `ns`, if there is one. */
+  private async deletesOf(ns: NetnsHandle, name: string): Promise<void> {
+    await this.pendingDeletes.get(`${ns.inodeUrl}/${name}`);
   }
 
   private side(ns: NetnsHandle, ifname: string): Side {
@@ -337,6 +388,12 @@ export class KernelDataPlane implements DataPlane {
       }
     }
     if (found.length === 0) return 0;
+    for (const f of found) {
+      if (this.adopted.has(f.connId)) continue;
+      const links = this.orphans.get(f.connId) ?? [];
+      links.push({ ns: f.ns, name: f.name });
+      this.orphans.set(f.connId, links);
+    }
     log.info(
       { links: found.length, graceMs },
       "found links of a previous incarnation: keeping those refreshed in time",
@@ -344,7 +401,8 @@ export class KernelDataPlane implements DataPlane {
     await new Promise((r) => setTimeout(r, graceMs));
     let removed = 0;
     for (const f of found) {
-      if (this.adopted.has(f.connId)) continue;
+      // Adopted by a refresh, or already removed by a Close.
+      if (this.adopted.has(f.connId) || !this.orphans.has(f.connId)) continue;
       try {
         const ns = this.dp.netns(f.ns);
         await ns.link.delete(f.name, { missingOk: true });
@@ -354,6 +412,7 @@ export class KernelDataPlane implements DataPlane {
         // gone with its namespace
       }
     }
+    for (const f of found) this.orphans.delete(f.connId);
     log.info({ removed }, "orphaned links removed");
     return removed;
   }
@@ -390,6 +449,17 @@ export class KernelDataPlane implements DataPlane {
       return p;
     });
     void Promise.all(deletes).then(() => sides.forEach((x) => this.refs.release(x.ns)));
+  }
+}
+
+/** Runs a create: true if it made the link, false if a name it needs is taken (EEXIST); other errors throw. */
+async function created(create: () => Promise<void>): Promise<boolean> {
+  try {
+    await create();
+    return true;
+  } catch (err) {
+    if (isErrno(err, "EEXIST")) return false;
+    throw err;
   }
 }
 
