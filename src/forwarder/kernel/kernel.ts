@@ -70,10 +70,11 @@ export class KernelDataPlane implements DataPlane {
   /** Connections this incarnation has applied: their links are not orphans. */
   private readonly adopted = new Set<string>();
   /**
-   * Links a previous incarnation made, by connection id, until adopted or collected. A Close for one of them
-   * removes them at once: the endpoint hands their addresses out again as soon as the Close passed it.
+   * Links a previous incarnation made, by connection id, until adopted, closed or collected. They must not
+   * outlive their connection's Close or its rebuild under other names (a reselect after a restart): they
+   * hold the addresses the endpoint hands out again.
    */
-  private readonly orphans = new Map<string, { ns: string; name: string }[]>();
+  private readonly orphans = new Map<string, { path: string; inodeUrl: string; name: string }[]>();
   /** A side of a connection, or a build in progress, holds its namespace handle open. */
   private readonly refs: NetnsRefs;
 
@@ -150,28 +151,44 @@ export class KernelDataPlane implements DataPlane {
     const state = ctx.connMeta().get(stateKey) as State | undefined;
     ctx.connMeta().delete(stateKey);
     if (state) this.releaseState(state);
-    else this.releaseOrphan(incoming.conn.id, ctx);
+    else void this.dropOrphans(incoming.conn.id, []);
     this.adopted.delete(incoming.conn.id);
     return Promise.resolve();
   }
 
-  /** A Close for a connection only a previous incarnation built (a reselect after a restart): its links go now. */
-  private releaseOrphan(connId: string, ctx: CallContext): void {
+  /** Deletes the links a previous incarnation made for `connId`, except those named in `keep` (adopted). */
+  private async dropOrphans(connId: string, keep: { ns: NetnsHandle; name: string }[]): Promise<void> {
     const links = this.orphans.get(connId);
     if (!links) return;
     this.orphans.delete(connId);
-    ctx.log.info({ connId, links: links.length }, "removing the links a previous forwarder made for it");
-    for (const l of links) {
-      const ns = this.dp.netns(l.ns);
-      const key = `${ns.inodeUrl}/${l.name}`;
-      const p: Promise<void> = this.deleter
-        .delete(ns, l.name)
-        .catch(() => undefined)
-        .finally(() => {
-          if (this.pendingDeletes.get(key) === p) this.pendingDeletes.delete(key);
-        });
-      this.pendingDeletes.set(key, p);
-    }
+    const stale = links.filter((l) => !keep.some((k) => k.name === l.name && k.ns.inodeUrl === l.inodeUrl));
+    if (stale.length === 0) return;
+    rootLogger.info(
+      { connId, links: stale.map((l) => l.name) },
+      "removing links a previous forwarder made for it",
+    );
+    await Promise.all(
+      stale.map((l) => {
+        try {
+          return this.deleteLink(this.dp.netns(l.path), l.name);
+        } catch {
+          return Promise.resolve(); // gone with its namespace
+        }
+      }),
+    );
+  }
+
+  /** A delete on the worker, tracked so that a new link of the same name waits for it. */
+  private deleteLink(ns: NetnsHandle, ifname: string): Promise<void> {
+    const key = `${ns.inodeUrl}/${ifname}`;
+    const p: Promise<void> = this.deleter
+      .delete(ns, ifname)
+      .catch(() => undefined)
+      .finally(() => {
+        if (this.pendingDeletes.get(key) === p) this.pendingDeletes.delete(key);
+      });
+    this.pendingDeletes.set(key, p);
+    return p;
   }
 
   /** Waits for deletes still running (tests, shutdown). */
@@ -230,13 +247,16 @@ export class KernelDataPlane implements DataPlane {
     const alias = this.alias(connId);
     const { inMech, outMech } = plan;
     this.adopted.add(connId);
-    this.orphans.delete(connId);
     try {
       if (plan.kind === "veth") {
         const clientNs = this.namespace(inMech, "incoming", borrowed);
         const nseNs = this.namespace(outMech, "outgoing", borrowed);
         const cName = ifname(inMech, "incoming");
         const eName = ifname(outMech, "outgoing");
+        await this.dropOrphans(connId, [
+          { ns: clientNs, name: cName },
+          { ns: nseNs, name: eName },
+        ]);
         const state: State = {
           kind: plan.kind,
           key: plan.key,
@@ -279,6 +299,7 @@ export class KernelDataPlane implements DataPlane {
       const podMech = plan.kind === "vxlan-client" ? inMech : outMech;
       const podNs = this.namespace(podMech, leg, borrowed);
       const name = ifname(podMech, leg);
+      await this.dropOrphans(connId, [{ ns: podNs, name }]);
       const s = this.side(podNs, name);
       const state: State =
         plan.kind === "vxlan-client"
@@ -376,12 +397,17 @@ export class KernelDataPlane implements DataPlane {
    */
   async collectOrphans(graceMs: number, log: CallContext["log"]): Promise<number> {
     const prefix = `${aliasPrefix}${this.opts.owner}:`;
-    const found: { ns: string; name: string; connId: string }[] = [];
+    const found: { ns: string; inodeUrl: string; name: string; connId: string }[] = [];
     for (const { path } of listNamespaces()) {
       try {
         const ns = this.dp.netns(path);
         for (const l of await ns.link.listByAliasPrefix(prefix))
-          found.push({ ns: path, name: l.name, connId: l.alias!.slice(prefix.length) });
+          found.push({
+            ns: path,
+            inodeUrl: ns.inodeUrl,
+            name: l.name,
+            connId: l.alias!.slice(prefix.length),
+          });
         if (!this.refs.inUse(ns.inodeUrl) && ns !== this.node) ns.close();
       } catch {
         // a namespace that vanished while we looked
@@ -391,7 +417,7 @@ export class KernelDataPlane implements DataPlane {
     for (const f of found) {
       if (this.adopted.has(f.connId)) continue;
       const links = this.orphans.get(f.connId) ?? [];
-      links.push({ ns: f.ns, name: f.name });
+      links.push({ path: f.ns, inodeUrl: f.inodeUrl, name: f.name });
       this.orphans.set(f.connId, links);
     }
     log.info(
@@ -401,7 +427,7 @@ export class KernelDataPlane implements DataPlane {
     await new Promise((r) => setTimeout(r, graceMs));
     let removed = 0;
     for (const f of found) {
-      // Adopted by a refresh, or already removed by a Close.
+      // Adopted by a refresh, or already removed with its Close or rebuild.
       if (this.adopted.has(f.connId) || !this.orphans.has(f.connId)) continue;
       try {
         const ns = this.dp.netns(f.ns);
@@ -437,17 +463,7 @@ export class KernelDataPlane implements DataPlane {
     // One end of a veth takes its peer with it; a VXLAN side is its own link.
     const victims = state.kind === "veth" ? [state.client!] : [state.client ?? state.endpoint!];
     const sides = [state.client, state.endpoint].filter((x): x is Side => x !== undefined);
-    const deletes = victims.map((v) => {
-      const key = `${v.ns.inodeUrl}/${v.ifname}`;
-      const p: Promise<void> = this.deleter
-        .delete(v.ns, v.ifname)
-        .catch(() => undefined)
-        .finally(() => {
-          if (this.pendingDeletes.get(key) === p) this.pendingDeletes.delete(key);
-        });
-      this.pendingDeletes.set(key, p);
-      return p;
-    });
+    const deletes = victims.map((v) => this.deleteLink(v.ns, v.ifname));
     void Promise.all(deletes).then(() => sides.forEach((x) => this.refs.release(x.ns)));
   }
 }
