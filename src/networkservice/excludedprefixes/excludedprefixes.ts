@@ -21,7 +21,7 @@ import {
   networkOf,
   overlaps,
   tryParseCidr,
-  tryParseCidrOrIp,
+  parseCidrOrIpCached,
   type Cidr,
 } from "../ipam/cidr.js";
 
@@ -176,9 +176,12 @@ interface Used {
   readonly text: string;
 }
 
-/** What a connection occupies: its addresses (their networks) and its route prefixes, default routes aside. */
-function usedBy(ipc: IPContext | undefined): Cidr[] {
-  if (!ipc) return [];
+/**
+ * What a connection occupies: its addresses (their networks) and its route prefixes, default routes aside,
+ * by canonical text.
+ */
+function usedBy(ipc: IPContext | undefined): Map<string, Cidr> {
+  if (!ipc) return new Map();
   const texts = [
     ...ipc.srcIpAddrs,
     ...ipc.dstIpAddrs,
@@ -187,13 +190,13 @@ function usedBy(ipc: IPContext | undefined): Cidr[] {
   ];
   const out = new Map<string, Cidr>();
   for (const text of texts) {
-    const c = tryParseCidrOrIp(text);
+    const c = parseCidrOrIpCached(text);
     // A default route is not an address space the connection owns; excluding it would exclude everything.
     if (!c || c.bits === 0) continue;
     const net = networkOf(c);
     out.set(formatCidr(net), net);
   }
-  return [...out.values()];
+  return out;
 }
 
 /**
@@ -203,11 +206,13 @@ function usedBy(ipc: IPContext | undefined): Cidr[] {
  * connection again, so a stored connection does not carry stale exclusions into its refreshes.
  */
 export function excludedPrefixesClient(): NetworkServiceElement {
-  const used = new Map<string, Cidr[]>();
-  const others = (id: string): Used[] =>
-    [...used].flatMap(([other, cidrs]) =>
-      other === id ? [] : cidrs.map((cidr) => ({ id: other, cidr, text: formatCidr(cidr) })),
-    );
+  // What each connection occupies, with its text formatted once: every request lists all the others.
+  const used = new Map<string, Used[]>();
+  const others = (id: string): Used[] => {
+    const out: Used[] = [];
+    for (const [other, list] of used) if (other !== id) out.push(...list);
+    return out;
+  };
 
   return {
     name: "excludedprefixes",
@@ -255,7 +260,10 @@ export function excludedPrefixesClient(): NetworkServiceElement {
         throw new StatusError(status.FAILED_PRECONDITION, message);
       }
 
-      used.set(id, usedBy(rip));
+      used.set(
+        id,
+        [...usedBy(rip)].map(([text, cidr]) => ({ id, cidr, text })),
+      );
       if (rip) rip.excludedPrefixes = rip.excludedPrefixes.filter((p) => !addedKeys.has(keyOf(p)));
       if (rip !== ipc) ipc.excludedPrefixes = original;
       return resp;
@@ -276,14 +284,14 @@ function findConflict(
   if (!ipc) return undefined;
   const excluded: Array<{ cidr: Cidr; text: string; why: string }> = [];
   for (const text of requested) {
-    const cidr = tryParseCidrOrIp(text);
+    const cidr = parseCidrOrIpCached(text);
     if (cidr) excluded.push({ cidr, text, why: "excluded by the request" });
   }
   for (const u of others) {
     excluded.push({ cidr: u.cidr, text: u.text, why: `in use by this client's connection ${u.id}` });
   }
   for (const addr of [...ipc.srcIpAddrs, ...ipc.dstIpAddrs]) {
-    const c = tryParseCidrOrIp(addr);
+    const c = parseCidrOrIpCached(addr);
     if (!c) continue;
     const hit = excluded.find((e) => overlaps(e.cidr, hostCidr(c)));
     if (hit) return { addr, prefix: hit.text, why: hit.why };

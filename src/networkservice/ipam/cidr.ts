@@ -119,6 +119,21 @@ export function tryParseCidrOrIp(text: string): Cidr | undefined {
   return ip ? hostCidr(ip) : undefined;
 }
 
+/**
+ * tryParseCidrOrIp, remembered (bounded): every request carries the client's other connections' prefixes,
+ * the same strings again and again, to every hop that reads them. The result is shared: Cidr is read-only.
+ */
+export function parseCidrOrIpCached(text: string): Cidr | undefined {
+  const hit = parsed.get(text);
+  if (hit !== undefined) return hit === false ? undefined : hit;
+  const c = tryParseCidrOrIp(text);
+  if (parsed.size >= 4096) parsed.clear();
+  parsed.set(text, c ?? false);
+  return c;
+}
+
+const parsed = new Map<string, Cidr | false>();
+
 /** The address as a /32 (IPv4) or /128 (IPv6) prefix. */
 export function hostCidr(ip: IpAddr): Cidr {
   return { family: ip.family, value: ip.value, bits: maxBits(ip.family) };
@@ -148,9 +163,25 @@ export function networkOf(c: Cidr): Cidr {
   return { family: c.family, value: firstAddr(c), bits: c.bits };
 }
 
+// IPv4 ranges in Number arithmetic (exact below 2^53): contains/overlaps run per excluded prefix per candidate
+// address in IPAM and per other connection in the client, and BigInt masks allocated on every call.
+function v4First(c: Cidr): number {
+  const v = Number(c.value);
+  return v - (v % 2 ** (32 - c.bits));
+}
+
+function v4Last(c: Cidr): number {
+  return v4First(c) + 2 ** (32 - c.bits) - 1;
+}
+
 /** Whether the address (or every address of the prefix) lies inside `c`; different families never match. */
 export function contains(c: Cidr, x: IpAddr | Cidr): boolean {
   if (c.family !== x.family) return false;
+  if (c.family === 4) {
+    if ("bits" in x) return x.bits >= c.bits && v4First(x) >= v4First(c) && v4Last(x) <= v4Last(c);
+    const v = Number(x.value);
+    return v >= v4First(c) && v <= v4Last(c);
+  }
   if ("bits" in x) return x.bits >= c.bits && firstAddr(x) >= firstAddr(c) && lastAddr(x) <= lastAddr(c);
   return x.value >= firstAddr(c) && x.value <= lastAddr(c);
 }
@@ -158,6 +189,7 @@ export function contains(c: Cidr, x: IpAddr | Cidr): boolean {
 /** Whether the two prefixes share at least one address; different families never overlap. */
 export function overlaps(a: Cidr, b: Cidr): boolean {
   if (a.family !== b.family) return false;
+  if (a.family === 4) return v4First(a) <= v4Last(b) && v4First(b) <= v4Last(a);
   return firstAddr(a) <= lastAddr(b) && firstAddr(b) <= lastAddr(a);
 }
 

@@ -23,7 +23,7 @@ import {
   maxBits,
   overlaps,
   tryParseCidr,
-  tryParseCidrOrIp,
+  parseCidrOrIpCached,
   type Cidr,
   type IpAddr,
 } from "./cidr.js";
@@ -88,7 +88,7 @@ export function point2pointIpam(cidrs: string[], opts: IpamOptions = {}): Networ
     excluded: readonly Cidr[],
   ): bigint | undefined {
     for (const text of addrs) {
-      const c = tryParseCidrOrIp(text);
+      const c = parseCidrOrIpCached(text);
       if (c && pool.take(c, excluded)) return c.value;
     }
     return undefined;
@@ -203,7 +203,7 @@ export function point2pointIpam(cidrs: string[], opts: IpamOptions = {}): Networ
   ): void {
     const dropped = new Set<string>();
     const keepAddr = (text: string): boolean => {
-      const c = tryParseCidrOrIp(text);
+      const c = parseCidrOrIpCached(text);
       let keep: boolean;
       if (!c) keep = policy === "polite";
       else if (inAnyPool(hostCidr(c))) keep = false;
@@ -213,7 +213,7 @@ export function point2pointIpam(cidrs: string[], opts: IpamOptions = {}): Networ
       return keep;
     };
     const keepRoute = (r: Route): boolean => {
-      const c = tryParseCidrOrIp(r.prefix);
+      const c = parseCidrOrIpCached(r.prefix);
       if (!c) return policy === "polite";
       if (c.bits !== maxBits(c.family)) return true;
       return !inAnyPool(c) && !dropped.has(formatCidr(c));
@@ -238,7 +238,7 @@ function isExcluded(pool: AddressPool, value: bigint, excluded: readonly Cidr[])
 /** excluded_prefixes as CIDRs; a bare address counts as a host prefix; anything else is the caller's error. */
 function parseExcluded(list: readonly string[]): Cidr[] {
   return list.map((text) => {
-    const c = tryParseCidrOrIp(text);
+    const c = parseCidrOrIpCached(text);
     if (!c) {
       throw invalidArgument(
         "connection.context.ip_context.excluded_prefixes",
