@@ -173,8 +173,19 @@ function decodeTokenUncached(token: string): TokenClaims {
   return claims;
 }
 
+/** token → its embedded key (null: none); a path's tokens are looked up several times per hop. */
+const embeddedKeys = new Bounded<string, KeyObject | null>(8192);
+
 /** The public key carried in a token's `jwk` header, or undefined when it has none. */
 export function embeddedKey(token: string): KeyObject | undefined {
+  const hit = embeddedKeys.get(token);
+  if (hit !== undefined) return hit ?? undefined;
+  const key = embeddedKeyUncached(token);
+  embeddedKeys.set(token, key ?? null);
+  return key;
+}
+
+function embeddedKeyUncached(token: string): KeyObject | undefined {
   const { jwk } = decodeTokenHeader(token);
   if (jwk === undefined) return undefined;
   const id = JSON.stringify(jwk);
@@ -237,13 +248,28 @@ export async function verifyToken(token: string, key: KeyObject | "embedded"): P
 
 /** Go's time.RFC3339Nano output: fraction with trailing zeros dropped (none at all when zero), UTC "Z". */
 export function formatRfc3339Nano(d: Date): string {
-  return d.toISOString().replace(/\.(\d*?)0*Z$/, (_m, frac: string) => (frac ? `.${frac}Z` : "Z"));
+  // Every call carries a cached token, so the same expiry is formatted again and again: remember the last.
+  const ms = d.getTime();
+  if (ms === lastFormatted.ms) return lastFormatted.text;
+  const text = d.toISOString().replace(/\.(\d*?)0*Z$/, (_m, frac: string) => (frac ? `.${frac}Z` : "Z"));
+  lastFormatted = { ms, text };
+  return text;
 }
+let lastFormatted = { ms: NaN, text: "" };
 
 const rfc3339Re = /^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d+)?([Zz]|([+-])(\d\d):(\d\d))$/;
 
 /** Parses RFC 3339 with any number of fraction digits (Go writes up to 9) and any offset; undefined if not. */
 export function parseRfc3339(text: string): Date | undefined {
+  // Callers present the same expiry on call after call: remember the last text (a fresh Date each time).
+  if (text === lastParsed.text) return lastParsed.ms === undefined ? undefined : new Date(lastParsed.ms);
+  const d = parseRfc3339Uncached(text);
+  lastParsed = { text, ms: d?.getTime() };
+  return d;
+}
+let lastParsed: { text: string | undefined; ms: number | undefined } = { text: undefined, ms: undefined };
+
+function parseRfc3339Uncached(text: string): Date | undefined {
   const m = rfc3339Re.exec(text);
   if (!m) return undefined;
   const n = (i: number): number => Number(m[i] ?? "0");
