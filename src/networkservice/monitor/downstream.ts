@@ -2,12 +2,13 @@
 // every connection that passes through this hop by name. A downstream event updates this hop's view of the
 // connection (state, context) and so reaches this hop's own subscribers; losing the stream marks every
 // connection through that peer DOWN until it comes back.
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import {
+  ConnectionEvent,
   ConnectionEventType,
   MonitorConnectionService,
   State,
   type Connection,
-  type ConnectionEvent,
 } from "../../api/connection.js";
 import type { Logger } from "../../core/log.js";
 import type { ClientPool } from "../connect/pool.js";
@@ -65,16 +66,25 @@ export class DownstreamMonitor {
   }
 
   private subscribe(url: string, peer: Peer): void {
-    const stream = this.pool.get(url).serverStream(MonitorConnectionService.monitorConnections, {
+    // Events arrive undecoded: most are about connections this hop does not track (yet) — the UPDATE of a
+    // new connection arrives before the Request's response, the DELETE of a Close after this hop untracked
+    // it — and apply() recognises those from the path segments' names and ids alone, without decoding
+    // contexts and tokens (most of a hop's monitoring cost).
+    const method = {
+      ...MonitorConnectionService.monitorConnections,
+      responseDeserialize: (b: Buffer): Buffer => b,
+    };
+    const stream = this.pool.get(url).serverStream(method, {
       pathSegments: [{ name: this.hopName, id: "", token: "", expires: undefined, metrics: {} }],
       networkServices: [],
     });
     peer.cancel = () => stream.cancel();
     void (async () => {
       try {
-        for await (const ev of stream) this.apply(peer, ev);
+        for await (const bytes of stream) this.apply(peer, bytes);
       } catch {
-        /* handled below */
+        // A stream error, or an event that does not decode (as grpc-js would, end the call).
+        stream.cancel();
       }
       if (this.closed || this.peers.get(url) !== peer || peer.ids.size === 0) return;
       this.log.warn(
@@ -87,7 +97,9 @@ export class DownstreamMonitor {
     })();
   }
 
-  private apply(peer: Peer, ev: ConnectionEvent): void {
+  private apply(peer: Peer, bytes: Buffer): void {
+    if (mentionsTracked(bytes, this.hopName, peer.ids) === false) return;
+    const ev = ConnectionEvent.decode(bytes);
     for (const down of Object.values(ev.connections)) {
       const ours = down.path?.pathSegments.find((s) => s.name === this.hopName);
       if (!ours || !peer.ids.has(ours.id)) continue;
@@ -109,4 +121,72 @@ export class DownstreamMonitor {
     if (mine.state === state && JSON.stringify(mine.context) === JSON.stringify(context)) return;
     this.store.update({ ...mine, state, context });
   }
+}
+
+/**
+ * Whether a ConnectionEvent's bytes name, in some connection, `hop`'s path segment (the first one of that
+ * name, as apply() finds it) with an id in `ids`. Reads only ConnectionEvent.connections (2) → map value (2)
+ * → Connection.path (6) → Path.path_segments (2) → PathSegment.name (1) / id (2). Undefined when the bytes
+ * do not parse, so that the full decoder reports the error.
+ */
+export function mentionsTracked(
+  bytes: Uint8Array,
+  hop: string,
+  ids: ReadonlySet<string>,
+): boolean | undefined {
+  try {
+    const r = new BinaryReader(bytes);
+    while (r.pos < r.len) {
+      const [field, wire] = r.tag();
+      if (field !== 2 || wire !== WireType.LengthDelimited) {
+        r.skip(wire, field);
+        continue;
+      }
+      const entryEnd = r.uint32() + r.pos;
+      while (r.pos < entryEnd) {
+        const [f, w] = r.tag();
+        if (f !== 2 || w !== WireType.LengthDelimited) {
+          r.skip(w, f);
+          continue;
+        }
+        const connEnd = r.uint32() + r.pos;
+        if (connectionMentions(r, connEnd, hop, ids)) return true;
+        r.pos = connEnd;
+      }
+    }
+    return false;
+  } catch {
+    return undefined;
+  }
+}
+
+/** One Connection (reader at its first field, ending at `end`): is hop's first segment's id in `ids`? */
+function connectionMentions(r: BinaryReader, end: number, hop: string, ids: ReadonlySet<string>): boolean {
+  while (r.pos < end) {
+    const [f, w] = r.tag();
+    if (f !== 6 || w !== WireType.LengthDelimited) {
+      r.skip(w, f);
+      continue;
+    }
+    // Path; a repeated occurrence would be merged by the decoder, its segments appended in order.
+    const pathEnd = r.uint32() + r.pos;
+    while (r.pos < pathEnd) {
+      const [pf, pw] = r.tag();
+      if (pf !== 2 || pw !== WireType.LengthDelimited) {
+        r.skip(pw, pf);
+        continue;
+      }
+      const segEnd = r.uint32() + r.pos;
+      let name = "";
+      let id = "";
+      while (r.pos < segEnd) {
+        const [sf, sw] = r.tag();
+        if (sf === 1 && sw === WireType.LengthDelimited) name = r.string();
+        else if (sf === 2 && sw === WireType.LengthDelimited) id = r.string();
+        else r.skip(sw, sf);
+      }
+      if (name === hop) return ids.has(id);
+    }
+  }
+  return false;
 }
