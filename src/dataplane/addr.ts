@@ -41,6 +41,12 @@ export interface AddrDelOptions {
   missingOk?: boolean;
 }
 
+const IFADDRMSG_LEN = 8;
+const IFA_ADDRESS = 1;
+const IFA_LOCAL = 2;
+/** nla_type without the NLA_F_NESTED / NLA_F_NET_BYTEORDER flags. */
+const NLA_TYPE_MASK = 0x3fff;
+
 function cidrArg(cidr: string, ctx: OpContext): ParsedCidr {
   const p = parseCidr(cidr);
   if (!p) throw DataplaneError.of(ctx, "EINVAL", `"${cidr}" is not an IP address with an optional /prefix`);
@@ -106,13 +112,11 @@ export class AddrOps {
     // IPv6 link-local addresses (fe80::/10) are per link by definition: the same one on several is normal.
     const linkLocal6 = p.family === 6 && p.bytes[0] === 0xfe && ((p.bytes[1] ?? 0) & 0xc0) === 0x80;
     if (!opts.allowDuplicate && !linkLocal6) {
-      const existing = await this.list(undefined, p.family);
-      for (const a of existing) {
-        if (a.address !== p.text) continue;
+      for (const a of await this.holders(p, ctx)) {
         if (a.index === index && a.prefixLen === p.prefixLen) return;
         if (a.index !== index) {
           const other = await this.linkName(a.index);
-          throw DataplaneError.of(ctx, "EADDRINUSE", `${a.cidr} is already on ${other}`);
+          throw DataplaneError.of(ctx, "EADDRINUSE", `${p.text}/${a.prefixLen} is already on ${other}`);
         }
       }
     }
@@ -150,6 +154,40 @@ export class AddrOps {
       if (opts.missingOk && isErrno(err, "EADDRNOTAVAIL", "ENOENT", "ESRCH", "ENODEV")) return;
       throw err;
     }
+  }
+
+  /**
+   * Every address entry of the namespace equal to `p`'s address (any prefix length), in dump order. Reads
+   * only the few bytes it needs of each dumped message: in a namespace holding many connections (an NSE's
+   * pod) decoding the whole dump cost more than the kernel's part of it.
+   */
+  private async holders(p: ParsedCidr, ctx: OpContext): Promise<{ index: number; prefixLen: number }[]> {
+    const msgs = await this.ns.rtnl.requestRaw(
+      RTM.GETADDR,
+      addrMsg({ family: afOf(p.family) }, {}),
+      NLM_F.DUMP,
+      { ...ctx, op: "addr list" },
+    );
+    const af = afOf(p.family);
+    const out: { index: number; prefixLen: number }[] = [];
+    for (const m of msgs) {
+      // struct ifaddrmsg: family u8, prefixlen u8, flags u8, scope u8, index u32; then rtattrs.
+      const d = m.data;
+      if (m.type !== RTM.NEWADDR || d.length < IFADDRMSG_LEN || d[0] !== af) continue;
+      let local: Buffer | undefined;
+      let address: Buffer | undefined;
+      for (let off = IFADDRMSG_LEN; off + 4 <= d.length;) {
+        const len = d.readUInt16LE(off);
+        if (len < 4 || off + len > d.length) break;
+        const type = d.readUInt16LE(off + 2) & NLA_TYPE_MASK;
+        if (type === IFA_LOCAL) local = d.subarray(off + 4, off + len);
+        else if (type === IFA_ADDRESS) address = d.subarray(off + 4, off + len);
+        off += (len + 3) & ~3;
+      }
+      // As `list` reports it: the local address, or IFA_ADDRESS where there is none (IPv6).
+      if ((local ?? address)?.equals(p.bytes)) out.push({ index: d.readUInt32LE(4), prefixLen: d[1]! });
+    }
+    return out;
   }
 
   private async linkName(index: number): Promise<string> {
