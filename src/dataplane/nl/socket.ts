@@ -69,12 +69,15 @@ export class RtnlSocket {
   private closed = false;
   private broken: Error | undefined;
   private readonly timeoutMs: number;
+  /** Our netlink port id: fixed once the socket is bound; the package would ask (getsockname) per send. */
+  private readonly port: number;
 
   constructor(
     private readonly sock: NetlinkSocket,
     opts: RtnlSocketOptions = {},
   ) {
     this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.port = sock.address().port;
     // An 'error' event with no listener would crash the process; remember it and fail later requests instead.
     sock.on("error", (err) => {
       this.broken = err;
@@ -146,6 +149,7 @@ export class RtnlSocket {
         flags,
         checkError: false,
         timeout: this.timeoutMs,
+        localPort: this.port,
       });
       return msgs;
     } catch (err) {
