@@ -29,10 +29,13 @@ export function refreshClient(): NetworkServiceElement {
       const events = eventFactory(ctx);
       const delay = refreshDelayMs(out);
       if (events && delay !== undefined) {
+        // The timer lives as long as the connection: it holds the logger and id, not the whole call.
+        const log = ctx.log;
+        const connId = out.id;
         const fire = (): void => {
           events.request().catch((err: unknown) => {
             if (!meta.has(timerKey)) return; // closed meanwhile
-            ctx.log.warn({ connId: out.id, err }, "refresh failed, retrying");
+            log.warn({ connId, err }, "refresh failed, retrying");
             const t = setTimeout(fire, refreshRetryMs);
             t.unref();
             meta.set(timerKey, t);

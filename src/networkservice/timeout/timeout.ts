@@ -20,10 +20,14 @@ export function timeoutServer(): NetworkServiceElement {
       const events = eventFactory(ctx);
       if (prev?.expires && events) {
         const delay = Math.max(0, timestampToMs(prev.expires) - Date.now());
+        // The timer lives as long as the connection: it holds the logger and id, not the whole call
+        // (metadata, signal, the returned connection), which would otherwise stay on the heap with it.
+        const log = ctx.log;
+        const connId = out.id;
         const timer = setTimeout(
           () => {
-            ctx.log.info({ connId: out.id }, "client stopped refreshing: closing the connection");
-            events.close().catch((err: unknown) => ctx.log.warn({ err }, "timeout close failed"));
+            log.info({ connId }, "client stopped refreshing: closing the connection");
+            events.close().catch((err: unknown) => log.warn({ err }, "timeout close failed"));
           },
           Math.min(delay, 2 ** 31 - 1),
         );
