@@ -5,15 +5,17 @@
 //     addresses) every `retryMs` until it works. The data path is left alone meanwhile. A DELETE (a hop
 //     closed it: its service changed, it timed out) means the old path is not wanted: reselect.
 //   - Data plane: a liveness check pings across the connection (every 200 ms, 1 s timeout, upstream's
-//     defaults). A dead data path, or a restore that keeps failing for 3 s, means *reselect*: request again with
+//     defaults), and once after every failed restore. A dead data path means *reselect*: request again with
 //     RESELECT_REQUESTED, so every hop closes the old path and the nsmgr picks a forwarder and an endpoint
-//     afresh.
+//     afresh. While the data path works, a restore goes on until the path is back (as upstream's heal);
+//     only a client without liveness check gives up restoring after `restoreMs` (3 s) and reselects.
 import {
   ConnectionEventType,
   MonitorConnectionService,
   State,
   type Connection,
 } from "../../api/connection.js";
+import { status } from "@grpc/grpc-js";
 import type { NetworkServiceElement } from "../../core/chain.js";
 import type { Logger } from "../../core/log.js";
 import { toStatusError } from "../../core/errors.js";
@@ -35,7 +37,7 @@ export interface HealOptions {
   liveness?: { netns: PingNetns; intervalMs?: number; timeoutMs?: number };
   /** Pause between restore attempts (default 100 ms). */
   retryMs?: number;
-  /** How long a restore is retried before the client reselects (default 3 s). */
+  /** Without liveness check: how long a restore is retried before the client reselects (default 3 s). */
   restoreMs?: number;
   /** Told of every completed heal (metrics, tests measuring how long the control plane was out). */
   onHealed?: (e: HealEvent) => void;
@@ -88,6 +90,27 @@ export function healClient(opts: HealOptions): HealElement {
     return r?.alive ?? true;
   }
 
+  /**
+   * Why a failing restore should become a reselect now, or undefined to keep restoring. Restarted hops need
+   * a moment to see their forwarders and endpoints register again. With a liveness check, restoring goes on
+   * while the data path works (as upstream's heal does): a forwarder that takes 10 s to come back must not
+   * cost the workload its traffic. Without one, nothing tells a hop coming back from one gone for good.
+   */
+  async function reselectReason(
+    h: Healing,
+    started: number,
+    notFoundSince: number | undefined,
+  ): Promise<string | undefined> {
+    if (!opts.liveness) return Date.now() - started > restoreMs ? "keeps failing" : undefined;
+    // Unregistered past the time a restarted nsmgr needs to see it again: the endpoint stopped or its pod
+    // went, even if the forwarder's handle keeps its namespace answering pings.
+    if (notFoundSince !== undefined && Date.now() - notFoundSince > restoreMs)
+      return "the path's endpoint stays unregistered";
+    // The control plane is down *and* the data path is dead: no point in waiting for the old path.
+    if (!(await dataPathAlive(h.conn))) return "the data path is dead";
+    return undefined;
+  }
+
   async function heal(id: string, h: Healing, kind: "restore" | "reselect", why: string): Promise<void> {
     if (h.closed) return;
     if (h.busy) {
@@ -102,6 +125,8 @@ export function healClient(opts: HealOptions): HealElement {
     const log = opts.log.child({ connId: id });
     log.warn({ why, kind }, "healing the connection");
     const started = Date.now();
+    /** Since when every restore has failed with NOT_FOUND (the path's endpoint unregistered). */
+    let notFoundSince: number | undefined;
     try {
       for (let attempt = 0; !h.closed; attempt++) {
         try {
@@ -122,22 +147,16 @@ export function healClient(opts: HealOptions): HealElement {
           return;
         } catch (err) {
           const e = toStatusError(err);
-          // Restarted hops need a moment to see their forwarders and endpoints re-register: keep restoring
-          // for `restoreMs`; past that, the old path is gone for good: choose afresh.
-          if (kind === "restore" && Date.now() - started > restoreMs && !h.closed) {
-            log.warn({ err: e.details }, "restore keeps failing: reselecting");
-            kind = "reselect";
-            h.kind = kind;
-          } else if (kind === "restore" && opts.liveness && !(await dataPathAlive(h.conn))) {
-            // The control plane is down *and* the data path is dead (an endpoint gone with its pod): no
-            // point in waiting for the old path to come back.
-            log.warn({ err: e.details }, "restore failed and the data path is dead: reselecting");
+          notFoundSince = e.code === status.NOT_FOUND ? (notFoundSince ?? Date.now()) : undefined;
+          const why =
+            kind === "restore" && !h.closed ? await reselectReason(h, started, notFoundSince) : undefined;
+          if (why) {
+            log.warn({ err: e.details }, `restore failed and ${why}: reselecting`);
             kind = "reselect";
             h.kind = kind;
             continue;
-          } else if (attempt % 20 === 0) {
-            log.warn({ err: e.details, attempt }, `${kind} failed; retrying`);
           }
+          if (attempt % 20 === 0) log.warn({ err: e.details, attempt }, `${kind} failed; retrying`);
           await new Promise((r) => setTimeout(r, retryMs));
         }
       }
