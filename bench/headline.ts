@@ -137,7 +137,8 @@ const rows: Row[] = [
     figure: "probes lost in restores (data path intact)",
     value: (v) => String(v("restore_lost_packets_max")),
     target: "0",
-    beside: (v) => `runs ${v("heal_runs")}, kind ≠ expected in ${v("heal_kind_mismatches")}`,
+    beside: (v) =>
+      `runs ${v("heal_runs")}: never healed ${v("heal_failures")}, kind ≠ expected ${v("heal_kind_mismatches")}`,
   },
   {
     bench: "heal",

@@ -51,6 +51,37 @@ process.on("SIGINT", () => void cleanup().then(() => process.exit(130)));
 
 const maxOf = (xs: number[]): number => (xs.length ? Math.max(...xs) : NaN);
 
+/**
+ * One run of a scenario; a run that fails (the client never healed within the scenario's 20 s) is kept as a
+ * failed heal — counted and shown, never dropped — and the benchmark goes on.
+ */
+async function attempt(
+  name: string,
+  expected: ScenarioResult["expected"],
+  run: () => Promise<ScenarioResult>,
+): Promise<ScenarioResult> {
+  try {
+    return await run();
+  } catch (err) {
+    const why = (err as Error).message;
+    console.error(`${name}: FAILED: ${why}`);
+    return {
+      scenario: name,
+      expected,
+      kind: "none",
+      outageMs: Infinity,
+      lost: Infinity,
+      sent: 0,
+      flowsAtEnd: false,
+      heals: 0,
+      restores: 0,
+      reselects: 0,
+      failed: why,
+      detail: `FAILED: ${why}`,
+    };
+  }
+}
+
 try {
   await mesh.start();
   const results: Record<string, number> = {};
@@ -71,7 +102,7 @@ try {
   const all: ScenarioResult[][] = [];
   for (const s of scenarios) {
     const rs: ScenarioResult[] = [];
-    for (let i = 0; i < runs; i++) rs.push(await s.run(mesh));
+    for (let i = 0; i < runs; i++) rs.push(await attempt(s.name, s.expected, () => s.run(mesh)));
     all.push(rs);
   }
   const reg: Awaited<ReturnType<typeof registryRestart>>[] = [];
@@ -81,19 +112,25 @@ try {
   const gone = await clientNetnsDeleted(mesh);
   await cleanup();
   const tf: ScenarioResult[] = [];
-  for (let i = 0; i < runs; i++) tf.push(await tfRun());
+  for (let i = 0; i < runs; i++) tf.push(await attempt("tf_forwarder_restart", "restore", tfRun));
   all.push(tf);
 
-  for (const rs of all) {
-    const r0 = rs[0]!;
-    const kinds = [...new Set(rs.map((r) => r.kind))].join("+");
-    const mismatches = rs.filter((r) => r.kind !== r.expected).length;
-    const outage = median(rs.map((r) => r.outageMs));
-    const lost = Math.max(...rs.map((r) => r.lost));
+  for (const all1 of all) {
+    const r0 = all1[0]!;
+    // Failed runs have no outage to measure: they are counted apart (and as a kind mismatch).
+    const rs = all1.filter((r) => r.failed === undefined);
+    const failures = all1.length - rs.length;
+    const kinds = [...new Set(all1.map((r) => (r.failed ? "FAILED" : r.kind)))].join("+");
+    const mismatches = all1.filter((r) => r.kind !== r.expected).length;
+    const outage = rs.length ? median(rs.map((r) => r.outageMs)) : NaN;
+    const lost = maxOf(rs.map((r) => r.lost));
     const cp = rs.flatMap((r) => (r.controlPlaneMs === undefined ? [] : [r.controlPlaneMs]));
-    const stuck = rs.filter((r) => !r.flowsAtEnd).length;
-    results[`${r0.scenario}_outage_ms`] = outage;
-    results[`${r0.scenario}_lost_packets_max`] = lost;
+    const stuck = all1.filter((r) => !r.flowsAtEnd).length;
+    results[`${r0.scenario}_failures`] = failures;
+    if (rs.length) {
+      results[`${r0.scenario}_outage_ms`] = outage;
+      results[`${r0.scenario}_lost_packets_max`] = lost;
+    }
     if (cp.length) {
       results[`${r0.scenario}_control_plane_ms`] = median(cp);
       results[`${r0.scenario}_control_plane_ms_max`] = maxOf(cp);
@@ -107,14 +144,14 @@ try {
       fmt(outage),
       String(lost),
       cp.length ? `${fmt(median(cp))} / ${fmt(maxOf(cp))}` : "—",
-      stuck ? `NO (${stuck} of ${rs.length})` : "yes",
-      r0.detail,
+      stuck ? `NO (${stuck} of ${all1.length})` : "yes",
+      (rs[0] ?? r0).detail,
     ]);
   }
   rows.push([gone.scenario, gone.expected, gone.kind, "—", "—", "—", "—", gone.detail]);
 
   // Grouped by what happened. Registry restarts need no heal ("none"): their data path counts with restores.
-  const flat = all.flat();
+  const flat = all.flat().filter((r) => r.failed === undefined);
   const intact = flat.filter((r) => r.kind === "restore" || r.kind === "none");
   const restores = flat.filter((r) => r.kind === "restore");
   const reselects = flat.filter((r) => r.kind === "reselect");
@@ -123,9 +160,11 @@ try {
   results.restore_control_plane_ms_max = maxOf(restores.map((r) => r.controlPlaneMs ?? Infinity));
   results.reselect_outage_ms_max = maxOf(reselects.map((r) => r.outageMs));
   results.reselect_control_plane_ms_max = maxOf(reselects.map((r) => r.controlPlaneMs ?? Infinity));
-  results.heal_runs = flat.length;
-  results.heal_kind_mismatches = flat.filter((r) => r.kind !== r.expected).length;
-  results.heal_no_traffic_at_end = flat.filter((r) => !r.flowsAtEnd).length;
+  const every = all.flat();
+  results.heal_runs = every.length;
+  results.heal_kind_mismatches = every.filter((r) => r.kind !== r.expected).length;
+  results.heal_no_traffic_at_end = every.filter((r) => !r.flowsAtEnd).length;
+  results.heal_failures = every.filter((r) => r.failed !== undefined).length;
   printTable(
     `heal per scenario (outage: median of ${runs}; lost: max; control plane: kill → healed Request, median / max), probe every 10 ms`,
     ["scenario", "expected", "happened", "outage ms", "lost", "control plane ms", "flows at end", "detail"],
@@ -134,7 +173,7 @@ try {
   console.log(
     [
       "",
-      `grouped by the kind the heal counters show (${results.heal_runs} runs; kind ≠ expected in ${results.heal_kind_mismatches}; no traffic at the end in ${results.heal_no_traffic_at_end}):`,
+      `grouped by the kind the heal counters show (${results.heal_runs} runs; never healed in ${results.heal_failures}; kind ≠ expected in ${results.heal_kind_mismatches}; no traffic at the end in ${results.heal_no_traffic_at_end}):`,
       `  restores (and the registry restart): lost max ${results.restore_lost_packets_max} (target 0), outage max ${fmt(results.restore_outage_ms_max)} ms, control plane back after max ${fmt(results.restore_control_plane_ms_max)} ms`,
       `  reselects: outage max ${fmt(results.reselect_outage_ms_max)} ms (target ≤ 1000), control plane back after max ${fmt(results.reselect_control_plane_ms_max)} ms`,
       `  registry restart: new connections work again ${fmt(results.registry_restart_new_connection_ms)} ms after the kill (median)`,

@@ -29,6 +29,8 @@ export interface ScenarioResult extends OutageReport {
    * that succeeded. Undefined where no heal completed.
    */
   controlPlaneMs?: number;
+  /** Why the run failed (the client never healed), when it did. */
+  failed?: string;
   /** The endpoint before and after the heal. */
   from?: string;
   to?: string;
