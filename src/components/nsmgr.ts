@@ -36,6 +36,7 @@ import {
 import { clientInfoNSE } from "../registry/clientinfo.js";
 import { connectNS, connectNSE } from "../registry/connect.js";
 import { expire, setPayload, validateNS, validateNSE } from "../registry/elements.js";
+import { redialNSE } from "../registry/redial.js";
 import { LocalEndpoints, localBypassNSE } from "../registry/localbypass.js";
 import { EndpointTable, ServiceTable, memoryNSEServer, memoryNSServer } from "../registry/memory.js";
 import { nsRegistryService, nseRegistryService, type NSChain, type NSEChain } from "../registry/server.js";
@@ -74,6 +75,9 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
   const fwdService = opts.forwarderServiceName ?? "forwarder";
   let publicUrl = opts.publicUrl ?? "";
 
+  // Channels to the next hops of Requests: forwarders, endpoints, other nsmgrs.
+  const pool = new ClientPool(opts.security.channelCredentials(), opts.security.channelOptions());
+
   // Registry side: proxy to the registry, or keep one in memory.
   const local = new LocalEndpoints();
   const registry = opts.registryUrl
@@ -106,6 +110,7 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
     updatePathServer(opts.name),
     updateTokenRegistry(sign),
     clientInfoNSE(clientInfoLabels()),
+    redialNSE(pool),
     localBypassNSE(local, () => publicUrl),
     ...nseTail,
   ]);
@@ -159,7 +164,6 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
   };
 
   // NetworkService side.
-  const pool = new ClientPool(opts.security.channelCredentials(), opts.security.channelOptions());
   const prefix = endpointPrefix(opts.name, log, opts.security);
   const downstream = new DownstreamMonitor(pool, opts.name, prefix.monitor, log, (id) => {
     prefix.begin

@@ -1,6 +1,6 @@
 // One gRPC channel per next-hop URL, shared by every connection going there (upstream `clientconn` with
 // per-target reuse). Channels live until the component stops.
-import type { ChannelCredentials, ChannelOptions } from "@grpc/grpc-js";
+import { connectivityState, type ChannelCredentials, type ChannelOptions } from "@grpc/grpc-js";
 import { GrpcClient } from "../../core/client.js";
 
 export class ClientPool {
@@ -15,6 +15,18 @@ export class ClientPool {
     let c = this.clients.get(url);
     if (!c) this.clients.set(url, (c = new GrpcClient(url, this.options, this.credentials)));
     return c;
+  }
+
+  /**
+   * The peer at `url` is up again (it registered): a channel to it still in reconnect backoff would fail
+   * every call at once until its next attempt, so it is dropped and the next call dials now.
+   */
+  peerUp(url: string): void {
+    if (
+      this.clients.get(url)?.raw.getChannel().getConnectivityState(false) ===
+      connectivityState.TRANSIENT_FAILURE
+    )
+      this.drop(url);
   }
 
   /** Drops a channel after its peer went away, so the next call dials afresh. */
