@@ -106,7 +106,7 @@ export function forwarderFlags(
     .option("--nsname <name>", "service name to register as (NSM_NSNAME)", env("NSM_NSNAME", "forwarder"))
     .option(
       "--orphan-grace <duration>",
-      "after a restart, what no refresh claims within this is removed; longer than the clients' refresh period (≈ a third of the token lifetime) (NSM_ORPHAN_GRACE)",
+      "after a restart, what no refresh claims within this is removed; longer than the clients' refresh period (≈ a fifth of the shortest token lifetime on the path) (NSM_ORPHAN_GRACE)",
       env("NSM_ORPHAN_GRACE", "5m"),
     );
 }

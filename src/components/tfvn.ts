@@ -1,9 +1,9 @@
 // `nsm nse tf-vn`: the endpoint of network services backed by TF/OpenSDN virtual networks, one per node.
 // Chain, top to bottom:
 //   endpoint prefix → tfvn (VNC objects; TF's address, routes, MAC, ids in the context) → mechanisms{NOOP}
-// It registers its services with two matches: clients are served by a forwarder labelled tf=true (NSM's
-// select-forwarder) and by the tf-vn endpoint of their own node ({{.nodeName}}), whose virtual-router is the
-// one the VM must be attached to.
+// It registers its services with one match, which says two things: clients are served by a forwarder
+// labelled tf=true (NSM's select-forwarder, the match's metadata labels) and by the tf-vn endpoint of their
+// own node (its route, {{.nodeName}}), whose virtual-router is the one the VM must be attached to.
 import type { Match } from "../api/registry.js";
 import { mechanismsServer, passThrough } from "../networkservice/mechanisms/mechanisms.js";
 import { componentLogger } from "../core/log.js";

@@ -35,7 +35,10 @@ export class SqliteStore implements RegistryStore {
     };
   }
 
-  /** Writes of one event-loop turn, committed together: one fsync for many registrations. */
+  /**
+   * Writes of one event-loop turn, committed together: one transaction for many registrations (with WAL and
+   * synchronous=NORMAL a commit does not fsync; checkpoints do).
+   */
   private pending: { run: () => void; resolve: () => void; reject: (e: unknown) => void }[] = [];
 
   private write(run: () => void): Promise<void> {
