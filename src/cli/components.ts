@@ -210,6 +210,8 @@ export function componentCommands(program: Command): void {
             kind === "kernel"
               ? new KernelDataPlane({ owner: o.name, tunnelIp: o.tunnelIp, vxlanPort: port })
               : undefined;
+          // Before serving: what a previous incarnation left must be known before any Request can rebuild it.
+          await kernel?.scanOrphans(rootLogger);
           const running = await startForwarder({
             name: o.name,
             listenOn: o.listenOn,

@@ -133,6 +133,43 @@ describe("KernelDataPlane VXLAN", { skip: !root && "needs root" }, () => {
     ip(["-n", node, "link", "del", `${net.prefix}x`]);
   });
 
+  it("after a restart, a connection rebuilt under a new name or closed loses the old incarnation's links at once", async () => {
+    const legs = (s: ReturnType<typeof serverSide>) =>
+      [
+        { conn: s.conn, mechanism: s.incoming },
+        { conn: s.conn, mechanism: s.outgoing },
+      ] as const;
+    const rebuilt = serverSide(4400, "nsm-old");
+    const closed = serverSide(4500, "nsm-gone");
+    closed.conn.context!.ipContext!.dstIpAddrs = ["169.254.50.3/32"];
+    await dp.apply(...legs(rebuilt), ctx());
+    await dp.apply(...legs(closed), ctx());
+    // The forwarder restarts: a new incarnation with the same owner finds both links before it serves.
+    const next = new KernelDataPlane({
+      owner: `${net.prefix}fwd`,
+      tunnelIp: "198.18.60.1",
+      nodeNetns: net.path(node),
+    });
+    try {
+      assert.equal(await next.scanOrphans(rootLogger), 2);
+      // A reselect rebuilds the first under another name with the same addresses: no EADDRINUSE.
+      const again = serverSide(4400, "nsm-new");
+      const c = ctx();
+      await next.apply(...legs(again), c);
+      assert.deepEqual(links(pod).sort(), ["nsm-gone", "nsm-new"]);
+      // The second is closed without this incarnation ever building it.
+      await next.release(...legs(closed), ctx());
+      await next.settle();
+      assert.deepEqual(links(pod), ["nsm-new"]);
+      assert.equal(await next.collectOrphans(0, rootLogger), 0, "nothing left to collect");
+      await next.release(...legs(again), c);
+      await next.settle();
+      assert.deepEqual(links(pod), []);
+    } finally {
+      await next.close();
+    }
+  });
+
   it("a missing VNI → INVALID_ARGUMENT", async () => {
     const s = serverSide(4300, "nsm-novni");
     delete s.incoming.parameters.vni;

@@ -67,14 +67,13 @@ export class KernelDataPlane implements DataPlane {
   private readonly pendingDeletes = new Map<string, Promise<void>>();
   /** Deletes run on a worker thread: the kernel holds the sender ~20 ms per delete. */
   private readonly deleter = new LinkDeleter();
-  /** Connections this incarnation has applied: their links are not orphans. */
-  private readonly adopted = new Set<string>();
   /**
-   * Links a previous incarnation made, by connection id, until adopted, closed or collected. They must not
-   * outlive their connection's Close or its rebuild under other names (a reselect after a restart): they
-   * hold the addresses the endpoint hands out again.
+   * Links a previous incarnation made (scanOrphans, before this one serves), by connection id, until the
+   * connection is built again (adopted, or rebuilt under other names), closed, or collected after the grace.
+   * They must not outlive their connection's Close or rebuild: they hold the addresses the endpoint hands out
+   * again.
    */
-  private readonly orphans = new Map<string, { path: string; inodeUrl: string; name: string }[]>();
+  private readonly orphans = new Map<string, { inodeUrl: string; name: string }[]>();
   /** A side of a connection, or a build in progress, holds its namespace handle open. */
   private readonly refs: NetnsRefs;
 
@@ -152,7 +151,6 @@ export class KernelDataPlane implements DataPlane {
     ctx.connMeta().delete(stateKey);
     if (state) this.releaseState(state);
     else void this.dropOrphans(incoming.conn.id, []);
-    this.adopted.delete(incoming.conn.id);
     return Promise.resolve();
   }
 
@@ -167,15 +165,21 @@ export class KernelDataPlane implements DataPlane {
       { connId, links: stale.map((l) => l.name) },
       "removing links a previous forwarder made for it",
     );
-    await Promise.all(
-      stale.map((l) => {
-        try {
-          return this.deleteLink(this.dp.netns(l.path), l.name);
-        } catch {
-          return Promise.resolve(); // gone with its namespace
-        }
-      }),
-    );
+    await Promise.all(stale.map((l) => this.deleteOrphan(l)));
+  }
+
+  /** Deletes one link of a previous incarnation; its namespace handle is closed again unless in use. */
+  private async deleteOrphan(l: { inodeUrl: string; name: string }): Promise<boolean> {
+    let ns: NetnsHandle;
+    try {
+      // By inode: a /proc/<pid> path seen at the scan may be gone while the namespace lives on.
+      ns = this.dp.netns(l.inodeUrl);
+    } catch {
+      return false; // the namespace is gone, and its links with it
+    }
+    await this.deleteLink(ns, l.name);
+    if (!this.refs.inUse(ns.inodeUrl) && ns !== this.node) ns.close();
+    return true;
   }
 
   /** A delete on the worker, tracked so that a new link of the same name waits for it. */
@@ -246,7 +250,6 @@ export class KernelDataPlane implements DataPlane {
   ): Promise<State> {
     const alias = this.alias(connId);
     const { inMech, outMech } = plan;
-    this.adopted.add(connId);
     try {
       if (plan.kind === "veth") {
         const clientNs = this.namespace(inMech, "incoming", borrowed);
@@ -392,53 +395,43 @@ export class KernelDataPlane implements DataPlane {
   }
 
   /**
-   * After a restart: links tagged by this forwarder whose connection is not refreshed (adopted) within
-   * `graceMs` belong to nobody any more and are deleted. Returns how many were removed.
+   * After a restart, before this incarnation serves (so no Request can race it): finds the links tagged by
+   * this forwarder. Returns how many.
    */
-  async collectOrphans(graceMs: number, log: CallContext["log"]): Promise<number> {
+  async scanOrphans(log: CallContext["log"]): Promise<number> {
     const prefix = `${aliasPrefix}${this.opts.owner}:`;
-    const found: { ns: string; inodeUrl: string; name: string; connId: string }[] = [];
+    let found = 0;
     for (const { path } of listNamespaces()) {
       try {
         const ns = this.dp.netns(path);
-        for (const l of await ns.link.listByAliasPrefix(prefix))
-          found.push({
-            ns: path,
-            inodeUrl: ns.inodeUrl,
-            name: l.name,
-            connId: l.alias!.slice(prefix.length),
-          });
+        for (const l of await ns.link.listByAliasPrefix(prefix)) {
+          const connId = l.alias!.slice(prefix.length);
+          const links = this.orphans.get(connId) ?? [];
+          links.push({ inodeUrl: ns.inodeUrl, name: l.name });
+          this.orphans.set(connId, links);
+          found++;
+        }
         if (!this.refs.inUse(ns.inodeUrl) && ns !== this.node) ns.close();
       } catch {
         // a namespace that vanished while we looked
       }
     }
-    if (found.length === 0) return 0;
-    for (const f of found) {
-      if (this.adopted.has(f.connId)) continue;
-      const links = this.orphans.get(f.connId) ?? [];
-      links.push({ path: f.ns, inodeUrl: f.inodeUrl, name: f.name });
-      this.orphans.set(f.connId, links);
-    }
-    log.info(
-      { links: found.length, graceMs },
-      "found links of a previous incarnation: keeping those refreshed in time",
-    );
+    if (found > 0)
+      log.info({ links: found }, "found links of a previous incarnation: keeping those refreshed in time");
+    return found;
+  }
+
+  /**
+   * After `graceMs`: the links scanOrphans found whose connection was neither refreshed (adopted), rebuilt
+   * nor closed meanwhile belong to nobody any more and are deleted. Returns how many were removed.
+   */
+  async collectOrphans(graceMs: number, log: CallContext["log"]): Promise<number> {
+    if (this.orphans.size === 0) return 0;
     await new Promise((r) => setTimeout(r, graceMs));
+    const left = [...this.orphans.values()].flat();
+    this.orphans.clear();
     let removed = 0;
-    for (const f of found) {
-      // Adopted by a refresh, or already removed with its Close or rebuild.
-      if (this.adopted.has(f.connId) || !this.orphans.has(f.connId)) continue;
-      try {
-        const ns = this.dp.netns(f.ns);
-        await ns.link.delete(f.name, { missingOk: true });
-        if (!this.refs.inUse(ns.inodeUrl) && ns !== this.node) ns.close();
-        removed++;
-      } catch {
-        // gone with its namespace
-      }
-    }
-    for (const f of found) this.orphans.delete(f.connId);
+    for (const l of left) if (await this.deleteOrphan(l)) removed++;
     log.info({ removed }, "orphaned links removed");
     return removed;
   }

@@ -141,9 +141,14 @@ export function healClient(opts: HealOptions): HealElement {
           const at = Date.now();
           const e: HealEvent = { connId: id, kind, at, ms: at - started, attempts: attempt + 1 };
           log.info({ kind, attempts: e.attempts, ms: e.ms }, "connection healed");
-          opts.onHealed?.(e);
           h.conn = conn;
           h.liveness?.update(conn);
+          try {
+            opts.onHealed?.(e);
+          } catch (err) {
+            // The heal worked: a failing listener must not make it look failed (and run it again).
+            log.warn({ err }, "onHealed listener failed");
+          }
           return;
         } catch (err) {
           const e = toStatusError(err);
