@@ -136,57 +136,58 @@ export function mentionsTracked(
 ): boolean | undefined {
   try {
     const r = new BinaryReader(bytes);
-    while (r.pos < r.len) {
-      const [field, wire] = r.tag();
-      if (field !== 2 || wire !== WireType.LengthDelimited) {
-        r.skip(wire, field);
-        continue;
-      }
-      const entryEnd = r.uint32() + r.pos;
-      while (r.pos < entryEnd) {
-        const [f, w] = r.tag();
-        if (f !== 2 || w !== WireType.LengthDelimited) {
-          r.skip(w, f);
-          continue;
-        }
-        const connEnd = r.uint32() + r.pos;
-        if (connectionMentions(r, connEnd, hop, ids)) return true;
-        r.pos = connEnd;
-      }
-    }
-    return false;
+    const found = eachMessage(r, r.len, 2, (entryEnd) =>
+      eachMessage(r, entryEnd, 2, (connEnd) => {
+        // A repeated path would be merged by the decoder, its segments appended in order: the first segment
+        // named `hop` decides for this connection.
+        const v = eachMessage(r, connEnd, 6, (pathEnd) =>
+          eachMessage(r, pathEnd, 2, (segEnd) => {
+            const seg = segment(r, segEnd);
+            return seg.name === hop ? { found: ids.has(seg.id) } : undefined;
+          }),
+        );
+        // Not one of ours: on to the next connection.
+        return v?.found ? v : undefined;
+      }),
+    );
+    return found?.found ?? false;
   } catch {
     return undefined;
   }
 }
 
-/** One Connection (reader at its first field, ending at `end`): is hop's first segment's id in `ids`? */
-function connectionMentions(r: BinaryReader, end: number, hop: string, ids: ReadonlySet<string>): boolean {
+/** What a walk settled, or undefined to keep walking. */
+type Verdict = { found: boolean } | undefined;
+
+/**
+ * Walks the fields from the reader's position to `end`; for each length-delimited field `field` calls `visit`
+ * with the end of that message (the reader at its first field), skipping every other field. Returns the first
+ * verdict a visit gives, or undefined when none did.
+ */
+function eachMessage(r: BinaryReader, end: number, field: number, visit: (end: number) => Verdict): Verdict {
   while (r.pos < end) {
     const [f, w] = r.tag();
-    if (f !== 6 || w !== WireType.LengthDelimited) {
+    if (f !== field || w !== WireType.LengthDelimited) {
       r.skip(w, f);
       continue;
     }
-    // Path; a repeated occurrence would be merged by the decoder, its segments appended in order.
-    const pathEnd = r.uint32() + r.pos;
-    while (r.pos < pathEnd) {
-      const [pf, pw] = r.tag();
-      if (pf !== 2 || pw !== WireType.LengthDelimited) {
-        r.skip(pw, pf);
-        continue;
-      }
-      const segEnd = r.uint32() + r.pos;
-      let name = "";
-      let id = "";
-      while (r.pos < segEnd) {
-        const [sf, sw] = r.tag();
-        if (sf === 1 && sw === WireType.LengthDelimited) name = r.string();
-        else if (sf === 2 && sw === WireType.LengthDelimited) id = r.string();
-        else r.skip(sw, sf);
-      }
-      if (name === hop) return ids.has(id);
-    }
+    const msgEnd = r.uint32() + r.pos;
+    const v = visit(msgEnd);
+    if (v) return v;
+    r.pos = msgEnd;
   }
-  return false;
+  return undefined;
+}
+
+/** A PathSegment's name (1) and id (2), the reader at its first field, ending at `end`. */
+function segment(r: BinaryReader, end: number): { name: string; id: string } {
+  let name = "";
+  let id = "";
+  while (r.pos < end) {
+    const [f, w] = r.tag();
+    if (f === 1 && w === WireType.LengthDelimited) name = r.string();
+    else if (f === 2 && w === WireType.LengthDelimited) id = r.string();
+    else r.skip(w, f);
+  }
+  return { name, id };
 }
