@@ -76,11 +76,11 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
     opts.security.channelCredentials(),
     opts.security.channelOptions(),
   );
-  const pool = new ClientPool(opts.security.channelCredentials(), opts.security.channelOptions());
+  const pool = new ClientPool((url) => opts.security.channelCredentials(url), opts.security.channelOptions());
   const replica = new RegistryReplica(registry, log);
   replica.start();
-  // A restarted forwarder passes on Closes of connections it lost, so their endpoints are closed too.
-  const prefix = endpointPrefix(opts.name, log, opts.security, { closeUnknown: true });
+  // A Close of a connection this forwarder never saw (or lost in a restart) stops here (begin).
+  const prefix = endpointPrefix(opts.name, log, opts.security, { closeUnknown: false });
   const downstream = new DownstreamMonitor(pool, opts.name, prefix.monitor, log, (id) => {
     prefix.begin
       .closeInside(id)

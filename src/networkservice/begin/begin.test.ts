@@ -52,6 +52,42 @@ describe("begin", () => {
     assert.equal(begin.size, 1, "a failed refresh keeps the established connection");
   });
 
+  it("answers a Close of a connection it never saw (or already closed) with OK, without going downstream", async () => {
+    const closed: string[] = [];
+    const c = chain([
+      beginServer(rootLogger),
+      element(
+        "downstream",
+        (r, x, next) => next.request(r, x),
+        (conn, x, next) => {
+          closed.push(conn.id);
+          return next.close(conn, x);
+        },
+      ),
+    ]);
+    // A caller naming someone else's id and endpoint, as a forwarder would see it after a restart.
+    const unknown = {
+      ...emptyConnection(),
+      id: "never-seen",
+      networkService: "s",
+      networkServiceEndpointName: "nse-1",
+      path: {
+        index: 0,
+        pathSegments: [{ name: "x", id: "never-seen", token: "", expires: undefined, metrics: {} }],
+      },
+    };
+    assert.equal(await c.close(unknown, ctx()), undefined);
+    assert.deepEqual(closed, [], "nothing downstream heard of it");
+    await c.request(req("known"), ctx());
+    await c.close({ ...emptyConnection(), id: "known" }, ctx());
+    await c.close({ ...emptyConnection(), id: "known" }, ctx());
+    assert.deepEqual(
+      closed,
+      ["known"],
+      "a known connection is closed downstream once; the second Close stops here",
+    );
+  });
+
   it("ignores a Close of an unknown connection, or passes it on with closeUnknown (restarted forwarders)", async () => {
     for (const closeUnknown of [false, true]) {
       const closed: string[] = [];

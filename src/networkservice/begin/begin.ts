@@ -36,9 +36,10 @@ export interface BeginOptions {
   side: "server" | "client";
   log: Logger;
   /**
-   * Pass a Close for an unknown id on down the chain instead of ignoring it. For forwarders: after a restart
-   * they know nothing of the connections still open, and the endpoint must still hear of their Close (the
-   * chain looks it up by name); every element's close tolerates a connection it has no state for.
+   * Pass a Close for an unknown id on down the chain instead of ignoring it (default false, as upstream).
+   * Off for every component: it lets any caller make this hop send Closes for connections it never saw (the
+   * chain looks the next hop up by name). A restarted hop's lost connections end by their next hop's
+   * timeout instead; a restarted kernel forwarder collects their links after the orphan grace.
    */
   closeUnknown?: boolean;
 }
