@@ -145,7 +145,7 @@ class ClientSet {
   constructor(tag: string, c: number, nsmgrUrl: string) {
     this.clients = Array.from({ length: c }, (_, i) => {
       const name = `bench-${tag}-w${i}`;
-      return new NsmClient({ name, nsmgrUrl, security: createSecurity({ name }) });
+      return new NsmClient({ name, nsmgrUrl, security: createSecurity({ name, insecure: true }) });
     });
   }
 
@@ -477,7 +477,7 @@ async function floorPoint(
 async function floorPhase(
   sample: Connection,
 ): Promise<{ floors: FloorResult[]; requestBytes: number; relays: Proc[] }> {
-  const security = createSecurity({ name: "bench-floor" });
+  const security = createSecurity({ name: "bench-floor", insecure: true });
   const token = await security.sign([]);
   const request = { connection: sample, mechanismPreferences: sample.mechanism ? [sample.mechanism] : [] };
   const requestBytes = NetworkServiceRequest.encode(request).finish().length;
@@ -573,7 +573,7 @@ async function untilServing(nsmgrUrl: string): Promise<void> {
   const probe = new NsmClient({
     name: "bench-probe",
     nsmgrUrl,
-    security: createSecurity({ name: "bench-probe" }),
+    security: createSecurity({ name: "bench-probe", insecure: true }),
   });
   try {
     for (const service of Object.values(services)) {
@@ -652,7 +652,7 @@ async function main(): Promise<void> {
   const probe = new NsmClient({
     name: "bench-floor-probe",
     nsmgrUrl: n1.url,
-    security: createSecurity({ name: "bench-floor-probe" }),
+    security: createSecurity({ name: "bench-floor-probe", insecure: true }),
   });
   const sample = await probe.request({ service: services.local });
   await probe.closeAll();

@@ -415,7 +415,7 @@ function newClient(name: string, mesh: Mesh, pod: string): NsmClient {
     name,
     nsmgrUrl: mesh.nsmgrUrl,
     netnsPath: net.path(pod),
-    security: createSecurity({ name }),
+    security: createSecurity({ name, insecure: true }),
   });
 }
 

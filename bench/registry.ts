@@ -294,7 +294,7 @@ function directRegistrar(url: string): Registrar {
  */
 function endpointRegistrars(nsmgrUrl: string, count: number): Registrar {
   const eps = Array.from({ length: count }, (_, w) => {
-    const security = createSecurity({ name: `bench-nse-w${w}` });
+    const security = createSecurity({ name: `bench-nse-w${w}`, insecure: true });
     const client = new RegistryClient(nsmgrUrl, security.channelCredentials(), {
       ...security.channelOptions(),
       "grpc.use_local_subchannel_pool": 1,

@@ -115,7 +115,7 @@ try {
           nsmgrUrl: node.nsmgrSock,
           netnsPath: cluster.net.path(p),
           labels: { nodeName: node.name },
-          security: createSecurity({ name: `bench-${k}-${i}` }),
+          security: createSecurity({ name: `bench-${k}-${i}`, insecure: true }),
         }),
     ),
   );

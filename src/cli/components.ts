@@ -12,6 +12,7 @@ import { createSecurity, type Security } from "../components/security.js";
 import { noopDataPlane } from "../forwarder/dataplane.js";
 import { KernelDataPlane } from "../forwarder/kernel/kernel.js";
 import { rootLogger } from "../core/log.js";
+import { endpointSocketEnv, identityFromWorkloadApi } from "../security/workloadapi.js";
 import { parseDnsConfigs } from "../networkservice/dnscontext/dnscontext.js";
 import { table } from "./format.js";
 import { env, listOf, stopOnSignals } from "./util.js";
@@ -21,6 +22,9 @@ export interface SecurityFlags {
   certFile?: string;
   keyFile?: string;
   caFile?: string;
+  trustDomains?: string;
+  insecure?: boolean;
+  allowInsecureNetwork?: boolean;
   maxTokenLifetime: string;
 }
 
@@ -33,11 +37,27 @@ export function withSecurityFlags(cmd: Command, component: string): Command {
     )
     .option(
       "--cert-file <pem>",
-      "X.509-SVID certificate chain; with --key-file and --ca-file enables mTLS (NSM_CERT_FILE)",
+      "X.509-SVID chain from a file (watched for rotation), with --key-file and --ca-file; default: the SPIFFE " +
+        "Workload API at SPIFFE_ENDPOINT_SOCKET (NSM_CERT_FILE)",
       env("NSM_CERT_FILE"),
     )
     .option("--key-file <pem>", "private key of the certificate (NSM_KEY_FILE)", env("NSM_KEY_FILE"))
     .option("--ca-file <pem>", "trust bundle (NSM_CA_FILE)", env("NSM_CA_FILE"))
+    .option(
+      "--trust-domains <list>",
+      "trust domains whose SVIDs may talk to this component, comma-separated; default: its own (NSM_TRUST_DOMAINS)",
+      env("NSM_TRUST_DOMAINS"),
+    )
+    .option(
+      "--insecure",
+      "plaintext, unauthenticated: no SVID, tokens prove nothing; for tests only (NSM_INSECURE)",
+      env("NSM_INSECURE") === "true",
+    )
+    .option(
+      "--allow-insecure-network",
+      "with --insecure, also listen on TCP addresses other than loopback (NSM_ALLOW_INSECURE_NETWORK)",
+      env("NSM_ALLOW_INSECURE_NETWORK") === "true",
+    )
     .option(
       "--max-token-lifetime <duration>",
       "lifetime of the tokens this component signs (NSM_MAX_TOKEN_LIFETIME)",
@@ -45,20 +65,62 @@ export function withSecurityFlags(cmd: Command, component: string): Command {
     );
 }
 
-export function securityFrom(o: SecurityFlags): Security {
-  const files =
-    o.certFile || o.keyFile || o.caFile
-      ? {
-          certFile: need(o.certFile, "--cert-file"),
-          keyFile: need(o.keyFile, "--key-file"),
-          caFile: need(o.caFile, "--ca-file"),
-        }
-      : undefined;
-  return createSecurity({
+/**
+ * The component's security: an SVID from files or the Workload API, or insecure when asked for. Insecure
+ * mode is logged as a warning, and refuses non-loopback TCP listeners without a second flag.
+ */
+export async function securityFrom(o: SecurityFlags, listenOn: string[] = []): Promise<Security> {
+  const common = {
     name: o.name,
-    files,
     tokenLifetimeMs: parseDuration(o.maxTokenLifetime, "--max-token-lifetime"),
+    ...(o.trustDomains ? { trustDomains: listOf(o.trustDomains) } : {}),
+  };
+  const files = o.certFile || o.keyFile || o.caFile;
+  if (o.insecure) {
+    if (files) throw new Error("--insecure and --cert-file/--key-file/--ca-file exclude each other");
+    const open = listenOn.filter(isNetworkListener);
+    if (open.length > 0 && !o.allowInsecureNetwork)
+      throw new Error(
+        `--insecure: refusing to serve plaintext on ${open.join(", ")}: anyone who reaches it could act as any ` +
+          `identity. Listen on unix:// or 127.0.0.1, or add --allow-insecure-network`,
+      );
+    rootLogger.warn(
+      { component: o.name },
+      "INSECURE: plaintext links, no SVID; callers are not authenticated and tokens prove nothing",
+    );
+    return createSecurity({ ...common, insecure: true });
+  }
+  if (files)
+    return createSecurity({
+      ...common,
+      files: {
+        certFile: need(o.certFile, "--cert-file"),
+        keyFile: need(o.keyFile, "--key-file"),
+        caFile: need(o.caFile, "--ca-file"),
+      },
+    });
+  const socket = process.env[endpointSocketEnv];
+  if (!socket)
+    throw new Error(
+      `no identity: set ${endpointSocketEnv} to the SPIFFE Workload API socket (e.g. unix:///run/spire/agent.sock), ` +
+        `give --cert-file/--key-file/--ca-file, or run insecure explicitly with --insecure`,
+    );
+  const source = await identityFromWorkloadApi(socket, {
+    onError: (err) => rootLogger.warn({ component: o.name, err: err.message }, "SPIFFE Workload API"),
   });
+  rootLogger.info(
+    { component: o.name, spiffeId: source.current().spiffeId },
+    "X.509-SVID from the Workload API",
+  );
+  return createSecurity({ ...common, source });
+}
+
+/** A tcp:// listen URL on anything but loopback (an empty host is every interface). */
+function isNetworkListener(url: string): boolean {
+  const m = /^tcp:\/\/(\[[^\]]*\]|[^:/]*)/.exec(url);
+  if (!m) return false;
+  const host = (m[1] ?? "").replace(/^\[|\]$/g, "");
+  return !(host === "localhost" || host === "::1" || /^127\./.test(host));
 }
 
 function need(v: string | undefined, flag: string): string {
@@ -166,7 +228,7 @@ export function componentCommands(program: Command): void {
           registryUrl: o.registryUrl,
           forwarderServiceName: o.forwarderService,
           excludedPrefixesFile: o.excludedPrefixesFile,
-          security: securityFrom(o),
+          security: await securityFrom(o, listOf(o.listenOn)),
         });
         stopOnSignals(() => running.stop());
       },
@@ -221,7 +283,7 @@ export function componentCommands(program: Command): void {
             dataPlane: kernel ?? noopDataPlane({ tunnelIp: o.tunnelIp }),
             tunnelIp: o.tunnelIp,
             vxlanPort: port,
-            security: securityFrom(o),
+            security: await securityFrom(o, [o.listenOn]),
           });
           const grace = parseDuration(o.orphanGrace, "--orphan-grace");
           kernel
@@ -289,7 +351,7 @@ export function componentCommands(program: Command): void {
           payload: o.payload,
           netnsPath: o.netns,
           dnsConfigs: o.dnsConfigs ? parseDnsConfigs(o.dnsConfigs) : [],
-          security: securityFrom(o),
+          security: await securityFrom(o, [o.listenOn]),
         });
         stopOnSignals(() => running.stop());
       },
@@ -341,7 +403,7 @@ export function componentCommands(program: Command): void {
           requestTimeoutMs: parseDuration(o.requestTimeout, "--request-timeout"),
           // Liveness interval and timeout come from NSM_LIVENESS_CHECK_INTERVAL / _TIMEOUT (200 ms, 1 s).
           ...(o.heal && !o.once ? { heal: { liveness: !/^(false|0|no)$/i.test(o.livenessCheck) } } : {}),
-          security: securityFrom(o),
+          security: await securityFrom(o),
         });
         try {
           for (const s of listOf(o.service)) {

@@ -51,7 +51,7 @@ export function registryCommand(program: Command): void {
           store: o.store,
           dbPath: o.db,
           expirePeriodMs: parseDuration(o.expirePeriod, "--expire-period"),
-          security: securityFrom(o),
+          security: await securityFrom(o, listOf(o.listenOn)),
         });
         stopOnSignals(() => running.stop());
       },

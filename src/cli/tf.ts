@@ -191,7 +191,7 @@ export function tfCommands(program: Command): void {
           dataPlane: tf,
           outgoing: [tfVmIfnameClient()],
           tunnelIp: "127.0.0.1",
-          security: securityFrom(o),
+          security: await securityFrom(o, [o.listenOn]),
         });
         tf.collectOrphans(parseDuration(o.orphanGrace, "--orphan-grace"), rootLogger).catch((err: unknown) =>
           rootLogger.warn({ err }, "orphan collection failed"),
@@ -285,7 +285,7 @@ export function tfCommands(program: Command): void {
           fipPools: fqMap(o.fipPool ?? [], "--fip-pool", 4),
           defaultRoute: o.defaultRoute as "auto" | "always" | "never",
           orphanGraceMs: parseDuration(o.orphanGrace, "--orphan-grace"),
-          security: securityFrom(o),
+          security: await securityFrom(o, [o.listenOn]),
         });
         stopOnSignals(() => running.stop());
       },

@@ -1,7 +1,7 @@
 // The NSC as a library and as `nsm nsc`: requests network services for a network namespace, keeps them
 // refreshed, closes them on exit. Chain, top to bottom:
 //   mechanism preference (KERNEL) → updatepath → begin → heal (opt-in) → refresh → excludedprefixes
-//   → clienturl (nsmgr) → connect
+//   → authorize (client policies on every response) → clienturl (nsmgr) → connect
 import { Connection } from "../api/connection.js";
 import { chain, element } from "../core/chain.js";
 import { CallContext } from "../core/context.js";
@@ -76,7 +76,10 @@ export class NsmClient {
   constructor(private readonly opts: ClientOptions) {
     this.log = componentLogger("nsc", opts.name);
     this.inodeUrl = inodeUrlOf(opts.netnsPath ?? "/proc/self/ns/net");
-    this.pool = new ClientPool(opts.security.channelCredentials(), opts.security.channelOptions());
+    this.pool = new ClientPool(
+      (url) => opts.security.channelCredentials(url),
+      opts.security.channelOptions(),
+    );
     this.begin = beginClient(this.log);
     const h = opts.heal;
     this.heal = h
@@ -104,6 +107,7 @@ export class NsmClient {
       ...(this.heal ? [this.heal] : []),
       refreshClient(),
       excludedPrefixesClient(),
+      opts.security.authorizeClient(),
       element("clienturl", (req, ctx, next) => {
         setClientUrl(ctx, opts.nsmgrUrl);
         return next.request(req, ctx);

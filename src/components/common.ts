@@ -90,7 +90,13 @@ export function registrationOf(
     registry,
     nse,
     log,
-    () => registryCallMetadata(security.sign, undefined, nse.name),
+    async () =>
+      registryCallMetadata(
+        security.sign,
+        undefined,
+        nse.name,
+        await security.audience(registry.grpc.url, registry.grpc),
+      ),
     again,
   );
 }

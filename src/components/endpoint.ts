@@ -49,7 +49,7 @@ export async function startEndpoint(
   const url = server.urls[0]!;
   const registry = new RegistryClient(
     opts.nsmgrUrl,
-    opts.security.channelCredentials(),
+    opts.security.channelCredentials(opts.nsmgrUrl),
     opts.security.channelOptions(),
   );
   const labels = opts.labels ?? {};
@@ -101,7 +101,12 @@ async function ensureService(registry: RegistryClient, name: string, opts: Endpo
     await registry.registerService(
       service({ name, payload: opts.payload ?? "ETHERNET", matches: opts.serviceMatches ?? [] }),
       {
-        metadata: await registryCallMetadata(opts.security.sign, undefined, opts.name),
+        metadata: await registryCallMetadata(
+          opts.security.sign,
+          undefined,
+          opts.name,
+          await opts.security.audience(registry.grpc.url, registry.grpc),
+        ),
       },
     );
   } catch (err) {

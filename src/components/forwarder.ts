@@ -73,7 +73,7 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
   const dp = opts.dataPlane;
   const registry = new RegistryClient(
     opts.nsmgrUrl,
-    opts.security.channelCredentials(),
+    opts.security.channelCredentials(opts.nsmgrUrl),
     opts.security.channelOptions(),
   );
   const pool = new ClientPool((url) => opts.security.channelCredentials(url), opts.security.channelOptions());

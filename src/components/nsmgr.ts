@@ -2,9 +2,9 @@
 // Chains, top to bottom:
 //   NetworkService: endpoint prefix → clientinfo → excludedprefixes → netsvcmonitor → discoverforwarder
 //                   → connect (to the forwarder)
-//   NSE registry:   validate → updatepath → updatetoken → clientinfo → localbypass
-//                   → replica → connect (registry)   |   authorize → expire → memory (no registry)
-//   NS registry:    validate → updatepath → updatetoken → replica → connect | authorize → setpayload → memory
+//   NSE registry:   validate → updatepath → updatetoken → authorize → expire → clientinfo → redial
+//                   → localbypass → replica → connect (registry)   |   memory (no registry)
+//   NS registry:    validate → updatepath → updatetoken → authorize → replica → connect | setpayload → memory
 import {
   NetworkServiceEndpointResponse,
   NetworkServiceResponse,
@@ -76,31 +76,44 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
   let publicUrl = opts.publicUrl ?? "";
 
   // Channels to the next hops of Requests: forwarders, endpoints, other nsmgrs.
-  const pool = new ClientPool(opts.security.channelCredentials(), opts.security.channelOptions());
+  const pool = new ClientPool((url) => opts.security.channelCredentials(url), opts.security.channelOptions());
 
   // Registry side: proxy to the registry, or keep one in memory.
   const local = new LocalEndpoints();
   const registry = opts.registryUrl
-    ? new RegistryClient(opts.registryUrl, opts.security.channelCredentials(), opts.security.channelOptions())
+    ? new RegistryClient(
+        opts.registryUrl,
+        opts.security.channelCredentials(opts.registryUrl),
+        opts.security.channelOptions(),
+      )
     : undefined;
   // With a registry, a local replica answers Finds (see RegistryReplica); without one, memory tables.
   const replica = registry ? new RegistryReplica(registry, log) : undefined;
   replica?.start();
   const mem = new MemoryStore();
   const sign = opts.security.sign;
-  const upstreamMd = (ctx: CallContext) => registryCallMetadata(sign, ctx, opts.name);
+  const upstreamMd = async (ctx: CallContext) =>
+    registryCallMetadata(
+      sign,
+      ctx,
+      opts.name,
+      await opts.security.audience(registry!.grpc.url, registry!.grpc),
+    );
   const endpoints = registry ? undefined : new EndpointTable(mem, log);
   const services = registry ? undefined : new ServiceTable(mem);
+  // Who owns a name: the registry's record (through the replica) or our own table. The nsmgr authorizes
+  // before anything is recorded or forwarded, as the registry will again.
+  const nseOwner = (n: string): string[] | undefined =>
+    (replica ? replica.endpoints.get(n) : endpoints!.get(n))?.pathIds;
+  const nsOwner = (n: string): string[] | undefined =>
+    (replica ? replica.services.get(n) : services!.get(n))?.pathIds;
   const nseTail: NSEServer[] = registry
     ? [replicaNSE(replica!), connectNSE(registry, upstreamMd)]
-    : [
-        authorizeRegistry((n) => endpoints!.get(n)?.pathIds),
-        expire(opts.expirePeriodMs ?? 60_000),
-        memoryNSEServer(endpoints!),
-      ];
+    : [memoryNSEServer(endpoints!)];
   const nsTail: NSServer[] = registry
     ? [replicaNS(replica!), connectNS(registry, upstreamMd)]
-    : [authorizeRegistry((n) => services!.get(n)?.pathIds), setPayload(), memoryNSServer(services!)];
+    : [setPayload(), memoryNSServer(services!)];
+  const insecure = opts.security.insecure;
   const nseChain: NSEChain = registryChain<
     NetworkServiceEndpoint,
     NetworkServiceEndpointQuery,
@@ -108,7 +121,9 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
   >([
     validateNSE(),
     updatePathServer(opts.name),
-    updateTokenRegistry(sign),
+    updateTokenRegistry(sign, insecure),
+    authorizeRegistry(nseOwner),
+    expire(opts.expirePeriodMs ?? 60_000),
     clientInfoNSE(clientInfoLabels()),
     redialNSE(pool),
     localBypassNSE(local, () => publicUrl),
@@ -117,7 +132,8 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
   const nsChain: NSChain = registryChain<NetworkService, NetworkServiceQuery, NetworkServiceResponse>([
     validateNS(),
     updatePathServer(opts.name),
-    updateTokenRegistry(sign),
+    updateTokenRegistry(sign, insecure),
+    authorizeRegistry(nsOwner),
     ...nsTail,
   ]);
 

@@ -29,7 +29,7 @@ export interface RegistryOptions {
   dbPath?: string;
   /** Default and maximum NSE registration lifetime. */
   expirePeriodMs: number;
-  /** Identity, tokens and transport; default: a generated identity, insecure transport. */
+  /** Identity, tokens and transport; default: explicitly insecure (a generated identity, plaintext). */
   security?: Security;
 }
 
@@ -57,12 +57,12 @@ export async function startRegistry(opts: RegistryOptions): Promise<RunningRegis
   await services.load();
   await endpoints.load();
 
-  const security = opts.security ?? createSecurity({ name });
+  const security = opts.security ?? createSecurity({ name, insecure: true });
   const sign = security.sign;
   const nsChain: NSChain = registryChain([
     validateNS(),
     updatePathServer<NetworkService, NetworkServiceQuery, NetworkServiceResponse>(name),
-    updateTokenRegistry(sign),
+    updateTokenRegistry(sign, security.insecure),
     authorizeRegistry((n) => services.get(n)?.pathIds),
     setPayload(),
     memoryNSServer(services),
@@ -72,7 +72,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<RunningRegis
     updatePathServer<NetworkServiceEndpoint, NetworkServiceEndpointQuery, NetworkServiceEndpointResponse>(
       name,
     ),
-    updateTokenRegistry(sign),
+    updateTokenRegistry(sign, security.insecure),
     authorizeRegistry((n) => endpoints.get(n)?.pathIds),
     expire(opts.expirePeriodMs),
     memoryNSEServer(endpoints),

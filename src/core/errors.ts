@@ -18,6 +18,7 @@ export const invalidArgument = (field: string, problem: string): StatusError =>
   new StatusError(status.INVALID_ARGUMENT, `${field}: ${problem}`);
 export const notFound = (what: string): StatusError => new StatusError(status.NOT_FOUND, what);
 export const permissionDenied = (why: string): StatusError => new StatusError(status.PERMISSION_DENIED, why);
+export const unauthenticated = (why: string): StatusError => new StatusError(status.UNAUTHENTICATED, why);
 export const unavailable = (why: string): StatusError => new StatusError(status.UNAVAILABLE, why);
 
 /** Anything thrown inside a handler becomes a StatusError; unknown errors become INTERNAL with their message. */

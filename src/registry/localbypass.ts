@@ -12,6 +12,22 @@ import { timestampToMs } from "../core/time.js";
 
 export class LocalEndpoints {
   private readonly local = new Map<string, NetworkServiceEndpoint>();
+  /** Registrations the registry has not answered yet: known to Find filtering, never offered to Requests. */
+  private readonly pending = new Map<string, NetworkServiceEndpoint>();
+
+  /** Marks `nse` as being registered (see `pending`). */
+  expect(nse: NetworkServiceEndpoint): void {
+    this.pending.set(nse.name, nse);
+  }
+
+  settle(name: string): void {
+    this.pending.delete(name);
+  }
+
+  /** The real URL of a record of ours: registered, or being registered. */
+  urlOf(name: string): string | undefined {
+    return (this.get(name) ?? this.pending.get(name))?.url;
+  }
 
   /** The stored record with its real URL. */
   remember(nse: NetworkServiceEndpoint): void {
@@ -48,17 +64,15 @@ export function localBypassNSE(
     name: "localbypass",
     async register(nse, ctx, next) {
       const realUrl = nse.url;
-      // Known before the registry answers: the watch event of this registration can reach this nsmgr's
-      // watchers (its forwarders' replicas) before `next.register` returns, and must not be dropped as stale.
-      const before = table.get(nse.name);
-      table.remember(nse);
+      // Pending until the registry answers: the watch event of this registration can reach this nsmgr's
+      // watchers (its forwarders' replicas) before `next.register` returns, and must not be dropped as stale;
+      // but only what the registry accepted is recorded and offered to Requests.
+      table.expect(nse);
       let stored: NetworkServiceEndpoint;
       try {
         stored = await next.register({ ...nse, url: publicUrl() }, ctx);
-      } catch (err) {
-        if (before) table.remember(before);
-        else table.forget(nse.name);
-        throw err;
+      } finally {
+        table.settle(nse.name);
       }
       const local = { ...stored, url: realUrl };
       table.remember(local);
@@ -75,8 +89,8 @@ export function localBypassNSE(
           const resp = asMessage(raw, NetworkServiceEndpointResponse);
           const nse = resp.networkServiceEndpoint;
           if (!nse || nse.url !== publicUrl()) return stream.send(resp);
-          const local = table.get(nse.name);
-          if (local) stream.send({ ...resp, networkServiceEndpoint: { ...nse, url: local.url } });
+          const url = table.urlOf(nse.name);
+          if (url) stream.send({ ...resp, networkServiceEndpoint: { ...nse, url } });
           else if (resp.deleted) stream.send(resp);
           // else: a record of ours from a previous incarnation that nobody re-registered: stale, drop it.
         },

@@ -1,13 +1,24 @@
-// Registry-side tokens and the registry policy (spec §4.2 path_ids, §5 registry/client_allowed): each hop of
-// a registration path signs its segment; the record's path_ids are the identities along the path; once a
-// name is registered only its original registrant (path_ids[0]) may update or remove it.
+// Registry-side tokens and the registry policy (spec §4.2 path_ids, §5; upstream registry updatepath,
+// updatetoken and authorize with registry/client_allowed.rego): the caller proves itself with a token signed
+// by its certificate key; each hop of a registration path signs its segment; the record's path_ids are the
+// identities along the path ([caller, registry] for a direct call); once a name is registered only its
+// original registrant (path_ids[0]) may update or remove it.
 import { randomUUID } from "node:crypto";
 import { Metadata } from "@grpc/grpc-js";
 import type { CallContext } from "../core/context.js";
+import { permissionDenied, unauthenticated } from "../core/errors.js";
 import type { RegistryServer } from "../core/registrychain.js";
 import { msToTimestamp } from "../core/time.js";
+import { callerId, peerCert } from "../security/caller.js";
 import { registryClientAllowed } from "../security/policy.js";
-import { decodeToken, tokenFromMetadata, tokenMetadata, type GeneratedToken } from "../security/token.js";
+import {
+  TokenError,
+  decodeToken,
+  tokenFromMetadata,
+  tokenMetadata,
+  verifyToken,
+  type GeneratedToken,
+} from "../security/token.js";
 import { formatPath, pathFromContext, type RegistryPath } from "./updatepath.js";
 
 export type Signer = (audience: string[]) => Promise<GeneratedToken>;
@@ -27,21 +38,60 @@ function subOf(token: string | undefined): string {
 }
 
 /**
- * `updatetoken` (registry server): the caller's segment gets the token it presented, ours a fresh one; the
- * item's path_ids become the identities of segments 0..index.
+ * The caller's identity, proven: under mTLS its token must be signed by its certificate key, name the
+ * certificate's SPIFFE ID as `sub`, and be unexpired. Insecure (explicit): the token's claim.
  */
-export function updateTokenRegistry<T extends WithPathIds, Q, R>(sign: Signer): RegistryServer<T, Q, R> {
-  const stamp = async (item: T, ctx: CallContext): Promise<T> => {
-    const path = pathFromContext(ctx);
-    const presented = tokenFromMetadata(ctx.metadata);
-    // Without a path the caller is the registrant; without a token it is anonymous (no claim to the name).
-    if (!path) return { ...item, pathIds: presented ? [subOf(presented.token)].filter(Boolean) : [] };
-    const prev = path.segments[path.index - 1];
-    if (prev && presented) {
-      prev.token = presented.token;
-      prev.expires = msToTimestamp(presented.expires.getTime());
+async function provenCaller(
+  ctx: CallContext,
+  insecure: boolean,
+): Promise<{ id: string; token: string } | undefined> {
+  const presented = tokenFromMetadata(ctx.metadata);
+  const cert = peerCert(ctx.peerCertificate);
+  if (!cert && !insecure)
+    throw unauthenticated("no sufficient privileges: the caller presented no TLS certificate");
+  // Insecure mode: a caller without a token is anonymous, and gets no claim to the name.
+  if (!presented && insecure) return undefined;
+  if (!presented) throw unauthenticated("no sufficient privileges: the call carries no nsm-client-token");
+  const claimed = subOf(presented.token);
+  if (cert) {
+    try {
+      await verifyToken(presented.token, cert.publicKey);
+    } catch (e) {
+      throw unauthenticated(
+        `no sufficient privileges: nsm-client-token is not signed by the caller's certificate key: ${
+          e instanceof TokenError ? e.message : String(e)
+        }`,
+      );
     }
-    const own = await sign(presented ? [subOf(presented.token)].filter(Boolean) : []);
+    if (claimed !== cert.spiffeId)
+      throw permissionDenied(
+        `no sufficient privileges: nsm-client-token sub "${claimed}" is not the caller's certificate identity ` +
+          `"${cert.spiffeId ?? ""}"`,
+      );
+  }
+  const exp = decodeToken(presented.token).exp;
+  if (exp === undefined || exp * 1000 <= Date.now())
+    throw unauthenticated("no sufficient privileges: nsm-client-token has expired (or has no exp)");
+  return { id: callerId(ctx) ?? claimed, token: presented.token };
+}
+
+/**
+ * `updatetoken` (registry server): checks the caller's token, puts it in the caller's segment and a fresh one
+ * of ours in our segment; the item's path_ids become the identities of segments 0..index.
+ */
+export function updateTokenRegistry<T extends WithPathIds, Q, R>(
+  sign: Signer,
+  insecure: boolean,
+): RegistryServer<T, Q, R> {
+  const stamp = async (item: T, ctx: CallContext): Promise<T> => {
+    if (ctx.internal) return item;
+    const caller = await provenCaller(ctx, insecure);
+    if (!caller) return { ...item, pathIds: [] };
+    const path = pathFromContext(ctx);
+    if (!path) return { ...item, pathIds: [caller.id] };
+    const prev = path.segments[path.index - 1];
+    if (prev) prev.token = caller.token;
+    const own = await sign([caller.id]);
     const seg = path.segments[path.index]!;
     seg.token = own.token;
     seg.expires = msToTimestamp(own.expires.getTime());
@@ -58,22 +108,28 @@ export function updateTokenRegistry<T extends WithPathIds, Q, R>(sign: Signer): 
 export function authorizeRegistry<T extends WithPathIds, Q, R>(
   existing: (name: string) => string[] | undefined,
 ): RegistryServer<T, Q, R> {
-  const check = (item: T): void =>
+  const check = (item: T, ctx: CallContext): void => {
+    if (ctx.internal) return;
     registryClientAllowed(item.name, item.pathIds[0] ?? "", existing(item.name));
+  };
   return {
     name: "authorize",
-    register: (item, ctx, next) => (check(item), next.register(item, ctx)),
-    unregister: (item, ctx, next) => (check(item), next.unregister(item, ctx)),
+    register: (item, ctx, next) => (check(item, ctx), next.register(item, ctx)),
+    unregister: (item, ctx, next) => (check(item, ctx), next.unregister(item, ctx)),
   };
 }
 
-/** Metadata for a registry call: our token, and the registration path (ours, or the one we are proxying). */
+/**
+ * Metadata for a registry call: our token for `audience` (the registry's or nsmgr's SPIFFE ID), and the
+ * registration path (ours, or the one we are proxying).
+ */
 export async function registryCallMetadata(
   sign: Signer,
   ctx: CallContext | undefined,
   selfName: string,
+  audience: string[] = [],
 ): Promise<Metadata> {
-  const own = await sign([]);
+  const own = await sign(audience);
   const md = tokenMetadata(own.token, own.expires, new Metadata());
   const proxied = ctx ? pathFromContext(ctx) : undefined;
   const path: RegistryPath = proxied

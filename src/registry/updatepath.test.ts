@@ -1,4 +1,5 @@
 // Registry path metadata (spec §1.10.3) and the updatepath rules (spec §2.2, registry flavour).
+import { randomUUID } from "node:crypto";
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { status } from "@grpc/grpc-js";
@@ -176,20 +177,22 @@ describe("formatPath", () => {
 });
 
 describe("updatePath", () => {
-  it("empty path gets a first segment at index 0", () => {
+  it("empty path (a caller's first call) gets [caller, self] at index 1, as upstream", () => {
     const p: RegistryPath = { index: 0, segments: [] };
-    assert.equal(updatePath(p, "nse-1"), 0);
-    assert.equal(p.index, 0);
-    assert.equal(p.segments.length, 1);
-    assert.equal(p.segments[0]?.name, "nse-1");
+    assert.equal(updatePath(p, "registry"), 0);
+    assert.equal(p.index, 1);
+    assert.equal(p.segments.length, 2);
+    assert.equal(p.segments[0]?.name, "");
+    assert.equal(p.segments[1]?.name, "registry");
     assert.match(p.segments[0]?.id ?? "", uuid);
+    assert.match(p.segments[1]?.id ?? "", uuid);
   });
 
-  it("empty path with a stray index starts at index 0", () => {
+  it("empty path with a stray index still starts as [caller, self]", () => {
     const p: RegistryPath = { index: 3, segments: [] };
-    assert.equal(updatePath(p, "nse-1"), 0);
-    assert.equal(p.index, 0);
-    assert.equal(p.segments.length, 1);
+    assert.equal(updatePath(p, "registry"), 0);
+    assert.equal(p.index, 1);
+    assert.equal(p.segments.length, 2);
   });
 
   it("same name at the index is reused (refresh)", () => {
@@ -291,7 +294,8 @@ describe("updatePath", () => {
   });
 
   it("registration through nse → nsmgr → registry, then a refresh reuses every id", () => {
-    const p: RegistryPath = { index: 0, segments: [] };
+    // The endpoint sends its own first segment (registryCallMetadata).
+    const p: RegistryPath = { index: 0, segments: [{ name: "nse-1", id: randomUUID(), token: "" }] };
     assert.equal(updatePath(p, "nse-1"), 0);
     assert.equal(updatePath(p, "nsmgr"), 0);
     assert.equal(p.index, 1);

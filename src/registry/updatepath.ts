@@ -1,6 +1,6 @@
 // Registry `grpcmetadata` + `updatepath` (spec §1.10.3): the caller sends the registration path as JSON in
 // the `path` request metadata; this hop takes or adds its own segment, and returns the updated path in the
-// `path` response header. Calls without path metadata (plain clients) pass through untouched.
+// `path` response header. Calls without path metadata (plain clients) start an empty path.
 import { randomUUID } from "node:crypto";
 import type { Timestamp } from "../api/google/protobuf/timestamp.js";
 import type { CallContext } from "../core/context.js";
@@ -81,9 +81,11 @@ export function formatPath(p: RegistryPath): string {
  * the next segment (renaming a foreign one with a fresh id) or append one. Returns the caller's index.
  */
 export function updatePath(p: RegistryPath, name: string): number {
+  // An empty path is a caller's first call: a segment for the caller, then ours (upstream updatepath makes
+  // [peer, self] with index 1), so path_ids bind the registration to the caller, not to us.
   if (p.segments.length === 0) {
-    p.index = 0;
-    p.segments.push({ name, id: randomUUID(), token: "" });
+    p.index = 1;
+    p.segments.push({ name: "", id: randomUUID(), token: "" }, { name, id: randomUUID(), token: "" });
     return 0;
   }
   if (p.index < p.segments.length && p.segments[p.index]!.name === name) return p.index;
@@ -103,10 +105,17 @@ export function updatePath(p: RegistryPath, name: string): number {
 }
 
 export function updatePathServer<T, Q, R>(hopName: string): RegistryServer<T, Q, R> {
-  const enter = (ctx: CallContext): { path: RegistryPath; callerIndex: number } | undefined => {
+  const enter = (
+    ctx: CallContext,
+    plainToo = true,
+  ): { path: RegistryPath; callerIndex: number } | undefined => {
     const raw = ctx.metadata.get("path")[0];
-    if (raw === undefined) return undefined;
-    const path = parsePath(typeof raw === "string" ? raw : raw.toString("utf8"));
+    if (raw === undefined && !plainToo) return undefined;
+    // No path metadata (a plain client) is an empty path, as upstream's grpcmetadata reads it.
+    const path =
+      raw === undefined
+        ? { index: 0, segments: [] }
+        : parsePath(typeof raw === "string" ? raw : raw.toString("utf8"));
     const callerIndex = updatePath(path, hopName);
     ctx.set(pathKey, path);
     return { path, callerIndex };
@@ -129,7 +138,7 @@ export function updatePathServer<T, Q, R>(hopName: string): RegistryServer<T, Q,
       if (s) leave(ctx, s);
     },
     find: async (query, ctx, stream, next) => {
-      const s = enter(ctx);
+      const s = enter(ctx, false);
       // Headers go out before the first streamed message, so the path is final before next.find runs.
       if (s) leave(ctx, { ...s, path: structuredClone(s.path) });
       await next.find(query, ctx, stream);

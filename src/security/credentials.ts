@@ -1,42 +1,103 @@
-// gRPC transport credentials from an Identity (spec §1.10.1): mTLS with X.509-SVIDs when the identity has
-// certificates, insecure otherwise. Verification follows go-spiffe's tlsconfig.MTLS{Client,Server}Config with
-// AuthorizeAny: a peer is accepted if its certificate chains to our trust bundle and carries a SPIFFE ID; host
-// names play no part (SVIDs name workloads, not hosts). Authorization is left to the token policies.
+// gRPC transport credentials from an IdentitySource (spec §1.10.1; upstream: go-spiffe
+// tlsconfig.MTLSClientConfig / MTLSServerConfig): mTLS with X.509-SVIDs whose certificate and bundle follow the
+// source's rotations (new handshakes use the new SVID, established connections carry on). A peer is accepted
+// when its certificate chains to the bundle (TLS does that), carries a SPIFFE ID, and the ID passes the
+// authorizer (by default: the same trust domain). Host names play no part: SVIDs name workloads, not hosts.
+// Without a certificate (explicit insecure mode) the transport is plaintext.
 import { X509Certificate, type KeyObject } from "node:crypto";
 import type { PeerCertificate } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import { hasCertificate, trySpiffeIdFromCertificate, type Identity } from "./identity.js";
+import type { IdentitySource } from "./source.js";
 
-/** Server credentials: mTLS requiring a client certificate chained to the CA, or insecure without certs. */
-export function serverCredentials(identity?: Identity): grpc.ServerCredentials {
-  if (!hasCertificate(identity)) return grpc.ServerCredentials.createInsecure();
-  return grpc.ServerCredentials.createSsl(
-    Buffer.from(identity.caPem),
-    [{ private_key: Buffer.from(identity.keyPem), cert_chain: Buffer.from(identity.certChainPem) }],
-    true,
+/** Decides whether a peer's SPIFFE ID may talk to us (upstream: a tlsconfig.Authorizer). */
+export type PeerAuthorizer = (spiffeId: string) => boolean;
+
+/** The trust domain of a SPIFFE ID ("spiffe://td/path" → "td"). */
+export function trustDomainOf(spiffeId: string): string {
+  const rest = spiffeId.slice("spiffe://".length);
+  const slash = rest.indexOf("/");
+  return slash < 0 ? rest : rest.slice(0, slash);
+}
+
+/** Accepts IDs of the listed trust domains (upstream: tlsconfig.AuthorizeMemberOf, for each). */
+export function trustDomainAuthorizer(trustDomains: readonly string[]): PeerAuthorizer {
+  const allowed = new Set(trustDomains);
+  return (id) => allowed.has(trustDomainOf(id));
+}
+
+/** Why a peer certificate is refused, or undefined when it is accepted. */
+export function refusePeer(raw: Buffer | undefined, authorize: PeerAuthorizer): string | undefined {
+  if (!raw) return "the peer presented no certificate";
+  const id = trySpiffeIdFromCertificate(raw);
+  if (id === undefined) return "the peer certificate has no spiffe:// URI SAN: it is not an X.509-SVID";
+  if (!authorize(id)) return `the peer ${id} is not authorized (trust domain ${trustDomainOf(id)})`;
+  return undefined;
+}
+
+// Results per peer certificate: a hop sees the same few certificates on every call.
+const verdicts = new Map<string, string | null>();
+
+function cachedRefusal(raw: Buffer | undefined, authorize: PeerAuthorizer): string | undefined {
+  if (!raw) return refusePeer(raw, authorize);
+  const key = raw.toString("base64");
+  const hit = verdicts.get(key);
+  if (hit !== undefined) return hit ?? undefined;
+  const why = refusePeer(raw, authorize);
+  if (verdicts.size >= 1024) verdicts.clear();
+  verdicts.set(key, why ?? null);
+  return why;
+}
+
+/**
+ * Refuses every call from a peer whose SVID the authorizer rejects, with UNAUTHENTICATED, before any
+ * handler runs (health included).
+ */
+function peerInterceptor(authorize: PeerAuthorizer): grpc.ServerInterceptor {
+  return (_method, call) =>
+    new grpc.ServerInterceptingCall(call, {
+      start: (next) => {
+        const why = cachedRefusal(call.getAuthContext()?.sslPeerCertificate?.raw, authorize);
+        next({
+          onReceiveMetadata: (md, mdNext) => {
+            if (why === undefined) mdNext(md);
+            else call.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: `mTLS: ${why}` });
+          },
+        });
+      },
+    });
+}
+
+/** Server credentials: mTLS requiring an authorized client SVID; insecure without a certificate. */
+export function serverCredentials(
+  source: IdentitySource | undefined,
+  authorize: PeerAuthorizer,
+): grpc.ServerCredentials {
+  if (!source || !hasCertificate(source.current())) return grpc.ServerCredentials.createInsecure();
+  return grpc.experimental.createServerCredentialsWithInterceptors(
+    grpc.experimental.createCertificateProviderServerCredentials(source, source, true),
+    [peerInterceptor(authorize)],
   );
 }
 
 /**
- * Replaces TLS host-name checking: the server certificate must carry a SPIFFE ID (chain verification against
- * the CA is done by TLS itself before this runs).
+ * Channel credentials: mTLS with our SVID and bundle. `onPeer` sees the server's certificate at every
+ * handshake, before any call is sent: it gives the first call's token its audience.
  */
-function checkSpiffeServer(_host: string, cert: PeerCertificate): Error | undefined {
-  if (!cert.raw) return new Error("server presented no certificate");
-  return trySpiffeIdFromCertificate(cert.raw) === undefined
-    ? new Error("server certificate has no spiffe:// URI SAN: it is not an X.509-SVID")
-    : undefined;
-}
-
-/** Channel credentials: mTLS with our SVID and the trust bundle, or insecure without certs. */
-export function channelCredentials(identity?: Identity): grpc.ChannelCredentials {
-  if (!hasCertificate(identity)) return grpc.credentials.createInsecure();
-  return grpc.credentials.createSsl(
-    Buffer.from(identity.caPem),
-    Buffer.from(identity.keyPem),
-    Buffer.from(identity.certChainPem),
-    { checkServerIdentity: checkSpiffeServer },
-  );
+export function channelCredentials(
+  source: IdentitySource | undefined,
+  authorize: PeerAuthorizer,
+  onPeer?: (raw: Buffer) => void,
+): grpc.ChannelCredentials {
+  if (!source || !hasCertificate(source.current())) return grpc.credentials.createInsecure();
+  return grpc.experimental.createCertificateProviderChannelCredentials(source, source, {
+    checkServerIdentity: (_host: string, cert: PeerCertificate) => {
+      const why = refusePeer(cert.raw, authorize);
+      if (why !== undefined) return new Error(why);
+      onPeer?.(cert.raw);
+      return undefined;
+    },
+  });
 }
 
 /**

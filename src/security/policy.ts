@@ -1,5 +1,5 @@
-// The default authorization policies of spec §5 (upstream: rego files under sdk/pkg/tools/opa/policies), as
-// plain functions over a connection Path. Each returns normally or throws PERMISSION_DENIED with upstream's
+// The authorization policies of spec §5 (upstream: the rego files under sdk/pkg/tools/opa/policies), as
+// plain functions over a connection Path, and the Policy lists the authorize elements run (pluggable). Each returns normally or throws PERMISSION_DENIED with upstream's
 // "no sufficient privileges" followed by the policy name, the failing segment and the reason.
 //
 // Which segments: a server checks the left side of the path, segments 0..index, where index is its own
@@ -8,7 +8,7 @@
 import type { KeyObject } from "node:crypto";
 import type { PathSegment } from "../api/connection.js";
 import { permissionDenied, type StatusError } from "../core/errors.js";
-import { TokenError, decodeToken, embeddedKey, verifyToken, type TokenClaims } from "./token.js";
+import { TokenError, decodeToken, verifyToken, type TokenClaims } from "./token.js";
 
 /** The parts of a Path the policies read; a connection Path fits. */
 export interface PolicyPath {
@@ -18,9 +18,6 @@ export interface PolicyPath {
 
 /** "left": segments 0..index (server side); "all": every segment (client side, on a response). */
 export type Scope = "left" | "all";
-
-/** How the caller's (server side) or the server's (client side) token signature is checked. */
-export type SignerKey = KeyObject | "embedded";
 
 function denied(policy: string, why: string): StatusError {
   return permissionDenied(`no sufficient privileges: ${policy}: ${why}`);
@@ -52,14 +49,20 @@ export function tokensValid(path: PolicyPath, scope: Scope = "left"): void {
 }
 
 /**
- * tokens_expired: the tokens in scope have `exp` after `now`. On the server side ("left") that is the caller's
- * token (index−1, the one it presented on this call) and this hop's own: older segments may legitimately
- * have expired, e.g. on a Close a hop sends after its client vanished. A client ("all") checks every segment.
+ * tokens_expired (upstream common/tokens_expired.rego): every token in scope has `exp` after `now`. With
+ * `callerOnly` (a Close) only the caller's token (index−1) and this hop's own are checked: a hop may close
+ * downstream after its client vanished, with the older segments' tokens expired; upstream refuses that Close
+ * and leaves the next hop to its own timeout, we let the hop that proves itself now clean up at once.
  */
-export function tokensExpired(path: PolicyPath, now = new Date(), scope: Scope = "left"): void {
+export function tokensExpired(
+  path: PolicyPath,
+  now = new Date(),
+  scope: Scope = "left",
+  callerOnly = false,
+): void {
   const segs = scoped(path, scope);
   const nowSec = now.getTime() / 1000;
-  for (let i = scope === "left" ? Math.max(0, path.index - 1) : 0; i < segs.length; i++) {
+  for (let i = callerOnly ? Math.max(0, path.index - 1) : 0; i < segs.length; i++) {
     const { exp } = claimsAt(path, i, "tokens_expired");
     if (exp === undefined) throw denied("tokens_expired", `${where(path, i)} token has no exp claim`);
     if (!(nowSec < exp))
@@ -71,17 +74,18 @@ export function tokensExpired(path: PolicyPath, now = new Date(), scope: Scope =
 }
 
 /**
- * tokens_chained: for consecutive segments i, i+1 in scope, token[i].aud contains token[i+1].sub (when
- * token[i] names an audience at all).
+ * tokens_chained (upstream common/tokens_chained.rego): for consecutive segments i, i+1 in scope,
+ * token[i].aud contains token[i+1].sub. A token without `aud` breaks the chain, as upstream. Only an explicitly
+ * insecure hop (`allowMissingAud`: no TLS handshake names the peer before the first call) lets a missing `aud`
+ * pass; a wrong one never passes.
  */
-export function tokensChained(path: PolicyPath, scope: Scope = "left"): void {
+export function tokensChained(path: PolicyPath, scope: Scope = "left", allowMissingAud = false): void {
   const segs = scoped(path, scope);
   for (let i = 0; i + 1 < segs.length; i++) {
     const a = claimsAt(path, i, "tokens_chained");
     const b = claimsAt(path, i + 1, "tokens_chained");
-    // A token whose issuer did not yet know its peer carries no aud (a client's first call to a peer:
-    // grpc-js cannot show the peer certificate before the call); such a link is not chain-checked.
-    if (b.sub === undefined || (a.aud.length > 0 && !a.aud.includes(b.sub)))
+    if (allowMissingAud && a.aud.length === 0 && b.sub !== undefined) continue;
+    if (b.sub === undefined || !a.aud.includes(b.sub))
       throw denied(
         "tokens_chained",
         `${where(path, i)} token aud [${a.aud.join(", ")}] does not contain the sub ` +
@@ -93,7 +97,7 @@ export function tokensChained(path: PolicyPath, scope: Scope = "left"): void {
 async function checkSigned(
   path: PolicyPath,
   i: number,
-  key: SignerKey,
+  key: KeyObject,
   policy: string,
   signer: string,
 ): Promise<void> {
@@ -107,19 +111,15 @@ async function checkSigned(
   }
 }
 
-function sameKey(a: KeyObject, b: KeyObject): boolean {
-  return a.equals(b);
-}
-
 /**
- * prev_token_signed: the token at index−1 (the caller's) verifies against `callerKey`, the public key of the
- * caller's TLS certificate. In insecure mode (`"embedded"`) it must verify with its own `jwk` header AND that
- * key must be the one in the token the caller presented in `nsm-client-token` (`presentedToken`).
+ * prev_token_signed (upstream server/prev_token_signed.rego): the token at index−1 (the caller's) verifies
+ * against `callerKey`, the public key of the caller's TLS certificate, and its `sub` is the caller's
+ * certificate identity `callerId`.
  */
 export async function prevTokenSigned(
   path: PolicyPath,
-  callerKey: SignerKey,
-  presentedToken?: string,
+  callerKey: KeyObject,
+  callerId: string,
 ): Promise<void> {
   const policy = "prev_token_signed";
   const i = path.index - 1;
@@ -128,75 +128,84 @@ export async function prevTokenSigned(
       policy,
       `path index ${path.index} has no previous segment (path has ${path.pathSegments.length})`,
     );
-  if (callerKey !== "embedded") {
-    await checkSigned(path, i, callerKey, policy, "the caller's certificate key");
-    return;
-  }
-  if (presentedToken === undefined || presentedToken === "")
-    throw denied(policy, "the caller presented no nsm-client-token to compare keys with");
-  await checkSigned(path, i, "embedded", policy, "its embedded jwk key");
-  let presentedKey: KeyObject | undefined;
-  let segmentKey: KeyObject | undefined;
-  try {
-    presentedKey = embeddedKey(presentedToken);
-    segmentKey = embeddedKey(path.pathSegments[i]?.token ?? "");
-  } catch (e) {
+  await checkSigned(path, i, callerKey, policy, "the caller's certificate key");
+  const sub = claimsAt(path, i, policy).sub;
+  if (sub !== callerId)
     throw denied(
       policy,
-      `cannot read the jwk of ${where(path, i)} or the presented token: ${(e as Error).message}`,
-    );
-  }
-  if (!presentedKey) throw denied(policy, "the presented nsm-client-token has no jwk header");
-  if (!segmentKey || !sameKey(presentedKey, segmentKey))
-    throw denied(
-      policy,
-      `${where(path, i)} token is signed by another key than the token the caller presented`,
+      `${where(path, i)} token sub "${sub ?? ""}" is not the caller's identity "${callerId}"`,
     );
 }
 
-/** next_token_signed (client side, on a response): the token at index+1 verifies against the server's key. */
-export async function nextTokenSigned(path: PolicyPath, serverKey: SignerKey): Promise<void> {
+/**
+ * next_token_signed (upstream client/next_token_signed.rego, on a response): the token at index+1 verifies
+ * against the server's certificate key.
+ */
+export async function nextTokenSigned(path: PolicyPath, serverKey: KeyObject): Promise<void> {
   const policy = "next_token_signed";
   const i = path.index + 1;
   if (i >= path.pathSegments.length)
     throw denied(policy, `the response path has no segment after index ${path.index}`);
-  await checkSigned(
-    path,
-    i,
-    serverKey,
-    policy,
-    serverKey === "embedded" ? "its embedded jwk key" : "the server's certificate key",
-  );
+  await checkSigned(path, i, serverKey, policy, "the server's certificate key");
 }
 
-export interface ServerPolicyInput {
-  /** The caller's certificate public key under mTLS; "embedded" in insecure mode. */
-  callerKey: SignerKey;
-  /** The token from the request's `nsm-client-token` metadata. */
-  presentedToken?: string;
-  now?: Date;
+/** What a policy sees. Server side: the caller; client side: the server (on a response). */
+export interface PolicyInput {
+  path: PolicyPath;
+  /** The peer's SPIFFE ID: from its certificate, or (insecure) from its token's claim. */
+  peerId?: string;
+  /** The peer's certificate public key; undefined on an insecure link. */
+  peerKey?: KeyObject;
+  /** The link is insecure (explicit opt-in): signatures cannot be checked and a missing aud is tolerated. */
+  insecure: boolean;
+  now: Date;
+  /** The call is a Close (see tokensExpired). */
+  close?: boolean;
 }
 
-/** Default server policy set (common + server) over segments 0..index, cheapest checks first. */
-export async function serverPolicies(path: PolicyPath, input: ServerPolicyInput): Promise<void> {
-  tokensValid(path, "left");
-  tokensExpired(path, input.now, "left");
-  tokensChained(path, "left");
-  await prevTokenSigned(path, input.callerKey, input.presentedToken);
+/** A policy in the sense of upstream's `authorize.WithPolicies`: passes, or throws PERMISSION_DENIED. */
+export interface Policy {
+  name: string;
+  check(input: PolicyInput): void | Promise<void>;
 }
 
-export interface ClientPolicyInput {
-  /** The server's certificate public key under mTLS; "embedded" in insecure mode. */
-  serverKey: SignerKey;
-  now?: Date;
+function needKey(input: PolicyInput, policy: string): KeyObject | undefined {
+  if (input.peerKey) return input.peerKey;
+  if (input.insecure) return undefined; // nothing to verify with: insecure mode authenticates nobody
+  throw denied(policy, "the peer presented no TLS certificate");
 }
 
-/** Default client policy set (common + client) over the whole response path. */
-export async function clientPolicies(path: PolicyPath, input: ClientPolicyInput): Promise<void> {
-  tokensValid(path, "all");
-  tokensExpired(path, input.now, "all");
-  tokensChained(path, "all");
-  await nextTokenSigned(path, input.serverKey);
+/** The server policies (upstream authorize.NewServer defaults), cheapest first. */
+export const serverPolicyList: readonly Policy[] = [
+  { name: "tokens_valid", check: (i) => tokensValid(i.path, "left") },
+  { name: "tokens_expired", check: (i) => tokensExpired(i.path, i.now, "left", i.close === true) },
+  { name: "tokens_chained", check: (i) => tokensChained(i.path, "left", i.insecure) },
+  {
+    name: "prev_token_signed",
+    check: async (i) => {
+      const key = needKey(i, "prev_token_signed");
+      if (key) await prevTokenSigned(i.path, key, i.peerId ?? "");
+    },
+  },
+];
+
+/** The client policies (upstream authorize.NewClient defaults), over the whole response path. */
+export const clientPolicyList: readonly Policy[] = [
+  { name: "tokens_valid", check: (i) => tokensValid(i.path, "all") },
+  { name: "tokens_expired", check: (i) => tokensExpired(i.path, i.now, "all") },
+  { name: "tokens_chained", check: (i) => tokensChained(i.path, "all", i.insecure) },
+  {
+    name: "next_token_signed",
+    check: async (i) => {
+      const key = needKey(i, "next_token_signed");
+      if (key) await nextTokenSigned(i.path, key);
+    },
+  },
+];
+
+/** Runs `policies` in order; the first failure throws. */
+export async function checkPolicies(policies: readonly Policy[], input: PolicyInput): Promise<void> {
+  for (const p of policies) await p.check(input);
 }
 
 /**

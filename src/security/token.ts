@@ -1,25 +1,17 @@
-// Per-hop tokens (spec §1.10.2, §2.2, §5): a compact JWS signed ES256 with the hop's key, claims `sub` = own
-// SPIFFE ID, `aud` = [peer SPIFFE ID] when known, `exp`, `iat`. Sent in `nsm-client-token` (+ `-expires`) on
-// every call and stored per path segment.
+// Per-hop tokens (spec §1.10.2, §2.2, §5; upstream sdk pkg/tools/token, spiffejwt): a compact JWS signed
+// ES256 with the key of the hop's X.509-SVID, claims `sub` = own SPIFFE ID, `aud` = [the peer's SPIFFE ID, from
+// its TLS certificate], `exp`, `iat`. Sent in `nsm-client-token` (+ `-expires`) on every call and stored per
+// path segment. There is no `jwk` header: a verifier uses the public key of the signer's TLS certificate.
 //
 // JWS signing and verification use `jose` (panva/jose): a dependency-free, widely used and actively maintained
 // implementation of the JOSE specs, so we do not hand-roll ES256's raw r||s signature encoding or JWS parsing.
-//
-// Without certificates (a generated identity, insecure transport) a token carries its public key as a `jwk`
-// protected header, so a verifier can check its signature without a PKI. That proves only integrity and that
-// consecutive tokens come from the same key — NOT who holds the key: anyone can mint a key pair and claim any
-// `sub`. With certificates there is no `jwk` header and verifiers use the peer certificate's public key.
-import { createPublicKey, type KeyObject } from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import { Metadata } from "@grpc/grpc-js";
 import {
   SignJWT,
-  calculateJwkThumbprint,
   compactVerify,
   decodeJwt,
   decodeProtectedHeader,
-  exportJWK,
-  type JWK,
-  type JWTHeaderParameters,
   type ProtectedHeaderParameters,
 } from "jose";
 import { invalidArgument } from "../core/errors.js";
@@ -60,18 +52,6 @@ export interface GeneratedToken {
   expires: Date;
 }
 
-const publicJwks = new WeakMap<KeyObject, JWK>();
-
-async function publicJwk(key: KeyObject): Promise<JWK> {
-  let jwk = publicJwks.get(key);
-  if (!jwk) {
-    const { kty, crv, x, y } = await exportJWK(key);
-    jwk = { kty, crv, x, y };
-    publicJwks.set(key, jwk);
-  }
-  return jwk;
-}
-
 /**
  * Signs a token for a call to peers `audience` (their SPIFFE IDs; empty when unknown, then `aud` is left out
  * as upstream does). exp = min(now + lifetime, identity.notAfter, capAt) — `capAt` is the peer certificate's
@@ -88,10 +68,8 @@ export async function generateToken(
   if (identity.notAfter) expMs = Math.min(expMs, identity.notAfter.getTime());
   if (capAt) expMs = Math.min(expMs, capAt.getTime());
   const exp = Math.floor(expMs / 1000);
-  const header: JWTHeaderParameters = { alg: "ES256", typ: "JWT" };
-  if (identity.certificatePem === undefined) header.jwk = await publicJwk(identity.publicKey);
   const jwt = new SignJWT({})
-    .setProtectedHeader(header)
+    .setProtectedHeader({ alg: "ES256", typ: "JWT" })
     .setSubject(identity.spiffeId)
     .setIssuedAt(Math.floor(now.getTime() / 1000))
     .setExpirationTime(exp);
@@ -127,7 +105,6 @@ class Bounded<K, V> extends Map<K, V> {
 }
 
 const claimsCache = new Bounded<string, TokenClaims>(8192);
-const jwkKeys = new Bounded<string, KeyObject>(1024);
 /** token → the key object it verified with (same object ⇒ same check, skip it). */
 const verifiedWith = new Bounded<string, KeyObject>(8192);
 
@@ -173,69 +150,13 @@ function decodeTokenUncached(token: string): TokenClaims {
   return claims;
 }
 
-/** token → its embedded key (null: none); a path's tokens are looked up several times per hop. */
-const embeddedKeys = new Bounded<string, KeyObject | null>(8192);
-
-/** The public key carried in a token's `jwk` header, or undefined when it has none. */
-export function embeddedKey(token: string): KeyObject | undefined {
-  const hit = embeddedKeys.get(token);
-  if (hit !== undefined) return hit ?? undefined;
-  const key = embeddedKeyUncached(token);
-  embeddedKeys.set(token, key ?? null);
-  return key;
-}
-
-function embeddedKeyUncached(token: string): KeyObject | undefined {
-  const { jwk } = decodeTokenHeader(token);
-  if (jwk === undefined) return undefined;
-  const id = JSON.stringify(jwk);
-  const cached = jwkKeys.get(id);
-  if (cached) return cached;
-  try {
-    const key = createPublicKey({ key: jwk as JsonWebKeyInput["key"], format: "jwk" });
-    jwkKeys.set(id, key);
-    return key;
-  } catch (e) {
-    throw new TokenError("key", `token jwk header is not a usable public key: ${(e as Error).message}`);
-  }
-}
-
-type JsonWebKeyInput = Extract<Parameters<typeof createPublicKey>[0], { format: "jwk" }>;
-
-/**
- * RFC 7638 thumbprint of the token's embedded `jwk`, or undefined without one: lets a server pin the key a
- * caller used across refreshes of one connection in insecure mode.
- */
-export async function embeddedKeyThumbprint(token: string): Promise<string | undefined> {
-  const { jwk } = decodeTokenHeader(token);
-  if (jwk === undefined) return undefined;
-  try {
-    return await calculateJwkThumbprint(jwk);
-  } catch (e) {
-    throw new TokenError("key", `token jwk header is not a usable public key: ${(e as Error).message}`);
-  }
-}
-
 /**
  * Verifies the ES256 signature (only the signature: `exp` is the tokensExpired policy's business) and returns
- * the claims. `key` is the signer's public key (the peer certificate's under mTLS) or "embedded" to use the
- * token's own `jwk` header (insecure mode; see the note at the top of this file).
+ * the claims. `key` is the signer's public key: that of its TLS certificate.
  */
-export async function verifyToken(token: string, key: KeyObject | "embedded"): Promise<TokenClaims> {
+export async function verifyToken(token: string, k: KeyObject): Promise<TokenClaims> {
   const claims = decodeToken(token);
   try {
-    let k: KeyObject;
-    if (key === "embedded") {
-      const embedded = embeddedKey(token);
-      if (embedded === undefined)
-        throw new TokenError(
-          "key",
-          "token has no jwk header to verify it with (signed by a certificate key?)",
-        );
-      k = embedded;
-    } else {
-      k = key;
-    }
     if (verifiedWith.get(token) === k) return claims;
     await compactVerify(token, k, { algorithms: ["ES256"] });
     verifiedWith.set(token, k);

@@ -38,7 +38,11 @@ let n2: { url: string; publicUrl: string };
 let registry: RegistryClient;
 
 function client(name: string, nsmgrUrl = n1.url, tokenLifetimeMs?: number): NsmClient {
-  return new NsmClient({ name, nsmgrUrl, security: createSecurity({ name, tokenLifetimeMs }) });
+  return new NsmClient({
+    name,
+    nsmgrUrl,
+    security: createSecurity({ name, tokenLifetimeMs, insecure: true }),
+  });
 }
 
 async function hopConnections(url: string): Promise<Connection[]> {
@@ -293,8 +297,8 @@ describe("control plane e2e", () => {
     ]);
     assert.equal(viaNsmgr!.pathIds.length, 3, "nse, nsmgr, registry");
 
-    const a = createSecurity({ name: "owner-a" });
-    const b = createSecurity({ name: "intruder-b" });
+    const a = createSecurity({ name: "owner-a", insecure: true });
+    const b = createSecurity({ name: "intruder-b", insecure: true });
     const mdA = () => registryCallMetadata(a.sign, undefined, "owner-a");
     const mdB = () => registryCallMetadata(b.sign, undefined, "intruder-b");
     const nse = endpoint({ name: "owned", networkServiceNames: ["owned-svc"], url: "tcp://198.18.9.1:5001" });
@@ -385,32 +389,23 @@ describe("control plane e2e", () => {
       );
     });
 
-    it("forged token → PERMISSION_DENIED", async () => {
-      await assert.rejects(
-        g.unary(
-          NetworkServiceService.request,
-          request({ id: "x2", networkService: "icmp-local", path: path("x2") }),
-          { metadata: await tokenMd(60_000, true) },
-        ),
-        (e) =>
-          codeOf(e) === status.PERMISSION_DENIED && /no sufficient privileges/.test((e as Error).message),
-      );
-    });
+    // A forged signature is not detectable here: this mesh runs insecure, where nobody is authenticated.
+    // test/e2e/security.test.ts refuses forged, unsigned and foreign tokens under mTLS.
 
-    it("no token at all → PERMISSION_DENIED", async () => {
+    it("no token at all → UNAUTHENTICATED", async () => {
       await assert.rejects(
         g.unary(
           NetworkServiceService.request,
           request({ id: "x3", networkService: "icmp-local", path: path("x3") }),
         ),
-        (e) => codeOf(e) === status.PERMISSION_DENIED,
+        (e) => codeOf(e) === status.UNAUTHENTICATED,
       );
     });
 
     it("another caller's Close or reselect of a connection is refused and changes nothing", async () => {
       const owner = client("nsc-owner");
       const conn = await owner.request({ service: "icmp-local" });
-      const intruder = createSecurity({ name: "nsc-intruder" });
+      const intruder = createSecurity({ name: "nsc-intruder", insecure: true });
       const stolen = {
         ...conn,
         path: { ...conn.path!, pathSegments: conn.path!.pathSegments.map((s) => ({ ...s })) },

@@ -40,7 +40,7 @@ function client(name: string, ns: string): NsmClient {
     name,
     nsmgrUrl: sock("nsmgr-1"),
     netnsPath: net.path(ns),
-    security: createSecurity({ name }),
+    security: createSecurity({ name, insecure: true }),
   });
 }
 

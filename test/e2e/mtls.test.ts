@@ -117,7 +117,7 @@ describe("mTLS with X.509-SVIDs", () => {
     const nsc = new NsmClient({
       name: "plain",
       nsmgrUrl: sock("nsmgr"),
-      security: createSecurity({ name: "plain" }),
+      security: createSecurity({ name: "plain", insecure: true }),
       requestTimeoutMs: 3000,
     });
     await assert.rejects(nsc.request({ service: "secure-svc" }));

@@ -40,7 +40,7 @@ function client(name: string, pod: string, node: TfNode): NsmClient {
     nsmgrUrl: node.nsmgrSock,
     netnsPath: cluster.net.path(pod),
     labels: { nodeName: node.name },
-    security: createSecurity({ name }),
+    security: createSecurity({ name, insecure: true }),
   });
 }
 

@@ -265,7 +265,7 @@ export async function tfForwarderRestart(
     nsmgrUrl: node.nsmgrSock,
     netnsPath: cluster.net.path(pod),
     labels: { nodeName: node.name },
-    security: createSecurity({ name: "nsc-tf-heal" }),
+    security: createSecurity({ name: "nsc-tf-heal", insecure: true }),
     heal: { onHealed: (e) => healed.push(e) },
   });
   try {

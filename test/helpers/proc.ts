@@ -7,6 +7,19 @@ import { join } from "node:path";
 
 const nsmBin = new URL("../../bin/nsm.js", import.meta.url).pathname;
 
+/**
+ * Components are secure by default and need an SVID. Test meshes that are not about security run them
+ * explicitly insecure (their tcp listeners are on loopback or inside the test's own network namespaces); a
+ * test that gives an identity (certificate flags or a Workload API socket) gets a secure component.
+ */
+function securityEnv(args: string[], env: Record<string, string>): Record<string, string> {
+  const hasIdentity =
+    args.includes("--cert-file") || "SPIFFE_ENDPOINT_SOCKET" in env || "NSM_CERT_FILE" in env;
+  return hasIdentity || "NSM_INSECURE" in env
+    ? {}
+    : { NSM_INSECURE: "true", NSM_ALLOW_INSECURE_NETWORK: "true" };
+}
+
 export interface Component {
   proc: ChildProcess;
   pid: number;
@@ -34,7 +47,7 @@ export async function startComponent(
   const argv = [process.execPath, nsmBin, ...args];
   const [cmd, ...rest] = netns ? ["ip", "netns", "exec", netns, ...argv] : argv;
   const proc = spawn(cmd!, rest, {
-    env: { ...process.env, NSM_LOG_LEVEL: "info", ...env },
+    env: { ...process.env, NSM_LOG_LEVEL: "info", ...securityEnv(args, env), ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const logs: string[] = [];
@@ -98,7 +111,7 @@ export function runNsm(
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const p = spawn(process.execPath, [nsmBin, ...args], {
-      env: { ...process.env, NSM_LOG_LEVEL: "warn", ...env },
+      env: { ...process.env, NSM_LOG_LEVEL: "warn", ...securityEnv(args, env), ...env },
     });
     let stdout = "";
     let stderr = "";

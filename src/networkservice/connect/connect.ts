@@ -4,6 +4,7 @@ import { Metadata, status } from "@grpc/grpc-js";
 import type { Connection } from "../../api/connection.js";
 import { NetworkServiceService } from "../../api/networkservice.js";
 import type { NetworkServiceElement } from "../../core/chain.js";
+import type { GrpcClient } from "../../core/client.js";
 import type { CallContext } from "../../core/context.js";
 import { StatusError, toStatusError } from "../../core/errors.js";
 import { clientUrl } from "../clienturl/clienturl.js";
@@ -13,7 +14,11 @@ import type { ClientPool } from "./pool.js";
 const urlKey = Symbol("connect.url");
 
 /** Produces the per-call metadata (tokens) for a call to `url`; see src/components/security.ts. */
-export type CallMetadata = (ctx: CallContext, url: string) => Promise<Metadata> | Metadata;
+export type CallMetadata = (
+  ctx: CallContext,
+  url: string,
+  client?: GrpcClient,
+) => Promise<Metadata> | Metadata;
 
 /** What an outgoing call needs from the hop's security: tokens, and learning who answered at a URL. */
 export interface CallSecurity {
@@ -45,9 +50,10 @@ export function connect(opts: ConnectOptions): NetworkServiceElement {
       if (!url)
         throw new StatusError(status.INTERNAL, "connect: no next-hop URL was chosen for this request");
       markForwarded(ctx);
-      const md = opts.security ? await opts.security.callMetadata(ctx, url) : new Metadata();
+      const client = opts.pool.get(url);
       try {
-        const { response } = await opts.pool.get(url).unary(NetworkServiceService.request, req, {
+        const md = opts.security ? await opts.security.callMetadata(ctx, url, client) : new Metadata();
+        const { response } = await client.unary(NetworkServiceService.request, req, {
           metadata: md,
           timeoutMs: timeout(ctx),
           signal: ctx.signal,
@@ -68,11 +74,10 @@ export function connect(opts: ConnectOptions): NetworkServiceElement {
       markForwarded(ctx);
       meta.delete(urlKey);
       opts.onClosed?.(url, conn);
-      const md = opts.security ? await opts.security.callMetadata(ctx, url) : new Metadata();
+      const client = opts.pool.get(url);
       try {
-        await opts.pool
-          .get(url)
-          .unary(NetworkServiceService.close, conn, { metadata: md, timeoutMs: timeout(ctx) });
+        const md = opts.security ? await opts.security.callMetadata(ctx, url, client) : new Metadata();
+        await client.unary(NetworkServiceService.close, conn, { metadata: md, timeoutMs: timeout(ctx) });
       } catch (err) {
         // Close is best effort: the next hop reclaims state by its own timeout if it never hears this.
         ctx.log.warn({ connId: conn.id, url, err: toStatusError(err).details }, "close downstream failed");

@@ -6,14 +6,21 @@ import { GrpcClient } from "../../core/client.js";
 export class ClientPool {
   private readonly clients = new Map<string, GrpcClient>();
 
+  /**
+   * `credentials` may be per URL: mTLS credentials that report each handshake's peer certificate must know
+   * which URL they dialled (see Security.channelCredentials).
+   */
   constructor(
-    private readonly credentials?: ChannelCredentials,
+    private readonly credentials?: ChannelCredentials | ((url: string) => ChannelCredentials),
     private readonly options: ChannelOptions = {},
   ) {}
 
   get(url: string): GrpcClient {
     let c = this.clients.get(url);
-    if (!c) this.clients.set(url, (c = new GrpcClient(url, this.options, this.credentials)));
+    if (!c) {
+      const creds = typeof this.credentials === "function" ? this.credentials(url) : this.credentials;
+      this.clients.set(url, (c = new GrpcClient(url, this.options, creds)));
+    }
     return c;
   }
 
