@@ -7,6 +7,12 @@
 // Transport: gRPC without TLS over a unix socket (or tcp://<ip>:<port>), as the standard prescribes: the
 // agent authenticates the caller by the socket's peer credentials, not by TLS. Every call carries the
 // metadata `workload.spiffe.io: true`, which servers require (an SSRF guard).
+//
+// Errors: UNAVAILABLE, PERMISSION_DENIED (no entry for this process yet) and a broken stream are reported
+// through `onError` and retried with backoff (100 ms doubling to 5 s); INVALID_ARGUMENT and UNIMPLEMENTED are
+// final, as the standard says (see onFatal). A PERMISSION_DENIED after an SVID was delivered (its entry was
+// deleted) leaves that SVID in use until it expires: the standard says clients SHOULD stop using it, and a
+// caller that must can close the source on such an error.
 import { X509Certificate, createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 import { isIP } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -155,20 +161,20 @@ export function identityFromX509Svid(
   };
 }
 
-/** Federated bundles of a response as PEM, keyed by trust domain ID (`spiffe://td`). */
+/**
+ * Federated bundles of a response as PEM, keyed by trust domain ID (`spiffe://td`). Keys are trust domain IDs
+ * by the standard; a bare trust domain name ("td") is accepted too, as go-spiffe does.
+ */
 function federatedPems(res: X509SVIDResponse, ownTrustDomainId: string): Map<string, string> {
   const out = new Map<string, string>();
-  for (const [td, der] of Object.entries(res.federatedBundles).sort(([a], [b]) => a.localeCompare(b))) {
+  for (const [key, der] of Object.entries(res.federatedBundles).sort(([a], [b]) => a.localeCompare(b))) {
+    const td = key.startsWith("spiffe://") ? key : `spiffe://${key}`;
     if (td === ownTrustDomainId) continue; // already the SVID's own bundle
     checkSpiffeId(td, "Workload API federated bundle key");
     if (td.slice("spiffe://".length).includes("/"))
-      throw new Error(`Workload API federated bundle key "${td}" is not a trust domain ID (spiffe://<td>)`);
-    out.set(
-      td,
-      certificates(der, `Workload API federated bundle of ${td}`)
-        .map((c) => c.toString())
-        .join(""),
-    );
+      throw new Error(`Workload API federated bundle key "${key}" is not a trust domain ID (spiffe://<td>)`);
+    const pems = certificates(der, `Workload API federated bundle of ${td}`).map((c) => c.toString());
+    out.set(td, pems.join(""));
   }
   return out;
 }
@@ -227,7 +233,10 @@ export class WorkloadApiSource extends BaseIdentitySource {
       this.lastErrorMessage = err.message;
       opts.onError?.(err);
     };
-    this.client = new GrpcClient(this.url);
+    // No keepalive pings: spire-agent (grpc-go defaults) tolerates one ping per 5 minutes and answers our
+    // default 30 s with GOAWAY "too many pings" after ~2 minutes, breaking the stream. The socket is local: a
+    // dead agent closes it, which ends the stream at once anyway.
+    this.client = new GrpcClient(this.url, { "grpc.keepalive_time_ms": -1 });
     this.done = this.run();
   }
 
@@ -252,6 +261,8 @@ export class WorkloadApiSource extends BaseIdentitySource {
     const initial = this.opts.initialBackoffMs ?? 100;
     const max = this.opts.maxBackoffMs ?? 5_000;
     let backoff = initial;
+    // The same failure again and again (the agent is down for a while) is reported once, until a success.
+    let repeated: string | undefined;
     const signal = this.abort.signal;
     while (!signal.aborted) {
       let why: Error;
@@ -262,7 +273,9 @@ export class WorkloadApiSource extends BaseIdentitySource {
           { metadata: workloadMetadata(), signal },
         );
         for await (const res of stream) {
-          if (this.apply(res)) backoff = initial;
+          if (!this.apply(res)) continue;
+          backoff = initial;
+          repeated = undefined;
         }
         why = new Error(`the Workload API at ${this.addr} ended the X.509-SVID stream`);
       } catch (e) {
@@ -280,7 +293,9 @@ export class WorkloadApiSource extends BaseIdentitySource {
         }
       }
       if (signal.aborted) break;
-      this.onError(why);
+      if (why.message === repeated) this.lastErrorMessage = why.message;
+      else this.onError(why);
+      repeated = why.message;
       try {
         await sleep(backoff, undefined, { signal });
       } catch {
