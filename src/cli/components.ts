@@ -1,5 +1,4 @@
 // `nsm nsmgr | forwarder | nse | nsc | connections`: start the NSM components, and look at connections.
-import { hostname } from "node:os";
 import type { Command } from "commander";
 import { ConnectionEventType, MonitorConnectionService, State, type Connection } from "../api/connection.js";
 import { GrpcClient } from "../core/client.js";
@@ -8,125 +7,13 @@ import { startForwarder } from "../components/forwarder.js";
 import { startIcmpResponder } from "../components/endpoint.js";
 import { NsmClient, parseServiceUrl } from "../components/client.js";
 import { startNsmgr } from "../components/nsmgr.js";
-import { createSecurity, type Security } from "../components/security.js";
 import { noopDataPlane } from "../forwarder/dataplane.js";
 import { KernelDataPlane } from "../forwarder/kernel/kernel.js";
 import { rootLogger } from "../core/log.js";
-import { endpointSocketEnv, identityFromWorkloadApi } from "../security/workloadapi.js";
 import { parseDnsConfigs } from "../networkservice/dnscontext/dnscontext.js";
 import { table } from "./format.js";
+import { securityFrom, withSecurityFlags, type SecurityFlags } from "./security.js";
 import { env, listOf, stopOnSignals } from "./util.js";
-
-export interface SecurityFlags {
-  name: string;
-  certFile?: string;
-  keyFile?: string;
-  caFile?: string;
-  trustDomains?: string;
-  insecure?: boolean;
-  allowInsecureNetwork?: boolean;
-  maxTokenLifetime: string;
-}
-
-export function withSecurityFlags(cmd: Command, component: string): Command {
-  return cmd
-    .option(
-      "--name <name>",
-      "this component's name (NSM_NAME)",
-      env("NSM_NAME", `${component}-${hostname()}`),
-    )
-    .option(
-      "--cert-file <pem>",
-      "X.509-SVID chain from a file (watched for rotation), with --key-file and --ca-file; default: the SPIFFE " +
-        "Workload API at SPIFFE_ENDPOINT_SOCKET (NSM_CERT_FILE)",
-      env("NSM_CERT_FILE"),
-    )
-    .option("--key-file <pem>", "private key of the certificate (NSM_KEY_FILE)", env("NSM_KEY_FILE"))
-    .option("--ca-file <pem>", "trust bundle (NSM_CA_FILE)", env("NSM_CA_FILE"))
-    .option(
-      "--trust-domains <list>",
-      "trust domains whose SVIDs may talk to this component, comma-separated; default: its own (NSM_TRUST_DOMAINS)",
-      env("NSM_TRUST_DOMAINS"),
-    )
-    .option(
-      "--insecure",
-      "plaintext, unauthenticated: no SVID, tokens prove nothing; for tests only (NSM_INSECURE)",
-      env("NSM_INSECURE") === "true",
-    )
-    .option(
-      "--allow-insecure-network",
-      "with --insecure, also listen on TCP addresses other than loopback (NSM_ALLOW_INSECURE_NETWORK)",
-      env("NSM_ALLOW_INSECURE_NETWORK") === "true",
-    )
-    .option(
-      "--max-token-lifetime <duration>",
-      "lifetime of the tokens this component signs (NSM_MAX_TOKEN_LIFETIME)",
-      env("NSM_MAX_TOKEN_LIFETIME", "10m"),
-    );
-}
-
-/**
- * The component's security: an SVID from files or the Workload API, or insecure when asked for. Insecure
- * mode is logged as a warning, and refuses non-loopback TCP listeners without a second flag.
- */
-export async function securityFrom(o: SecurityFlags, listenOn: string[] = []): Promise<Security> {
-  const common = {
-    name: o.name,
-    tokenLifetimeMs: parseDuration(o.maxTokenLifetime, "--max-token-lifetime"),
-    ...(o.trustDomains ? { trustDomains: listOf(o.trustDomains) } : {}),
-  };
-  const files = o.certFile || o.keyFile || o.caFile;
-  if (o.insecure) {
-    if (files) throw new Error("--insecure and --cert-file/--key-file/--ca-file exclude each other");
-    const open = listenOn.filter(isNetworkListener);
-    if (open.length > 0 && !o.allowInsecureNetwork)
-      throw new Error(
-        `--insecure: refusing to serve plaintext on ${open.join(", ")}: anyone who reaches it could act as any ` +
-          `identity. Listen on unix:// or 127.0.0.1, or add --allow-insecure-network`,
-      );
-    rootLogger.warn(
-      { component: o.name },
-      "INSECURE: plaintext links, no SVID; callers are not authenticated and tokens prove nothing",
-    );
-    return createSecurity({ ...common, insecure: true });
-  }
-  if (files)
-    return createSecurity({
-      ...common,
-      files: {
-        certFile: need(o.certFile, "--cert-file"),
-        keyFile: need(o.keyFile, "--key-file"),
-        caFile: need(o.caFile, "--ca-file"),
-      },
-    });
-  const socket = process.env[endpointSocketEnv];
-  if (!socket)
-    throw new Error(
-      `no identity: set ${endpointSocketEnv} to the SPIFFE Workload API socket (e.g. unix:///run/spire/agent.sock), ` +
-        `give --cert-file/--key-file/--ca-file, or run insecure explicitly with --insecure`,
-    );
-  const source = await identityFromWorkloadApi(socket, {
-    onError: (err) => rootLogger.warn({ component: o.name, err: err.message }, "SPIFFE Workload API"),
-  });
-  rootLogger.info(
-    { component: o.name, spiffeId: source.current().spiffeId },
-    "X.509-SVID from the Workload API",
-  );
-  return createSecurity({ ...common, source });
-}
-
-/** A tcp:// listen URL on anything but loopback (an empty host is every interface). */
-function isNetworkListener(url: string): boolean {
-  const m = /^tcp:\/\/(\[[^\]]*\]|[^:/]*)/.exec(url);
-  if (!m) return false;
-  const host = (m[1] ?? "").replace(/^\[|\]$/g, "");
-  return !(host === "localhost" || host === "::1" || /^127\./.test(host));
-}
-
-function need(v: string | undefined, flag: string): string {
-  if (!v) throw new Error(`${flag} is required when any of --cert-file/--key-file/--ca-file is given`);
-  return v;
-}
 
 /** Where a node-local component serves (`socket` under /var/lib/networkservicemesh) and its nsmgr. */
 function servingFlags(cmd: Command, socket: string): Command {
@@ -185,6 +72,15 @@ export function labelsOf(text: string | undefined): Record<string, string> {
 }
 
 export function componentCommands(program: Command): void {
+  nsmgrCommand(program);
+  forwarderCommands(program);
+  nseCommands(program);
+  nscCommand(program);
+  connectionsCommand(program);
+}
+
+/** `nsm nsmgr` */
+function nsmgrCommand(program: Command): void {
   withSecurityFlags(program.command("nsmgr").description("run the per-node network service manager"), "nsmgr")
     .option(
       "--listen-on <urls>",
@@ -233,7 +129,10 @@ export function componentCommands(program: Command): void {
         stopOnSignals(() => running.stop());
       },
     );
+}
 
+/** `nsm forwarder kernel|noop` */
+function forwarderCommands(program: Command): void {
   const fwd = program.command("forwarder").description("run a forwarder");
   for (const kind of ["kernel", "noop"] as const) {
     forwarderFlags(
@@ -296,7 +195,10 @@ export function componentCommands(program: Command): void {
         },
       );
   }
+}
 
+/** `nsm nse icmp-responder` */
+function nseCommands(program: Command): void {
   const nse = program.command("nse").description("run a reference endpoint");
   endpointFlags(
     withSecurityFlags(
@@ -356,7 +258,10 @@ export function componentCommands(program: Command): void {
         stopOnSignals(() => running.stop());
       },
     );
+}
 
+/** `nsm nsc` */
+function nscCommand(program: Command): void {
   withSecurityFlags(
     program.command("nsc").description("request network services for a network namespace"),
     "nsc",
@@ -430,19 +335,30 @@ export function componentCommands(program: Command): void {
         });
       },
     );
+}
 
-  program
-    .command("connections")
-    .description("connections of any hop (nsmgr, forwarder, endpoint) via MonitorConnections")
+/** `nsm connections` */
+function connectionsCommand(program: Command): void {
+  withSecurityFlags(
+    program
+      .command("connections")
+      .description(
+        "connections of any hop (nsmgr, forwarder, endpoint) via MonitorConnections; a hop shows an identity " +
+          "only the connections whose path it is on",
+      ),
+    "nsm-cli",
+  )
     .requiredOption("--url <url>", "the hop's URL (unix:///… or tcp://…)")
     .option("--service <name>", "only this network service")
     .option("-w, --watch", "keep printing changes")
-    .action(async (o: { url: string; service?: string; watch?: boolean }) => {
-      const client = new GrpcClient(o.url);
-      const stream = client.serverStream(MonitorConnectionService.monitorConnections, {
-        pathSegments: [],
-        networkServices: o.service ? [o.service] : [],
-      });
+    .action(async (o: SecurityFlags & { url: string; service?: string; watch?: boolean }) => {
+      const security = await securityFrom(o);
+      const client = new GrpcClient(o.url, security.channelOptions(), security.channelCredentials(o.url));
+      const stream = client.serverStream(
+        MonitorConnectionService.monitorConnections,
+        { pathSegments: [], networkServices: o.service ? [o.service] : [] },
+        { metadata: await security.callMetadata(undefined, o.url, client) },
+      );
       process.once("SIGINT", () => stream.cancel());
       try {
         for await (const ev of stream) {
@@ -461,6 +377,7 @@ export function componentCommands(program: Command): void {
       } finally {
         stream.cancel();
         client.close();
+        security.close();
       }
     });
 }

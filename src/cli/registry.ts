@@ -4,11 +4,13 @@ import type { Command } from "commander";
 import { parseAllDocuments } from "yaml";
 import { NetworkService, NetworkServiceEndpoint } from "../api/registry.js";
 import { parseDuration } from "../core/duration.js";
+import type { Metadata } from "@grpc/grpc-js";
 import { RegistryClient } from "../registry/client.js";
 import { registryDefaults, startRegistry } from "../components/registry.js";
 import { endpointCrd, expiresIn, serviceCrd, table, yamlDocs } from "./format.js";
 import { env, listOf, stopOnSignals } from "./util.js";
-import { securityFrom, withSecurityFlags, type SecurityFlags } from "./components.js";
+import { registryCallMetadata } from "../registry/security.js";
+import { securityFrom, withSecurityFlags, type SecurityFlags } from "./security.js";
 
 const defaultRegistryUrl = "tcp://127.0.0.1:5002";
 
@@ -62,14 +64,14 @@ export function registryCommand(program: Command): void {
     "registry to query (NSM_REGISTRY_URL)",
     env("NSM_REGISTRY_URL", defaultRegistryUrl),
   ] as const;
+  const query = (cmd: Command): Command => withSecurityFlags(cmd, "nsm-cli").option(...urlOption);
   const outOption = ["-o, --output <format>", "table, yaml or json", "table"] as const;
 
   const ns = reg.command("ns").description("NetworkService records");
-  ns.command("list")
-    .option(...urlOption)
+  query(ns.command("list"))
     .option(...outOption)
-    .action((o: { registryUrl: string; output: string }) =>
-      withClient(o.registryUrl, async (c) => {
+    .action((o: SecurityFlags & { registryUrl: string; output: string }) =>
+      withClient(o, async (c) => {
         const list = await c.findServices();
         if (o.output === "table") {
           const rows = list.map((s) => [s.name, s.payload, String(s.matches.length)]);
@@ -77,61 +79,57 @@ export function registryCommand(program: Command): void {
         } else print(list.map(serviceCrd), o.output);
       }),
     );
-  ns.command("get <name>")
-    .option(...urlOption)
+  query(ns.command("get <name>"))
     .option("-o, --output <format>", "yaml or json", "yaml")
-    .action((name: string, o: { registryUrl: string; output: string }) =>
-      withClient(o.registryUrl, async (c) => {
+    .action((name: string, o: SecurityFlags & { registryUrl: string; output: string }) =>
+      withClient(o, async (c) => {
         const [found] = await c.findServices({ name });
         if (!found) throw new Error(`network service "${name}" not found`);
         print([serviceCrd(found)], o.output);
       }),
     );
-  ns.command("apply")
+  query(ns.command("apply"))
     .requiredOption(
       "-f, --file <file>",
       "YAML/JSON file with NetworkService (and NetworkServiceEndpoint) documents",
     )
-    .option(...urlOption)
-    .action((o: { file: string; registryUrl: string }) =>
-      withClient(o.registryUrl, async (c) => {
+    .action((o: SecurityFlags & { file: string; registryUrl: string }) =>
+      withClient(o, async (c, md) => {
         for (const doc of readDocuments(o.file)) {
           if (doc.kind === "NetworkServiceEndpoint") {
-            const nse = await c.registerEndpoint(NetworkServiceEndpoint.fromJSON(doc.spec));
+            const nse = await c.registerEndpoint(NetworkServiceEndpoint.fromJSON(doc.spec), {
+              metadata: await md(),
+            });
             console.log(`networkserviceendpoint/${nse.name} registered`);
           } else {
-            const s = await c.registerService(NetworkService.fromJSON(doc.spec));
+            const s = await c.registerService(NetworkService.fromJSON(doc.spec), { metadata: await md() });
             console.log(`networkservice/${s.name} applied`);
           }
         }
       }),
     );
-  ns.command("delete <name>")
-    .option(...urlOption)
-    .action((name: string, o: { registryUrl: string }) =>
-      withClient(o.registryUrl, async (c) => {
-        await c.unregisterService(name);
-        console.log(`networkservice/${name} deleted`);
-      }),
-    );
+  query(ns.command("delete <name>")).action((name: string, o: SecurityFlags & { registryUrl: string }) =>
+    withClient(o, async (c, md) => {
+      await c.unregisterService(name, { metadata: await md() });
+      console.log(`networkservice/${name} deleted`);
+    }),
+  );
 
   const nse = reg.command("nse").description("NetworkServiceEndpoint records");
-  nse
-    .command("list")
-    .option(...urlOption)
+  query(nse.command("list"))
     .option(...outOption)
     .option("--service <name>", "only endpoints of this network service")
     .option("-w, --watch", "keep streaming changes")
-    .action((o: { registryUrl: string; output: string; service?: string; watch?: boolean }) =>
-      withClient(o.registryUrl, async (c) => {
-        const query = o.service ? { networkServiceNames: [o.service] } : {};
+    .action((o: SecurityFlags & { registryUrl: string; output: string; service?: string; watch?: boolean }) =>
+      withClient(o, async (c) => {
+        const q = o.service ? { networkServiceNames: [o.service] } : {};
         if (!o.watch) {
-          const list = await c.findEndpoints(query);
+          const list = await c.findEndpoints(q);
           if (o.output === "table") console.log(endpointTable(list));
           else print(list.map(endpointCrd), o.output);
           return;
         }
-        const stream = c.watchEndpoints(query);
+        const stream = c.watchEndpoints(q);
         process.once("SIGINT", () => stream.cancel());
         try {
           for await (const ev of stream) {
@@ -181,11 +179,23 @@ export function readDocuments(file: string): Document[] {
   });
 }
 
-async function withClient(url: string, fn: (c: RegistryClient) => Promise<void>): Promise<void> {
-  const c = new RegistryClient(url);
+/**
+ * Runs `fn` with a client of the registry, as the identity the security flags give; `md()` is the metadata
+ * (token and path) a write needs.
+ */
+async function withClient(
+  o: SecurityFlags & { registryUrl: string },
+  fn: (c: RegistryClient, md: () => Promise<Metadata>) => Promise<void>,
+): Promise<void> {
+  const security = await securityFrom(o);
+  const url = o.registryUrl;
+  const c = new RegistryClient(url, security.channelCredentials(url), security.channelOptions());
   try {
-    await fn(c);
+    await fn(c, async () =>
+      registryCallMetadata(security.sign, undefined, o.name, await security.audience(url, c.grpc)),
+    );
   } finally {
     c.close();
+    security.close();
   }
 }

@@ -12,14 +12,8 @@ import { tfVmIfnameClient } from "../forwarder/tf/vmifname.js";
 import type { VncAuth } from "../forwarder/tf/vnc.js";
 import { startAgentEmulator } from "../tf-emulator/agent/server.js";
 import { startVncServer } from "../tf-emulator/vnc/server.js";
-import {
-  endpointFlags,
-  forwarderFlags,
-  labelsOf,
-  securityFrom,
-  withSecurityFlags,
-  type SecurityFlags,
-} from "./components.js";
+import { endpointFlags, forwarderFlags, labelsOf } from "./components.js";
+import { securityFrom, withSecurityFlags, type SecurityFlags } from "./security.js";
 import { env, listOf, stopOnSignals } from "./util.js";
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, ...listOf(v)];

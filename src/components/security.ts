@@ -175,7 +175,7 @@ export function createSecurity(opts: SecurityOptions): Security {
       }),
     peerOf: (url) => peers.get(url),
     audience: audienceFor,
-    async callMetadata(_ctx: CallContext, url: string, client?: GrpcClient) {
+    async callMetadata(_ctx: CallContext | undefined, url: string, client?: GrpcClient) {
       const t = await sign(await audienceFor(url, client));
       return tokenMetadata(t.token, t.expires, new Metadata());
     },

@@ -1,8 +1,39 @@
 // The demo's processes: every component is an `nsm` process inside its namespace, detached (so `--keep` can
-// leave them running), logging to a file in the demo's directory. Ready = its ready line is in the log.
+// leave them running), logging to a file in the demo's directory. Ready = its ready line is in the log. The
+// demo runs secure: every process gets an X.509-SVID of the demo's own throwaway trust domain.
 import { spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { TrustDomainCa } from "../security/ca.js";
+
+/** The demo's trust domain: made afresh for every run, its key never leaves the demo's directory. */
+export const demoTrustDomain = "nsm-demo.local";
+
+/** Issues one SVID per demo process and says where its files are (NSM_CERT_FILE etc.). */
+export class DemoIdentities {
+  private constructor(
+    private readonly ca: TrustDomainCa,
+    private readonly dir: string,
+  ) {}
+
+  static async create(dir: string): Promise<DemoIdentities> {
+    return new DemoIdentities(await TrustDomainCa.create(demoTrustDomain), join(dir, "svid"));
+  }
+
+  /** Environment that gives process `name` its own SVID (24 h: a --keep demo outlives an hour). */
+  async env(name: string): Promise<Record<string, string>> {
+    const f = await this.ca.writeFiles(this.dir, name, `spiffe://${demoTrustDomain}/${name}`, 24 * 3_600_000);
+    return { NSM_CERT_FILE: f.certFile, NSM_KEY_FILE: f.keyFile, NSM_CA_FILE: f.caFile, NSM_INSECURE: "" };
+  }
+
+  files(name: string): { certFile: string; keyFile: string; caFile: string } {
+    return {
+      certFile: join(this.dir, `${name}-svid.pem`),
+      keyFile: join(this.dir, `${name}-key.pem`),
+      caFile: join(this.dir, `${name}-bundle.pem`),
+    };
+  }
+}
 
 const nsmBin = new URL("../../bin/nsm.js", import.meta.url).pathname;
 
@@ -28,16 +59,18 @@ export class Procs {
   constructor(
     private readonly dir: string,
     private readonly onStart: (p: DemoProc) => void,
+    private readonly identities: DemoIdentities,
   ) {}
 
   /** Starts the process and waits for its ready line; returns its log lines up to then. */
   async start(spec: StartSpec): Promise<{ proc: DemoProc; lines: string[] }> {
     const log = join(this.dir, "logs", `${spec.name}.log`);
+    const svid = await this.identities.env(spec.name);
     const fd = openSync(log, "a");
     const child = spawn("ip", ["netns", "exec", spec.netns, process.execPath, nsmBin, ...spec.args], {
       detached: true,
       stdio: ["ignore", fd, fd],
-      env: { ...process.env, NSM_LOG_LEVEL: "info", ...spec.env },
+      env: { ...process.env, NSM_LOG_LEVEL: "info", ...svid, ...spec.env },
     });
     closeSync(fd);
     child.unref();

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { ping } from "../dataplane/index.js";
 import { VncClient } from "../forwarder/tf/vnc.js";
-import { DemoStepError, Procs, readLines, stopPids } from "./procs.js";
+import { DemoIdentities, DemoStepError, demoTrustDomain, Procs, readLines, stopPids } from "./procs.js";
 import {
   build,
   gwAIp,
@@ -71,10 +71,15 @@ export async function runDemo(opts: DemoOptions): Promise<boolean> {
     keep: opts.keep,
   };
   writeState(state);
-  const procs = new Procs(dir, (p) => {
-    state.pids.push(p.pid);
-    writeState(state);
-  });
+  const identities = await DemoIdentities.create(dir);
+  const procs = new Procs(
+    dir,
+    (p) => {
+      state.pids.push(p.pid);
+      writeState(state);
+    },
+    identities,
+  );
   const env = { NSM_DEMO: prefix };
   // Ctrl-C (or a TERM) mid-run removes what was made so far, unless --keep asked to leave it.
   const interrupted = (sig: NodeJS.Signals): void => {
@@ -90,6 +95,7 @@ export async function runDemo(opts: DemoOptions): Promise<boolean> {
     opts.out(`nsm demo: two clouds in network namespaces (prefix ${prefix}), state in ${dir}`);
     await build(t);
     say("network built: cloud A (nodes a1, a2), cloud B (node b1), WAN, internet");
+    say(`secure: mTLS and signed tokens, an X.509-SVID of spiffe://${demoTrustDomain} for every process`);
 
     const sock = (node: string, n: string): string => `unix://${join(dir, node, `${n}.sock`)}`;
     for (const n of t.nodes) mkdirSync(join(dir, n.name), { recursive: true });
@@ -282,7 +288,10 @@ export async function runDemo(opts: DemoOptions): Promise<boolean> {
     process.off("SIGTERM", interrupted);
     if (opts.keep && ok) {
       opts.out(`\nThe demo keeps running. Look inside:
-  nsm connections --url unix://${join(dir, "a1", "nsm.sock")}
+  NSM_CERT_FILE=${identities.files("nsc-remote").certFile} \\
+  NSM_KEY_FILE=${identities.files("nsc-remote").keyFile} \\
+  NSM_CA_FILE=${identities.files("nsc-remote").caFile} \\
+    nsm connections --url unix://${join(dir, "a1", "nsm.sock")}   # what nsc-remote may see
   ip netns exec ${t.pods["pod-a1"]} ip addr          # the pod's NSM interfaces
   ip netns exec ${t.nodes[0]!.ns} bridge fdb show     # the emulated vRouter's VXLAN flood list
   ls ${join(dir, "logs")}                              # every component's log

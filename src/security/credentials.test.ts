@@ -394,35 +394,27 @@ describe("trust domain authorization (federated bundles)", () => {
     }
   });
 
-  it(
-    "a server authorizing A and B accepts the same client of B",
-    { todo: "credentials.ts caches peer verdicts by certificate only, across authorizers (reported bug)" },
-    async () => {
-      const s = await startServer(src(serverA), "127.0.0.1:0", authAB);
-      running.push(s.server);
-      const { reply } = await who(`127.0.0.1:${s.port}`, clientB, undefined, { authorize: authAB });
-      assert.equal(reply.peer, "spiffe://b.test/nsc");
-    },
-  );
+  it("a server authorizing A and B accepts the same client of B", async () => {
+    const s = await startServer(src(serverA), "127.0.0.1:0", authAB);
+    running.push(s.server);
+    const { reply } = await who(`127.0.0.1:${s.port}`, clientB, undefined, { authorize: authAB });
+    assert.equal(reply.peer, "spiffe://b.test/nsc");
+  });
 
-  it(
-    "each server keeps its own authorizer: one accepting B first does not open a server of A only",
-    { todo: "credentials.ts caches peer verdicts by certificate only, across authorizers (reported bug)" },
-    async () => {
-      const fresh = { ...(await caB.issue("spiffe://b.test/nsc")), caPem: bundle };
-      const open = await startServer(src(serverA), "127.0.0.1:0", authAB);
-      const strict = await startServer(src(serverA), "127.0.0.1:0", authA);
-      running.push(open.server, strict.server);
-      assert.equal(
-        (await who(`127.0.0.1:${open.port}`, fresh, undefined, { authorize: authAB })).reply.peer,
-        "spiffe://b.test/nsc",
-      );
-      await assert.rejects(
-        who(`127.0.0.1:${strict.port}`, fresh, undefined, { authorize: authAB }),
-        failedWith(grpc.status.UNAUTHENTICATED, /not authorized \(trust domain b\.test\)/),
-      );
-    },
-  );
+  it("each server keeps its own authorizer: one accepting B first does not open a server of A only", async () => {
+    const fresh = { ...(await caB.issue("spiffe://b.test/nsc")), caPem: bundle };
+    const open = await startServer(src(serverA), "127.0.0.1:0", authAB);
+    const strict = await startServer(src(serverA), "127.0.0.1:0", authA);
+    running.push(open.server, strict.server);
+    assert.equal(
+      (await who(`127.0.0.1:${open.port}`, fresh, undefined, { authorize: authAB })).reply.peer,
+      "spiffe://b.test/nsc",
+    );
+    await assert.rejects(
+      who(`127.0.0.1:${strict.port}`, fresh, undefined, { authorize: authAB }),
+      failedWith(grpc.status.UNAUTHENTICATED, /not authorized \(trust domain b\.test\)/),
+    );
+  });
 
   it("a client authorizing only A refuses a server of B at the handshake, without reporting it", async () => {
     const s = await startServer(src(serverB), "127.0.0.1:0", authAB);

@@ -35,29 +35,28 @@ export function refusePeer(raw: Buffer | undefined, authorize: PeerAuthorizer): 
   return undefined;
 }
 
-// Results per peer certificate: a hop sees the same few certificates on every call.
-const verdicts = new Map<string, string | null>();
-
-function cachedRefusal(raw: Buffer | undefined, authorize: PeerAuthorizer): string | undefined {
-  if (!raw) return refusePeer(raw, authorize);
-  const key = raw.toString("base64");
-  const hit = verdicts.get(key);
-  if (hit !== undefined) return hit ?? undefined;
-  const why = refusePeer(raw, authorize);
-  if (verdicts.size >= 1024) verdicts.clear();
-  verdicts.set(key, why ?? null);
-  return why;
-}
-
 /**
  * Refuses every call from a peer whose SVID the authorizer rejects, with UNAUTHENTICATED, before any
  * handler runs (health included).
  */
 function peerInterceptor(authorize: PeerAuthorizer): grpc.ServerInterceptor {
+  // Verdicts per peer certificate, for this authorizer only: a hop sees the same few certificates on every
+  // call, and another server of the process may authorize other trust domains.
+  const verdicts = new Map<string, string | null>();
+  const cachedRefusal = (raw: Buffer | undefined): string | undefined => {
+    if (!raw) return refusePeer(raw, authorize);
+    const key = raw.toString("base64");
+    const hit = verdicts.get(key);
+    if (hit !== undefined) return hit ?? undefined;
+    const why = refusePeer(raw, authorize);
+    if (verdicts.size >= 1024) verdicts.clear();
+    verdicts.set(key, why ?? null);
+    return why;
+  };
   return (_method, call) =>
     new grpc.ServerInterceptingCall(call, {
       start: (next) => {
-        const why = cachedRefusal(call.getAuthContext()?.sslPeerCertificate?.raw, authorize);
+        const why = cachedRefusal(call.getAuthContext()?.sslPeerCertificate?.raw);
         next({
           onReceiveMetadata: (md, mdNext) => {
             if (why === undefined) mdNext(md);

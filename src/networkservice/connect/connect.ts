@@ -15,7 +15,7 @@ const urlKey = Symbol("connect.url");
 
 /** Produces the per-call metadata (tokens) for a call to `url`; see src/components/security.ts. */
 export type CallMetadata = (
-  ctx: CallContext,
+  ctx: CallContext | undefined,
   url: string,
   client?: GrpcClient,
 ) => Promise<Metadata> | Metadata;
