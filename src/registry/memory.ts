@@ -1,15 +1,21 @@
 // The terminal registry elements (upstream: `memory`): the working set of NetworkServices and
 // NetworkServiceEndpoints with their indexes, written through to a RegistryStore, expiring endpoints on
 // time, and streaming Find/watch results. Writes for one name are serialised so the store and the working
-// set never disagree.
+// set never disagree. A table is bounded: each identity (callerId, the direct caller) may hold only so many
+// live registrations, and the table so many in all; past either a Register gets RESOURCE_EXHAUSTED.
 import {
   NetworkService,
   NetworkServiceEndpoint,
   NetworkServiceEndpointResponse,
   NetworkServiceResponse,
 } from "../api/registry.js";
+import { status } from "@grpc/grpc-js";
+import type { CallContext } from "../core/context.js";
+import { StatusError } from "../core/errors.js";
 import type { Logger } from "../core/log.js";
+import { IdentityQuota } from "../core/quota.js";
 import { KeyedSerializer } from "../core/serialize.js";
+import { callerId } from "../security/caller.js";
 import { msToTimestamp, timestampToMs } from "../core/time.js";
 import { matchEndpoint, matchService } from "./match.js";
 import type { RegistryStore } from "./store/store.js";
@@ -18,6 +24,84 @@ import type { NSEServer, NSServer } from "./types.js";
 
 // setTimeout cannot wait longer than ~24.8 days; longer expirations are re-armed.
 const maxTimerMs = 2 ** 31 - 1;
+
+/** Live registrations (NSEs, or NSs) one identity may hold in a table. */
+export const defaultMaxRegistrationsPerIdentity = 1000;
+/** Live registrations a table holds in all. */
+export const defaultMaxRegistrations = 100_000;
+
+export interface RegistrationLimits {
+  /** Per identity (default defaultMaxRegistrationsPerIdentity). */
+  maxPerIdentity?: number;
+  /** In all (default defaultMaxRegistrations). */
+  maxTotal?: number;
+}
+
+/**
+ * Who owns the records of a table for its limits: the identity that registered each name (the direct
+ * caller). Records without an owner (loaded from the store, mirrored by a replica) count only in the total.
+ */
+class Owners {
+  private readonly byName = new Map<string, string>();
+  private readonly quota: IdentityQuota;
+  private readonly maxTotal: number;
+
+  constructor(
+    private readonly kind: string,
+    limits: RegistrationLimits,
+    private readonly size: () => number,
+  ) {
+    this.quota = new IdentityQuota(
+      limits.maxPerIdentity ?? defaultMaxRegistrationsPerIdentity,
+      `live ${kind} registrations`,
+      "RegistrationLimits.maxPerIdentity",
+    );
+    this.maxTotal = limits.maxTotal ?? defaultMaxRegistrations;
+  }
+
+  /**
+   * Books `name` for `owner` before it is written (so concurrent Registers cannot overshoot); returns the
+   * undo for a write that fails. Throws RESOURCE_EXHAUSTED past a limit.
+   */
+  claim(name: string, owner: string, exists: boolean): () => void {
+    const prev = this.byName.get(name);
+    if (prev === owner) return () => undefined;
+    if (!exists && this.size() >= this.maxTotal) {
+      throw new StatusError(
+        status.RESOURCE_EXHAUSTED,
+        `the table holds ${this.size()} ${this.kind} registrations: its limit is ${this.maxTotal} (RegistrationLimits.maxTotal)`,
+      );
+    }
+    const release = this.quota.acquire(owner);
+    this.byName.set(name, owner);
+    if (prev !== undefined) this.quota.release(prev);
+    return () => {
+      release();
+      if (prev === undefined) this.byName.delete(name);
+      else {
+        this.byName.set(name, prev);
+        this.quota.add(prev);
+      }
+    };
+  }
+
+  /** The record is gone: its owner gets the slot back. */
+  drop(name: string): void {
+    const owner = this.byName.get(name);
+    if (owner === undefined) return;
+    this.byName.delete(name);
+    this.quota.release(owner);
+  }
+
+  count(owner: string): number {
+    return this.quota.count(owner);
+  }
+}
+
+/** The identity a Register is counted against; undefined for calls from inside this process. */
+function ownerOf(ctx: CallContext): string | undefined {
+  return ctx.internal ? undefined : (callerId(ctx) ?? "");
+}
 
 export class EndpointTable {
   private readonly byName = new Map<string, NetworkServiceEndpoint>();
@@ -28,10 +112,20 @@ export class EndpointTable {
     NetworkServiceEndpointResponse.encode({ networkServiceEndpoint: nse, deleted }).finish(),
   );
 
+  private readonly owners: Owners;
+
   constructor(
     private readonly store: RegistryStore,
     private readonly log: Logger,
-  ) {}
+    limits: RegistrationLimits = {},
+  ) {
+    this.owners = new Owners("NetworkServiceEndpoint", limits, () => this.byName.size);
+  }
+
+  /** Live registrations `owner` holds here. */
+  ownedBy(owner: string): number {
+    return this.owners.count(owner);
+  }
 
   /** Loads persisted endpoints; those already expired are deleted instead. */
   async load(): Promise<void> {
@@ -57,7 +151,8 @@ export class EndpointTable {
     return [...this.byName.keys()];
   }
 
-  put(nse: NetworkServiceEndpoint): Promise<NetworkServiceEndpoint> {
+  /** Stores a registration; with an `owner` (a caller's Register) the limits apply. */
+  put(nse: NetworkServiceEndpoint, owner?: string): Promise<NetworkServiceEndpoint> {
     return this.serial.run(nse.name, async () => {
       const prev = this.byName.get(nse.name);
       const stored: NetworkServiceEndpoint = {
@@ -65,7 +160,13 @@ export class EndpointTable {
         initialRegistrationTime:
           prev?.initialRegistrationTime ?? nse.initialRegistrationTime ?? msToTimestamp(Date.now()),
       };
-      await this.store.putEndpoint(stored);
+      const undo = owner === undefined ? undefined : this.owners.claim(nse.name, owner, prev !== undefined);
+      try {
+        await this.store.putEndpoint(stored);
+      } catch (err) {
+        undo?.();
+        throw err;
+      }
       if (prev) this.unindex(prev);
       this.index(stored);
       this.watchers.notify(stored, false);
@@ -79,6 +180,7 @@ export class EndpointTable {
       if (!prev) return;
       await this.store.deleteEndpoint(name);
       this.unindex(prev);
+      this.owners.drop(name);
       this.log.info({ nse: name, reason }, "endpoint removed");
       this.watchers.notify(prev, true);
     });
@@ -166,7 +268,19 @@ export class ServiceTable {
     NetworkServiceResponse.encode({ networkService: ns, deleted }).finish(),
   );
 
-  constructor(private readonly store: RegistryStore) {}
+  private readonly owners: Owners;
+
+  constructor(
+    private readonly store: RegistryStore,
+    limits: RegistrationLimits = {},
+  ) {
+    this.owners = new Owners("NetworkService", limits, () => this.byName.size);
+  }
+
+  /** Live registrations `owner` holds here. */
+  ownedBy(owner: string): number {
+    return this.owners.count(owner);
+  }
 
   async load(): Promise<void> {
     for (const ns of await this.store.loadServices()) this.byName.set(ns.name, ns);
@@ -184,9 +298,17 @@ export class ServiceTable {
     return [...this.byName.keys()];
   }
 
-  put(ns: NetworkService): Promise<NetworkService> {
+  /** Stores a registration; with an `owner` (a caller's Register) the limits apply. */
+  put(ns: NetworkService, owner?: string): Promise<NetworkService> {
     return this.serial.run(ns.name, async () => {
-      await this.store.putService(ns);
+      const exists = this.byName.has(ns.name);
+      const undo = owner === undefined ? undefined : this.owners.claim(ns.name, owner, exists);
+      try {
+        await this.store.putService(ns);
+      } catch (err) {
+        undo?.();
+        throw err;
+      }
       this.byName.set(ns.name, ns);
       this.watchers.notify(ns, false);
       return ns;
@@ -199,6 +321,7 @@ export class ServiceTable {
       if (!prev) return;
       await this.store.deleteService(name);
       this.byName.delete(name);
+      this.owners.drop(name);
       this.watchers.notify(prev, true);
     });
   }
@@ -215,7 +338,7 @@ export class ServiceTable {
 export function memoryNSEServer(table: EndpointTable): NSEServer {
   return {
     name: "memory",
-    register: (nse) => table.put(nse),
+    register: (nse, ctx) => table.put(nse, ownerOf(ctx)),
     unregister: (nse) => table.delete(nse.name, "unregistered"),
     find: async (query, ctx, stream) => {
       for (const nse of table.find(query.networkServiceEndpoint))
@@ -230,7 +353,7 @@ export function memoryNSEServer(table: EndpointTable): NSEServer {
 export function memoryNSServer(table: ServiceTable): NSServer {
   return {
     name: "memory",
-    register: (ns) => table.put(ns),
+    register: (ns, ctx) => table.put(ns, ownerOf(ctx)),
     unregister: (ns) => table.delete(ns.name),
     find: async (query, ctx, stream) => {
       for (const ns of table.find(query.networkService)) stream.send({ networkService: ns, deleted: false });
