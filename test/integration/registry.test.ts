@@ -14,6 +14,8 @@ import { GrpcClient } from "../../src/core/client.js";
 import { msToTimestamp, timestampToMs } from "../../src/core/time.js";
 import { RegistryClient, endpoint } from "../../src/registry/client.js";
 import { parsePath } from "../../src/registry/updatepath.js";
+import { generatedIdentity } from "../../src/security/identity.js";
+import { generateToken, tokenMetadata } from "../../src/security/token.js";
 import { eventually, startComponent, tempDir, type Component } from "../helpers/proc.js";
 
 const dir = tempDir("nsm-registry-test-");
@@ -232,8 +234,16 @@ describe("registry process", () => {
   });
 
   it("fans one change out to 200 concurrent watchers", async () => {
-    const streams = Array.from({ length: 200 }, () =>
-      unix.watchEndpoints({ networkServiceNames: ["svc-fan"] }),
+    // Four identities (claimed by token: this registry runs insecure) of 50 watchers each: one identity may
+    // hold only 64 watches.
+    const mds = await Promise.all(
+      [0, 1, 2, 3].map(async (i) => {
+        const t = await generateToken(generatedIdentity(`watcher-${i}`), [], 60_000);
+        return tokenMetadata(t.token, t.expires);
+      }),
+    );
+    const streams = Array.from({ length: 200 }, (_v, i) =>
+      unix.watchEndpoints({ networkServiceNames: ["svc-fan"] }, { metadata: mds[i % 4]! }),
     );
     const got = new Array<number>(streams.length).fill(0);
     const readers = streams.map(async (s, i) => {
