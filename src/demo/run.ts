@@ -55,6 +55,25 @@ interface Row {
 
 const host = (cidr: string | undefined): string => (cidr ?? "").split("/")[0]!;
 
+/** What every phase of a run needs. */
+interface DemoRun {
+  t: Topology;
+  procs: Procs;
+  dir: string;
+  env: Record<string, string>;
+  sock: (node: string, n: string) => string;
+  say: (s: string) => void;
+}
+
+interface Clients {
+  local: Conn;
+  remote: Conn;
+  snat: Conn;
+  fip: Conn;
+  strA: Conn;
+  strB: Conn;
+}
+
 export async function runDemo(opts: DemoOptions): Promise<boolean> {
   const started = performance.now();
   const elapsed = (): string => `${((performance.now() - started) / 1000).toFixed(1)} s`;
@@ -98,177 +117,11 @@ export async function runDemo(opts: DemoOptions): Promise<boolean> {
     say(`secure: mTLS and signed tokens, an X.509-SVID of spiffe://${demoTrustDomain} for every process`);
 
     const sock = (node: string, n: string): string => `unix://${join(dir, node, `${n}.sock`)}`;
-    for (const n of t.nodes) mkdirSync(join(dir, n.name), { recursive: true });
-    // Cloud services: registries, TF config APIs, the internet's web server.
-    const cloud = (c: "a" | "b", gw: string, ip: string, computes: DemoNode[]) => [
-      procs.start({
-        name: `registry-${c}`,
-        netns: gw,
-        args: [
-          "registry",
-          "--name",
-          `registry-${c}`,
-          "--listen-on",
-          `tcp://${ip}:5002`,
-          "--db",
-          join(dir, `registry-${c}.db`),
-        ],
-        ready: "registry serving",
-        env,
-      }),
-      procs.start({
-        name: `tf-config-${c}`,
-        netns: gw,
-        args: [
-          "tf-emulator",
-          "config",
-          "--listen",
-          `${ip}:8082`,
-          "--unix-socket",
-          join(dir, `vnc-${c}.sock`),
-          "--state-file",
-          join(dir, `vnc-${c}.json`),
-          ...computes.flatMap((n) => ["--compute", `${n.name}=${n.ip}`]),
-        ],
-        ready: "tf config API emulator ready",
-        env,
-      }),
-    ];
-    const nodesOf = (c: "a" | "b"): DemoNode[] => t.nodes.filter((n) => n.cloud === c);
-    await Promise.all([
-      ...cloud("a", t.gwA, gwAIp, nodesOf("a")),
-      ...cloud("b", t.gwB, gwBIp, nodesOf("b")),
-      procs.start({
-        name: "web-internet",
-        netns: t.inet,
-        args: ["demo", "web-server", "--listen", `${internetIp}:80`, "--name", "the internet"],
-        ready: "web server ready",
-        env,
-      }),
-    ]);
-    say("registries, TF config APIs and the internet's web server (203.0.113.10) up");
-    await provision(dir);
-    say(
-      "TF provisioned: VN external (SNAT via logical router, floating IPs from public), VN stretch in both clouds",
-    );
-
-    await Promise.all(t.nodes.map((n) => startNode(procs, t, n, sock, dir, env)));
-    say(
-      "every node up: nsmgr, kernel forwarder, TF forwarder, vRouter agent, tf-vn endpoint; icmp-responder on a2",
-    );
-
-    // Clients: one nsc process per scenario, all at once.
-    const nsc = async (name: string, node: DemoNode, pod: string, service: string): Promise<Conn> => {
-      const { lines } = await procs.start({
-        name,
-        netns: node.ns,
-        args: [
-          "nsc",
-          "--name",
-          name,
-          "--connect-to",
-          sock(node.name, "nsm"),
-          "--netns",
-          netnsPath(pod),
-          "--service",
-          service,
-          "--labels",
-          `nodeName=${node.name}`,
-        ],
-        ready: "nsc connected",
-        env: { ...env, NODE_NAME: node.name },
-        timeoutMs: 30_000,
-      });
-      const conn = lines
-        .map((l) => (l.startsWith("{") ? (JSON.parse(l) as Partial<Conn>) : {}))
-        .find((c) => c.service !== undefined);
-      if (!conn)
-        throw new DemoStepError(
-          `${name}: connected but printed no connection`,
-          join(dir, "logs", `${name}.log`),
-        );
-      return conn as Conn;
-    };
-    const [a1, a2, b1] = t.nodes as [DemoNode, DemoNode, DemoNode];
-    const [local, remote, snat, fip, strA, strB] = await Promise.all([
-      nsc("nsc-local", a2, t.pods["pod-a2"]!, "kernel://icmp/nsm-icmp"),
-      nsc("nsc-remote", a1, t.pods["pod-a1"]!, "kernel://icmp/nsm-icmp"),
-      nsc("nsc-snat", a1, t.pods["pod-a1"]!, "kernel://external/nsm-ext"),
-      nsc("nsc-fip", a1, t.pods["web-a1"]!, "kernel://external-fip/nsm-fip"),
-      nsc("nsc-stretch-a", a1, t.pods["pod-a1"]!, "kernel://stretch/nsm-str"),
-      nsc("nsc-stretch-b", b1, t.pods["pod-b1"]!, "kernel://stretch/nsm-str"),
-    ]);
+    const run: DemoRun = { t, procs, dir, env, sock, say };
+    await startServices(run);
+    const conns = await startClients(run);
     say("all clients connected; proving each path with traffic");
-
-    const setup = (c: Conn): string => (c.setupMs === undefined ? "" : `${c.setupMs.toFixed(0)} ms`);
-    const pings = async (pod: string, src: string, dst: string): Promise<string> => {
-      const r = await ping(netnsPath(pod), { src, dst, count: 3, timeoutMs: 3000, stopAfterReplies: 2 });
-      if (r.received === 0) throw new Error(`no reply from ${dst}`);
-      return `ping ${r.received}/${r.sent}, ${Math.min(...r.rttMs).toFixed(2)} ms`;
-    };
-    const check = async (row: Omit<Row, "result">, fn: () => Promise<string>): Promise<void> => {
-      try {
-        rows.push({ ...row, result: `ok: ${await fn()}` });
-      } catch (err) {
-        rows.push({ ...row, result: `FAILED: ${(err as Error).message}` });
-        throw err;
-      }
-    };
-    await check(
-      {
-        scenario: "pod → pod, same node",
-        path: "pod-a2 ─veth─ icmp-responder (a2)",
-        addresses: `${host(local.srcIps[0])} → ${host(local.dstIps[0])}`,
-        setup: setup(local),
-      },
-      () => pings(t.pods["pod-a2"]!, host(local.srcIps[0]), host(local.dstIps[0])),
-    );
-    await check(
-      {
-        scenario: "pod → pod, across nodes",
-        path: "pod-a1 ─VXLAN over fabric A─ icmp-responder (a2)",
-        addresses: `${host(remote.srcIps[0])} → ${host(remote.dstIps[0])}`,
-        setup: setup(remote),
-      },
-      () => pings(t.pods["pod-a1"]!, host(remote.srcIps[0]), host(remote.dstIps[0])),
-    );
-    await check(
-      {
-        scenario: "pod → internet",
-        path: "pod-a1 ─TF VN external─ SNAT (logical router) ─ internet",
-        addresses: `${host(snat.srcIps[0])} → ${internetIp}:80`,
-        setup: setup(snat),
-      },
-      () => Promise.resolve().then(() => httpGet(t.pods["pod-a1"]!, `http://${internetIp}/`, "the internet")),
-    );
-    const webIp = host(fip.srcIps[0]);
-    const floating = fip.extra?.["tf.floating-ip"] ?? "";
-    await procs.start({
-      name: "web-pod",
-      netns: t.pods["web-a1"]!,
-      args: ["demo", "web-server", "--listen", `${webIp}:80`, "--name", "web-a1"],
-      ready: "web server ready",
-      env,
-    });
-    await check(
-      {
-        scenario: "internet → pod",
-        path: "internet ─ floating IP (1:1 NAT) ─ TF VN external ─ web-a1",
-        addresses: `${internetIp} → ${floating} (${webIp}):80`,
-        setup: setup(fip),
-      },
-      () => Promise.resolve().then(() => httpGet(t.inet, `http://${floating}/`, "web-a1")),
-    );
-    await check(
-      {
-        scenario: "cloud A ↔ cloud B",
-        path: "pod-a1 ─TF VN stretch (same RT/VNI) over the WAN─ pod-b1",
-        addresses: `${host(strA.srcIps[0])} ↔ ${host(strB.srcIps[0])}`,
-        setup: `${setup(strA)} / ${setup(strB)}`,
-      },
-      async () =>
-        `${await pings(t.pods["pod-a1"]!, host(strA.srcIps[0]), host(strB.srcIps[0]))}; back ${await pings(t.pods["pod-b1"]!, host(strB.srcIps[0]), host(strA.srcIps[0]))}`,
-    );
+    await proveScenarios(run, conns, rows);
     ok = true;
     return true;
   } catch (err) {
@@ -300,6 +153,192 @@ Remove everything with: nsm demo down`);
       await teardown(state);
     }
   }
+}
+
+/** Cloud services (registries, TF config APIs, the internet's web server), TF provisioning, every node. */
+async function startServices(run: DemoRun): Promise<void> {
+  const { t, procs, dir, env, sock, say } = run;
+  for (const n of t.nodes) mkdirSync(join(dir, n.name), { recursive: true });
+  // Cloud services: registries, TF config APIs, the internet's web server.
+  const cloud = (c: "a" | "b", gw: string, ip: string, computes: DemoNode[]) => [
+    procs.start({
+      name: `registry-${c}`,
+      netns: gw,
+      args: [
+        "registry",
+        "--name",
+        `registry-${c}`,
+        "--listen-on",
+        `tcp://${ip}:5002`,
+        "--db",
+        join(dir, `registry-${c}.db`),
+      ],
+      ready: "registry serving",
+      env,
+    }),
+    procs.start({
+      name: `tf-config-${c}`,
+      netns: gw,
+      args: [
+        "tf-emulator",
+        "config",
+        "--listen",
+        `${ip}:8082`,
+        "--unix-socket",
+        join(dir, `vnc-${c}.sock`),
+        "--state-file",
+        join(dir, `vnc-${c}.json`),
+        ...computes.flatMap((n) => ["--compute", `${n.name}=${n.ip}`]),
+      ],
+      ready: "tf config API emulator ready",
+      env,
+    }),
+  ];
+  const nodesOf = (c: "a" | "b"): DemoNode[] => t.nodes.filter((n) => n.cloud === c);
+  await Promise.all([
+    ...cloud("a", t.gwA, gwAIp, nodesOf("a")),
+    ...cloud("b", t.gwB, gwBIp, nodesOf("b")),
+    procs.start({
+      name: "web-internet",
+      netns: t.inet,
+      args: ["demo", "web-server", "--listen", `${internetIp}:80`, "--name", "the internet"],
+      ready: "web server ready",
+      env,
+    }),
+  ]);
+  say("registries, TF config APIs and the internet's web server (203.0.113.10) up");
+  await provision(dir);
+  say(
+    "TF provisioned: VN external (SNAT via logical router, floating IPs from public), VN stretch in both clouds",
+  );
+
+  await Promise.all(t.nodes.map((n) => startNode(procs, t, n, sock, dir, env)));
+  say(
+    "every node up: nsmgr, kernel forwarder, TF forwarder, vRouter agent, tf-vn endpoint; icmp-responder on a2",
+  );
+}
+
+/** One nsc process per scenario, all at once; resolves with each one's connection. */
+async function startClients(run: DemoRun): Promise<Clients> {
+  const { t, procs, dir, env, sock } = run;
+  // Clients: one nsc process per scenario, all at once.
+  const nsc = async (name: string, node: DemoNode, pod: string, service: string): Promise<Conn> => {
+    const { lines } = await procs.start({
+      name,
+      netns: node.ns,
+      args: [
+        "nsc",
+        "--name",
+        name,
+        "--connect-to",
+        sock(node.name, "nsm"),
+        "--netns",
+        netnsPath(pod),
+        "--service",
+        service,
+        "--labels",
+        `nodeName=${node.name}`,
+      ],
+      ready: "nsc connected",
+      env: { ...env, NODE_NAME: node.name },
+      timeoutMs: 30_000,
+    });
+    const conn = lines
+      .map((l) => (l.startsWith("{") ? (JSON.parse(l) as Partial<Conn>) : {}))
+      .find((c) => c.service !== undefined);
+    if (!conn)
+      throw new DemoStepError(
+        `${name}: connected but printed no connection`,
+        join(dir, "logs", `${name}.log`),
+      );
+    return conn as Conn;
+  };
+  const [a1, a2, b1] = t.nodes as [DemoNode, DemoNode, DemoNode];
+  const [local, remote, snat, fip, strA, strB] = await Promise.all([
+    nsc("nsc-local", a2, t.pods["pod-a2"]!, "kernel://icmp/nsm-icmp"),
+    nsc("nsc-remote", a1, t.pods["pod-a1"]!, "kernel://icmp/nsm-icmp"),
+    nsc("nsc-snat", a1, t.pods["pod-a1"]!, "kernel://external/nsm-ext"),
+    nsc("nsc-fip", a1, t.pods["web-a1"]!, "kernel://external-fip/nsm-fip"),
+    nsc("nsc-stretch-a", a1, t.pods["pod-a1"]!, "kernel://stretch/nsm-str"),
+    nsc("nsc-stretch-b", b1, t.pods["pod-b1"]!, "kernel://stretch/nsm-str"),
+  ]);
+
+  return { local, remote, snat, fip, strA, strB };
+}
+
+/** Proves each scenario with traffic; a row per scenario, and throws at the first that fails. */
+async function proveScenarios(run: DemoRun, conns: Clients, rows: Row[]): Promise<void> {
+  const { t, procs, env } = run;
+  const { local, remote, snat, fip, strA, strB } = conns;
+  const setup = (c: Conn): string => (c.setupMs === undefined ? "" : `${c.setupMs.toFixed(0)} ms`);
+  const pings = async (pod: string, src: string, dst: string): Promise<string> => {
+    const r = await ping(netnsPath(pod), { src, dst, count: 3, timeoutMs: 3000, stopAfterReplies: 2 });
+    if (r.received === 0) throw new Error(`no reply from ${dst}`);
+    return `ping ${r.received}/${r.sent}, ${Math.min(...r.rttMs).toFixed(2)} ms`;
+  };
+  const check = async (row: Omit<Row, "result">, fn: () => Promise<string>): Promise<void> => {
+    try {
+      rows.push({ ...row, result: `ok: ${await fn()}` });
+    } catch (err) {
+      rows.push({ ...row, result: `FAILED: ${(err as Error).message}` });
+      throw err;
+    }
+  };
+  await check(
+    {
+      scenario: "pod → pod, same node",
+      path: "pod-a2 ─veth─ icmp-responder (a2)",
+      addresses: `${host(local.srcIps[0])} → ${host(local.dstIps[0])}`,
+      setup: setup(local),
+    },
+    () => pings(t.pods["pod-a2"]!, host(local.srcIps[0]), host(local.dstIps[0])),
+  );
+  await check(
+    {
+      scenario: "pod → pod, across nodes",
+      path: "pod-a1 ─VXLAN over fabric A─ icmp-responder (a2)",
+      addresses: `${host(remote.srcIps[0])} → ${host(remote.dstIps[0])}`,
+      setup: setup(remote),
+    },
+    () => pings(t.pods["pod-a1"]!, host(remote.srcIps[0]), host(remote.dstIps[0])),
+  );
+  await check(
+    {
+      scenario: "pod → internet",
+      path: "pod-a1 ─TF VN external─ SNAT (logical router) ─ internet",
+      addresses: `${host(snat.srcIps[0])} → ${internetIp}:80`,
+      setup: setup(snat),
+    },
+    () => Promise.resolve().then(() => httpGet(t.pods["pod-a1"]!, `http://${internetIp}/`, "the internet")),
+  );
+  const webIp = host(fip.srcIps[0]);
+  const floating = fip.extra?.["tf.floating-ip"] ?? "";
+  await procs.start({
+    name: "web-pod",
+    netns: t.pods["web-a1"]!,
+    args: ["demo", "web-server", "--listen", `${webIp}:80`, "--name", "web-a1"],
+    ready: "web server ready",
+    env,
+  });
+  await check(
+    {
+      scenario: "internet → pod",
+      path: "internet ─ floating IP (1:1 NAT) ─ TF VN external ─ web-a1",
+      addresses: `${internetIp} → ${floating} (${webIp}):80`,
+      setup: setup(fip),
+    },
+    () => Promise.resolve().then(() => httpGet(t.inet, `http://${floating}/`, "web-a1")),
+  );
+  await check(
+    {
+      scenario: "cloud A ↔ cloud B",
+      path: "pod-a1 ─TF VN stretch (same RT/VNI) over the WAN─ pod-b1",
+      addresses: `${host(strA.srcIps[0])} ↔ ${host(strB.srcIps[0])}`,
+      setup: `${setup(strA)} / ${setup(strB)}`,
+    },
+    async () =>
+      `${await pings(t.pods["pod-a1"]!, host(strA.srcIps[0]), host(strB.srcIps[0]))}; back ${await pings(t.pods["pod-b1"]!, host(strB.srcIps[0]), host(strA.srcIps[0]))}`,
+  );
 }
 
 async function startNode(
