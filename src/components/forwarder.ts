@@ -76,7 +76,13 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
     opts.security.channelCredentials(opts.nsmgrUrl),
     opts.security.channelOptions(),
   );
-  const pool = new ClientPool((url) => opts.security.channelCredentials(url), opts.security.channelOptions());
+  const pool = new ClientPool(
+    (url) => opts.security.channelCredentials(url),
+    opts.security.channelOptions(),
+    {
+      callMetadata: (url) => opts.security.callMetadata(undefined, url),
+    },
+  );
   const replica = new RegistryReplica(registry, log);
   replica.start();
   // A Close of a connection this forwarder never saw (or lost in a restart) stops here (begin).

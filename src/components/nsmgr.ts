@@ -76,7 +76,13 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
   let publicUrl = opts.publicUrl ?? "";
 
   // Channels to the next hops of Requests: forwarders, endpoints, other nsmgrs.
-  const pool = new ClientPool((url) => opts.security.channelCredentials(url), opts.security.channelOptions());
+  const pool = new ClientPool(
+    (url) => opts.security.channelCredentials(url),
+    opts.security.channelOptions(),
+    {
+      callMetadata: (url) => opts.security.callMetadata(undefined, url),
+    },
+  );
 
   // Registry side: proxy to the registry, or keep one in memory.
   const local = new LocalEndpoints();
