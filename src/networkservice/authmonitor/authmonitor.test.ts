@@ -157,7 +157,7 @@ describe("authmonitor over MonitorConnections", () => {
 });
 
 describe("authmonitor identity", () => {
-  it("under mTLS the certificate's SPIFFE ID decides, not a token's claim; without the filter all show", async () => {
+  it("under mTLS the certificate's SPIFFE ID decides, not a token's claim; seeAll and no filter show all", async () => {
     const ca = await TrustDomainCa.create("test");
     const bobCert = new X509Certificate((await ca.issue(bob)).certificatePem!).raw;
     const store = new MonitorStore();
@@ -190,5 +190,7 @@ describe("authmonitor identity", () => {
     assert.deepEqual(seen(asBob(), true), ["x"]);
     assert.deepEqual(seen(ctxOf(alice), true), ["y"]);
     assert.deepEqual(seen(ctxOf(alice), false), ["x", "y"]);
+    const admin = authMonitor(ctxOf("spiffe://test/operator"), ["spiffe://test/operator"]);
+    assert.ok(admin(store.get("x")!, store.ownerOf("x")) && admin(store.get("y")!, store.ownerOf("y")));
   });
 });

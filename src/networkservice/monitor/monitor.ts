@@ -139,6 +139,8 @@ export interface MonitorServiceOptions {
    * (default true).
    */
   authorize?: boolean;
+  /** Identities that see every connection despite authmonitor (operators' tools); default none. */
+  seeAll?: readonly string[];
   /** Concurrent streams per identity (default defaultMaxMonitorStreamsPerIdentity). */
   maxStreamsPerIdentity?: number;
 }
@@ -169,7 +171,7 @@ export function monitorConnectionService(
         log,
         "MonitorConnections",
         async (sel: MonitorScopeSelector, ctx, sink: StreamSink<ConnectionEvent>) => {
-          const filter = authorize ? authMonitor(ctx) : undefined;
+          const filter = authorize ? authMonitor(ctx, opts.seeAll) : undefined;
           const release = streams.acquire(callerId(ctx) ?? "");
           try {
             await store.subscribe(sel, sink, ctx.signal, filter);
