@@ -1,12 +1,23 @@
 // `npm run bench:control-plane`: NSM control-plane cost with the data plane stubbed out (`forwarder noop`).
 // Topology of real processes (bench/lib/control-plane-mesh.ts): registry (memory store), nsmgr-1 and nsmgr-2
 // (unix + tcp), a noop forwarder on each, an icmp-responder NSE per node ("bench-local" on nsmgr-1,
-// "bench-remote" on nsmgr-2). NsmClients in this process request through nsmgr-1 and measure:
+// "bench-remote" on nsmgr-2). The mesh runs secure, as components do by default: a throwaway trust domain
+// (spiffe://bench.test) gives every process its X.509-SVID, so every link is mTLS (unix sockets too), every
+// hop signs and checks ES256 tokens and enforces its policies; the clients in this process share one SVID of
+// the same domain. NsmClients in this process request through nsmgr-1 and measure:
 //   - connection setup latency (Request → response at the client) p50/p99 and setups/s at 1, 10 and 100
 //     requests in flight, local and remote; Close is timed separately, after each round;
 //   - the bare-transport baseline at the same concurrency: a unary Close of an unknown connection id to
 //     nsmgr-1 (a no-op that returns Empty), so setup latency ÷ transport latency can be read off;
-//   - RSS of nsmgr-1 idle and with 1,000 live local connections, on the fresh nsmgr and again after the load.
+//   - RSS of nsmgr-1 idle and with 1,000 live local connections, on the fresh nsmgr and again after the load;
+//   - the cost of security: after the phases above the mesh is stopped and the same topology started
+//     insecure (NSM_INSECURE=true: plaintext, no tokens checked, no policies), from the same build, and the
+//     setup points at 1 and 10 in flight and the transport baseline are measured again by the same method;
+//     mtls_over_insecure_setup_ratio_c10_{local,remote} = secure setup p50 ÷ insecure setup p50 at 10 in
+//     flight, mtls_over_insecure_setup_ratio_c10 = the worse (larger) of the two. Every other figure (and the
+//     headline) is the secure mesh's; the insecure mesh's carry an `insecure_` prefix.
+// The transport floors are plaintext relays (grpc-js, node:http2): against the secure mesh, setup ÷ floor
+// includes what TLS and tokens cost.
 // Components start through bin/nsm.js, which runs the transpiled dist/ when it is newer than src/ (`npm run
 // build`, run first by this benchmark when dist/ is stale) and the sources through tsx otherwise; the
 // transport-floor relays run from the same build (dist/bench/, emitted by scripts/build.mjs). The run reports
@@ -27,16 +38,19 @@ import { Connection } from "../src/api/connection.js";
 import { NetworkServiceRequest, NetworkServiceService } from "../src/api/networkservice.js";
 import { GrpcClient } from "../src/core/client.js";
 import { NsmClient } from "../src/components/client.js";
-import { createSecurity } from "../src/components/security.js";
+import type { Security } from "../src/components/security.js";
 import { emptyConnection } from "../src/networkservice/updatepath/updatepath.js";
 import { formatRfc3339Nano, tokenExpiresKey, tokenKey, tokenMetadata } from "../src/security/token.js";
 import { H2Caller, grpcFrame, grpcMessage } from "./lib/h2call.js";
 import {
   BenchMesh,
+  benchTrustDomain,
   launcherUsesDist,
   median,
   percentile,
   relayBuildIsFresh,
+  type MeshOptions,
+  type MeshSecurity,
   type Proc,
 } from "./lib/control-plane-mesh.js";
 import { checkErrors, fmt, printTable, writeResults, type RoundResult } from "./lib/report.js";
@@ -47,6 +61,8 @@ const cpuProfDir = profIdx > 0 ? process.argv[profIdx + 1] : undefined;
 
 const cfg = {
   concurrency: [1, 10, 100] as const,
+  /** In flight at the insecure mesh's points (the cost of security): the ratio's 10, and 1. */
+  securityConcurrency: [1, 10] as const,
   rounds: 3,
   /** Setups per measured round, by concurrency: several hundred per point, more where 100 are in flight. */
   setupsPerRound: (c: number): number => (quick ? 60 : c >= 100 ? 600 : 300),
@@ -68,6 +84,8 @@ const cfg = {
   targets: { localP50Ms: 5, remoteP50Ms: 10, setupsPerS: 300, rssMb: 150 },
   /** Goals relative to figures of the same run: setup p50 ÷ grpc-js floor p50 at 10 in flight (at most). */
   overFloorMax: 1.5,
+  /** …secure (mTLS + tokens) setup p50 ÷ insecure setup p50 at 10 in flight (at most), local and remote. */
+  mtlsOverInsecureMax: 1.3,
   /** …and relative to upstream Go NSM (at least this many times its throughput, and less CPU per setup). */
   overUpstreamMin: 4,
 };
@@ -89,18 +107,23 @@ const resultsFile = join(benchDir, "results", "control-plane.json");
 const services = { local: "bench-local", remote: "bench-remote" } as const;
 type Kind = keyof typeof services;
 
-const mesh = new BenchMesh(
-  cfg.readyTimeoutMs,
-  cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${resolve(cpuProfDir)}`] : [],
-);
-process.on("exit", () => mesh.killNow());
+/** Every mesh this run started (the secure one, then the insecure one), for the exit handlers. */
+const meshes: BenchMesh[] = [];
+process.on("exit", () => {
+  for (const m of meshes) m.killNow();
+});
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
   process.once(sig, () => {
-    console.error(`bench: ${sig}, stopping component processes and removing ${mesh.dir}`);
-    mesh.killNow();
+    console.error(
+      `bench: ${sig}, stopping component processes and removing ${meshes.map((m) => m.dir).join(", ")}`,
+    );
+    for (const m of meshes) m.killNow();
     process.exit(130);
   });
 }
+
+/** Makes the Security of an in-process client (NsmClient, GrpcClient) of a mesh; see BenchMesh.clientSecurity. */
+type SecurityFor = (name: string) => Security;
 
 const results: Record<string, number> = {};
 const put = (key: string, value: number): void => {
@@ -142,10 +165,10 @@ class ClientSet {
   readonly clients: NsmClient[];
   private readonly open: { client: NsmClient; id: string }[] = [];
 
-  constructor(tag: string, c: number, nsmgrUrl: string) {
+  constructor(tag: string, c: number, nsmgrUrl: string, security: SecurityFor) {
     this.clients = Array.from({ length: c }, (_, i) => {
       const name = `bench-${tag}-w${i}`;
-      return new NsmClient({ name, nsmgrUrl, security: createSecurity({ name, insecure: true }) });
+      return new NsmClient({ name, nsmgrUrl, security: security(name) });
     });
   }
 
@@ -233,6 +256,21 @@ function disturbed(what: string, delta: Map<string, number>, repeatsLeft: boolea
 
 // ---- phases ----
 
+/** One mesh of the run, started by startTopology. */
+interface Topology {
+  security: MeshSecurity;
+  mesh: BenchMesh;
+  n1: { proc: Proc; url: string; publicUrl: string };
+  /** The component processes (CPU accounting). */
+  procs: Proc[];
+  /** Share of the components that ran from dist/. */
+  fromDist: number;
+  clientSecurity: SecurityFor;
+}
+
+/** How a mesh's log lines and checks name its points: the secure mesh's as before, the other's prefixed. */
+const tagOf = (t: Topology): string => (t.security === "insecure" ? "insecure " : "");
+
 interface PointResult {
   kind: Kind;
   c: number;
@@ -253,9 +291,11 @@ interface PointResult {
   closeCalls: number;
 }
 
-async function setupPoint(kind: Kind, c: number, nsmgrUrl: string, procs: Proc[]): Promise<PointResult> {
-  const set = new ClientSet(`${kind}-c${c}`, c, nsmgrUrl);
+async function setupPoint(kind: Kind, c: number, t: Topology): Promise<PointResult> {
+  const set = new ClientSet(`${kind}-c${c}`, c, t.n1.url, t.clientSecurity);
   const service = services[kind];
+  const procs = t.procs;
+  const label = `${tagOf(t)}${kind} c=${c}`;
   try {
     const failed = { setup: 0, setupCalls: 0, close: 0, closeCalls: 0 };
     const count = (r: RoundResult, what: "setup" | "close", total: number): void => {
@@ -264,10 +304,10 @@ async function setupPoint(kind: Kind, c: number, nsmgrUrl: string, procs: Proc[]
     };
     const warm = await set.setups(cfg.warmupSetups(c), service);
     count(warm, "setup", cfg.warmupSetups(c));
-    checkErrors(`${kind} c=${c} warm-up`, warm, cfg.warmupSetups(c));
+    checkErrors(`${label} warm-up`, warm, cfg.warmupSetups(c));
     const warmClosed = await set.closeAll();
     count(warmClosed, "close", warm.latenciesMs.length);
-    checkErrors(`${kind} c=${c} warm-up close`, warmClosed, warm.latenciesMs.length);
+    checkErrors(`${label} warm-up close`, warmClosed, warm.latenciesMs.length);
 
     const lat: number[] = [];
     const closeLat: number[] = [];
@@ -281,16 +321,16 @@ async function setupPoint(kind: Kind, c: number, nsmgrUrl: string, procs: Proc[]
       const round = await set.setups(n, service);
       const delta = cpuDelta(before, cpuSnapshot(procs));
       count(round, "setup", n);
-      checkErrors(`${kind} c=${c} round ${r + 1}`, round, n);
+      checkErrors(`${label} round ${r + 1}`, round, n);
       const beforeClose = cpuSnapshot(procs);
       const closed = await set.closeAll();
       const closeDelta = cpuDelta(beforeClose, cpuSnapshot(procs));
       count(closed, "close", round.latenciesMs.length);
-      checkErrors(`${kind} c=${c} round ${r + 1} close`, closed, round.latenciesMs.length);
+      checkErrors(`${label} round ${r + 1} close`, closed, round.latenciesMs.length);
       const canRepeat = repeats < cfg.maxRepeats;
       if (
-        disturbed(`${kind} c=${c} round ${r + 1}`, delta, canRepeat) ||
-        disturbed(`${kind} c=${c} round ${r + 1} close`, closeDelta, canRepeat)
+        disturbed(`${label} round ${r + 1}`, delta, canRepeat) ||
+        disturbed(`${label} round ${r + 1} close`, closeDelta, canRepeat)
       ) {
         repeats++;
         continue;
@@ -326,13 +366,20 @@ async function setupPoint(kind: Kind, c: number, nsmgrUrl: string, procs: Proc[]
       closeCalls: failed.closeCalls,
     };
     console.error(
-      `  ${kind} c=${c}: p50 ${fmt(res.p50)} ms, p99 ${fmt(res.p99)} ms, ${fmt(res.perS)} setups/s ` +
+      `  ${label}: p50 ${fmt(res.p50)} ms, p99 ${fmt(res.p99)} ms, ${fmt(res.perS)} setups/s ` +
         `(rounds ${rates.map(fmt).join(", ")}), close p50 ${fmt(res.closeP50)} ms`,
     );
     return res;
   } finally {
     await set.dispose();
   }
+}
+
+/** CPU per setup of every process of the point (the mesh's and this one's), competing load left out. */
+function cpuTotal(p: PointResult): number {
+  let t = 0;
+  for (const [k, v] of p.cpuMsPerSetup) if (k !== othersKey) t += v;
+  return t;
 }
 
 interface TransportResult {
@@ -344,29 +391,45 @@ interface TransportResult {
   failed: number;
 }
 
-/** Unary Close of an unknown connection id to nsmgr-1: the round trip through gRPC and the chain's head. */
-async function transportPoint(c: number, nsmgrUrl: string, procs: Proc[]): Promise<TransportResult> {
-  const clients = Array.from({ length: c }, () => new GrpcClient(nsmgrUrl));
+/**
+ * Unary Close of an unknown connection id to nsmgr-1: the round trip through gRPC and the chain's head. On the
+ * secure mesh over mTLS with a token (as a client's call carries: signed once per audience, then cached);
+ * on the insecure mesh plaintext without one.
+ */
+async function transportPoint(c: number, t: Topology): Promise<TransportResult> {
+  const nsmgrUrl = t.n1.url;
+  const procs = t.procs;
+  const securities = Array.from({ length: c }, (_, w) => t.clientSecurity(`bench-transport-c${c}-w${w}`));
+  const clients = securities.map((sec) =>
+    t.security === "mtls"
+      ? new GrpcClient(nsmgrUrl, sec.channelOptions(), sec.channelCredentials(nsmgrUrl))
+      : new GrpcClient(nsmgrUrl),
+  );
+  const label = `${tagOf(t)}transport c=${c}`;
   try {
     let unique = 0;
     const call = async (w: number): Promise<void> => {
-      await clients[w]!.unary(NetworkServiceService.close, {
-        ...emptyConnection(),
-        id: `bench-unknown-c${c}-${unique++}`,
-      });
+      const client = clients[w]!;
+      await client.unary(
+        NetworkServiceService.close,
+        { ...emptyConnection(), id: `bench-unknown-c${c}-${unique++}` },
+        t.security === "mtls"
+          ? { metadata: await securities[w]!.callMetadata(undefined, nsmgrUrl, client) }
+          : {},
+      );
     };
     const warm = await closedLoop(c, cfg.transportWarmup, call);
     let failed = warm.errors;
-    checkErrors(`transport c=${c} warm-up`, warm, cfg.transportWarmup);
+    checkErrors(`${label} warm-up`, warm, cfg.transportWarmup);
     const lat: number[] = [];
     const rates: number[] = [];
     for (let r = 0, repeats = 0; r < cfg.rounds;) {
       const before = cpuSnapshot(procs);
       const round = await closedLoop(c, cfg.transportCallsPerRound, call);
       failed += round.errors;
-      checkErrors(`transport c=${c}`, round, cfg.transportCallsPerRound);
+      checkErrors(label, round, cfg.transportCallsPerRound);
       const delta = cpuDelta(before, cpuSnapshot(procs));
-      if (disturbed(`transport c=${c} round ${r + 1}`, delta, repeats < cfg.maxRepeats)) {
+      if (disturbed(`${label} round ${r + 1}`, delta, repeats < cfg.maxRepeats)) {
         repeats++;
         continue;
       }
@@ -376,12 +439,11 @@ async function transportPoint(c: number, nsmgrUrl: string, procs: Proc[]): Promi
     }
     lat.sort((a, b) => a - b);
     const res = { c, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), perS: median(rates), failed };
-    console.error(
-      `  transport c=${c}: p50 ${fmt(res.p50)} ms, p99 ${fmt(res.p99)} ms, ${fmt(res.perS)} calls/s`,
-    );
+    console.error(`  ${label}: p50 ${fmt(res.p50)} ms, p99 ${fmt(res.p99)} ms, ${fmt(res.perS)} calls/s`);
     return res;
   } finally {
     for (const cl of clients) cl.close();
+    for (const sec of securities) sec.close();
   }
 }
 
@@ -400,8 +462,14 @@ interface FloorResult {
   failed: number;
 }
 
-/** The relay chains of a transport floor: the same hops, sockets and process count as each real path. */
-async function startRelays(f: Flavour): Promise<{ urls: Record<Kind, string>; procs: Proc[] }> {
+/**
+ * The relay chains of a transport floor: the same hops, sockets and process count as each real path.
+ * Plaintext, whatever `mesh`'s security: a floor of the transport alone.
+ */
+async function startRelays(
+  mesh: BenchMesh,
+  f: Flavour,
+): Promise<{ urls: Record<Kind, string>; procs: Proc[] }> {
   const relay = (name: string, on: "unix" | "tcp", next?: string): ReturnType<BenchMesh["relay"]> =>
     mesh.relay(`${f}-${name}`, on, next, f);
   const nseL = await relay("nse-local", "unix");
@@ -473,18 +541,24 @@ async function floorPoint(
   return res;
 }
 
-/** Both transport floors, every path and concurrency, with requests shaped like `sample`. */
+/**
+ * Both transport floors, every path and concurrency, with requests shaped like `sample` (a setup's reply on
+ * mesh `t`: its path carries every hop's token) and a token like a client's to nsmgr-1 (on the secure mesh an
+ * ES256 token of the client SVID for nsmgr-1's SPIFFE ID).
+ */
 async function floorPhase(
+  t: Topology,
   sample: Connection,
 ): Promise<{ floors: FloorResult[]; requestBytes: number; relays: Proc[] }> {
-  const security = createSecurity({ name: "bench-floor", insecure: true });
-  const token = await security.sign([]);
+  const security = t.clientSecurity("bench-floor");
+  const token = await security.sign(t.security === "mtls" ? [`spiffe://${benchTrustDomain}/nsmgr-1`] : []);
+  security.close();
   const request = { connection: sample, mechanismPreferences: sample.mechanism ? [sample.mechanism] : [] };
   const requestBytes = NetworkServiceRequest.encode(request).finish().length;
   const floors: FloorResult[] = [];
   const started: Proc[] = [];
   for (const flavour of ["grpc-js", "http2"] as const) {
-    const relays = await startRelays(flavour);
+    const relays = await startRelays(t.mesh, flavour);
     started.push(...relays.procs);
     try {
       for (const kind of ["local", "remote"] as const) {
@@ -543,9 +617,15 @@ interface MemoryResult {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function memoryPhase(label: string, nsmgr: Proc, nsmgrUrl: string): Promise<MemoryResult> {
+async function memoryPhase(label: string, t: Topology): Promise<MemoryResult> {
   const n = cfg.memoryConnections;
-  const set = new ClientSet(`mem-${label.replace(/\W+/g, "-")}`, cfg.memoryConcurrency, nsmgrUrl);
+  const nsmgr = t.n1.proc;
+  const set = new ClientSet(
+    `mem-${label.replace(/\W+/g, "-")}`,
+    cfg.memoryConcurrency,
+    t.n1.url,
+    t.clientSecurity,
+  );
   try {
     await sleep(cfg.memorySettleMs);
     const beforeMb = nsmgr.memoryMb().rss;
@@ -568,13 +648,9 @@ async function memoryPhase(label: string, nsmgr: Proc, nsmgrUrl: string): Promis
 }
 
 /** Retries a local and a remote request until both succeed: every process is registered and reachable. */
-async function untilServing(nsmgrUrl: string): Promise<void> {
+async function untilServing(nsmgrUrl: string, security: SecurityFor): Promise<void> {
   const end = Date.now() + cfg.readyTimeoutMs;
-  const probe = new NsmClient({
-    name: "bench-probe",
-    nsmgrUrl,
-    security: createSecurity({ name: "bench-probe", insecure: true }),
-  });
+  const probe = new NsmClient({ name: "bench-probe", nsmgrUrl, security: security("bench-probe") });
   try {
     for (const service of Object.values(services)) {
       for (;;) {
@@ -596,7 +672,49 @@ async function untilServing(nsmgrUrl: string): Promise<void> {
   }
 }
 
-// ---- output ----
+// ---- topologies ----
+
+function launchText(fromDist: number): string {
+  return fromDist === 1
+    ? "components run from dist/ (transpiled JS)"
+    : fromDist === 0
+      ? "components run through tsx (dist/ missing or older than src/: `npm run build` for the transpiled path)"
+      : "WARNING: some components ran from dist/, others through tsx (src/ changed during start-up)";
+}
+
+/**
+ * Starts registry, nsmgr-1/2, a noop forwarder and an NSE per node with `security`, and waits until a local
+ * and a remote request succeed. `launch` pins how the components start (see MeshOptions.launch).
+ */
+async function startTopology(security: MeshSecurity, launch?: MeshOptions["launch"]): Promise<Topology> {
+  const t0 = performance.now();
+  const mesh = new BenchMesh(
+    cfg.readyTimeoutMs,
+    cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${resolve(cpuProfDir)}`] : [],
+    { security, ...(launch ? { launch } : {}) },
+  );
+  meshes.push(mesh);
+  const what =
+    security === "mtls"
+      ? `secure (mTLS + tokens, spiffe://${benchTrustDomain})`
+      : "insecure (NSM_INSECURE=true)";
+  console.error(`bench: starting the ${what} topology in ${mesh.dir}`);
+  const registry = await mesh.registry();
+  const [n1, n2] = await Promise.all([mesh.nsmgr("nsmgr-1"), mesh.nsmgr("nsmgr-2")]);
+  const comps = await Promise.all([
+    mesh.forwarder("fwd-1", n1.url),
+    mesh.forwarder("fwd-2", n2.url),
+    mesh.nse("nse-local", n1.url, services.local, "100.64.0.0/16"),
+    mesh.nse("nse-remote", n2.url, services.remote, "100.65.0.0/16"),
+  ]);
+  const procs = [registry, n1.proc, n2.proc, ...comps];
+  const fromDist = procs.filter((p) => p.fromDist).length / procs.length;
+  console.error(`bench: ${launchText(fromDist)}`);
+  const clientSecurity = await mesh.clientSecurity();
+  await untilServing(n1.url, clientSecurity);
+  console.error(`bench: ${security} topology up in ${fmt((performance.now() - t0) / 1000)} s`);
+  return { security, mesh, n1, procs, fromDist, clientSecurity };
+}
 
 // ---- main ----
 
@@ -608,55 +726,39 @@ async function main(): Promise<void> {
     console.error("bench: dist/ is older than the sources: node scripts/build.mjs");
     execFileSync(process.execPath, [join(benchDir, "..", "scripts", "build.mjs")], { stdio: "inherit" });
   }
-  console.error(`bench: starting topology in ${mesh.dir}`);
-  const registry = await mesh.registry();
-  const [n1, n2] = await Promise.all([mesh.nsmgr("nsmgr-1"), mesh.nsmgr("nsmgr-2")]);
-  const comps = await Promise.all([
-    mesh.forwarder("fwd-1", n1.url),
-    mesh.forwarder("fwd-2", n2.url),
-    mesh.nse("nse-local", n1.url, services.local, "100.64.0.0/16"),
-    mesh.nse("nse-remote", n2.url, services.remote, "100.65.0.0/16"),
-  ]);
-  const procs = [registry, n1.proc, n2.proc, ...comps];
-  const fromDist = procs.filter((p) => p.fromDist).length / procs.length;
-  const mode =
-    fromDist === 1
-      ? "components run from dist/ (transpiled JS)"
-      : fromDist === 0
-        ? "components run through tsx (dist/ missing or older than src/: `npm run build` for the transpiled path)"
-        : "WARNING: some components ran from dist/, others through tsx (src/ changed during start-up)";
-  console.error(`bench: ${mode}`);
-  await untilServing(n1.url);
-  console.error(`bench: topology up in ${fmt((performance.now() - t0) / 1000)} s`);
+  // Every headline figure is the secure mesh's: components are secure by default.
+  const secure = await startTopology("mtls");
+  const { n1, procs, fromDist } = secure;
+  const mode = launchText(fromDist);
 
   // Memory first, on the freshly started nsmgr (idle: it has served one local and one remote probe
   // connection, now closed), and once more after every load phase, when its heap has grown under load.
   console.error("bench: nsmgr-1 memory, fresh");
-  const mem = await memoryPhase("fresh", n1.proc, n1.url);
+  const mem = await memoryPhase("fresh", secure);
 
-  console.error("bench: transport baseline (Close of an unknown id to nsmgr-1)");
+  console.error("bench: transport baseline (Close of an unknown id to nsmgr-1, mTLS + token)");
   const transport = new Map<number, TransportResult>();
-  for (const c of cfg.concurrency) transport.set(c, await transportPoint(c, n1.url, procs));
+  for (const c of cfg.concurrency) transport.set(c, await transportPoint(c, secure));
 
   console.error("bench: connection setup");
   const points: PointResult[] = [];
   for (const kind of ["local", "remote"] as const) {
-    for (const c of cfg.concurrency) points.push(await setupPoint(kind, c, n1.url, procs));
+    for (const c of cfg.concurrency) points.push(await setupPoint(kind, c, secure));
   }
   console.error("bench: nsmgr-1 memory, after the load phases");
-  const memAfter = await memoryPhase("after load", n1.proc, n1.url);
+  const memAfter = await memoryPhase("after load", secure);
   const peakMb = n1.proc.memoryMb().peak;
   const otherRss = new Map(procs.map((p) => [p.name, p.memoryMb().rss]));
 
-  console.error("bench: transport floors (relays with no NSM logic on the same hops)");
+  console.error("bench: transport floors (plaintext relays with no NSM logic on the same hops)");
   const probe = new NsmClient({
     name: "bench-floor-probe",
     nsmgrUrl: n1.url,
-    security: createSecurity({ name: "bench-floor-probe", insecure: true }),
+    security: secure.clientSecurity("bench-floor-probe"),
   });
   const sample = await probe.request({ service: services.local });
   await probe.closeAll();
-  const { floors, requestBytes: floorRequestBytes, relays } = await floorPhase(sample);
+  const { floors, requestBytes: floorRequestBytes, relays } = await floorPhase(secure, sample);
   const relaysFromDist = relays.filter((p) => p.fromDist).length / relays.length;
   const relayMode =
     relaysFromDist === 1
@@ -667,18 +769,47 @@ async function main(): Promise<void> {
   // A floor run another way than the components (tsx against transpiled JS) is not a floor for them.
   const sameBuild = relaysFromDist === fromDist && (fromDist === 0 || fromDist === 1);
 
+  // The cost of security: the same topology insecure, started the way the secure one was (an edit of src/
+  // meanwhile must not move it to tsx), measured by the same method at the points the ratios need.
+  console.error("bench: cost of security: the secure mesh stops, the same topology starts insecure");
+  await secure.mesh.down();
+  const insecure = await startTopology(
+    "insecure",
+    fromDist === 1 ? "dist" : fromDist === 0 ? "source" : undefined,
+  );
+  console.error("bench: insecure transport baseline (Close of an unknown id to nsmgr-1, plaintext)");
+  const insecureTransport = new Map<number, TransportResult>();
+  for (const c of cfg.securityConcurrency) insecureTransport.set(c, await transportPoint(c, insecure));
+  console.error("bench: insecure connection setup");
+  const insecurePoints: PointResult[] = [];
+  for (const kind of ["local", "remote"] as const) {
+    for (const c of cfg.securityConcurrency) insecurePoints.push(await setupPoint(kind, c, insecure));
+  }
+  await insecure.mesh.down();
+  const sameLaunch = insecure.fromDist === fromDist;
+
   // ---- table ----
   const cpuInfo = cpus();
   console.log(
-    `NSM control plane, forwarder noop — ${cpuInfo.length} CPUs (${cpuInfo[0]?.model ?? "?"}), ` +
-      `node ${process.version}, ${new Date().toISOString()}${quick ? " — QUICK RUN" : ""}`,
+    `NSM control plane, forwarder noop, mTLS + tokens (spiffe://${benchTrustDomain}) — ${cpuInfo.length} CPUs ` +
+      `(${cpuInfo[0]?.model ?? "?"}), node ${process.version}, ${new Date().toISOString()}` +
+      `${quick ? " — QUICK RUN" : ""}`,
   );
   console.log(`${mode}; ${relayMode}`);
   if (!sameBuild)
     console.log("WARNING: components and transport-floor relays did not run from the same build");
+  if (!sameLaunch)
+    console.log(
+      `WARNING: the insecure mesh ran another way than the secure one (${launchText(insecure.fromDist)})`,
+    );
+  console.log(
+    `Secure mesh: every process has an X.509-SVID of spiffe://${benchTrustDomain}; mTLS on every link (unix ` +
+      `sockets too), ES256 tokens with the TLS peer as audience, policies at every hop; the clients share ` +
+      `one SVID. All figures but "Cost of security"'s insecure columns are this mesh's.`,
+  );
   console.log(
     `${cfg.rounds} rounds per point; setups/s = median of rounds; p50/p99 over all rounds' samples. ` +
-      `transport = unary Close of an unknown id to nsmgr-1 (gRPC round trip, no connection work).`,
+      `transport = unary Close of an unknown id to nsmgr-1 (gRPC round trip, no connection work; mTLS + token).`,
   );
   printTable(
     "Connection setup (Request → response at the client)",
@@ -726,10 +857,10 @@ async function main(): Promise<void> {
     `CPU per setup, ms (user+system over the measured rounds; ${othersKey} = machine busy time not ` +
       `used by these processes, i.e. competing load)`,
     ["path", "in flight", ...names, "total", othersKey],
-    points.map((p) => {
+    [...points, ...insecurePoints].map((p) => {
       const vals = names.map((n) => p.cpuMsPerSetup.get(n) ?? 0);
       return [
-        p.kind,
+        insecurePoints.includes(p) ? `${p.kind} (insecure)` : p.kind,
         String(p.c),
         ...vals.map(fmt),
         fmt(vals.reduce((a, b) => a + b, 0)),
@@ -737,7 +868,7 @@ async function main(): Promise<void> {
       ];
     }),
   );
-  const contaminated = points.filter((p) => {
+  const contaminated = [...points, ...insecurePoints].filter((p) => {
     const others = p.cpuMsPerSetup.get(othersKey) ?? 0;
     let ours = 0;
     for (const [k, v] of p.cpuMsPerSetup) if (k !== othersKey) ours += v;
@@ -746,14 +877,15 @@ async function main(): Promise<void> {
   if (contaminated.length > 0)
     console.log(
       `WARNING: other processes used more than 10% as much CPU as the mesh during ` +
-        `${contaminated.map((p) => `${p.kind} c=${p.c}`).join(", ")}: those figures are disturbed even after repeating rounds; rerun on an idle machine.`,
+        `${contaminated.map((p) => `${insecurePoints.includes(p) ? "insecure " : ""}${p.kind} c=${p.c}`).join(", ")}: those figures are disturbed even after repeating rounds; rerun on an idle machine.`,
     );
 
   printTable(
     "Transport floors: the same hops (3 local, 5 remote; same socket kinds, one process each) as relays " +
       `with no NSM logic, carrying a real setup's request (${floorRequestBytes} bytes) and token. grpc-js = ` +
       "decode, call the next hop, answer (the library the components use); http2 = the same protobuf work " +
-      "on bare node:http2",
+      "on bare node:http2. The relays are PLAINTEXT (no TLS, no token checks): setup ÷ floor of the secure " +
+      "mesh includes the cost of security",
     [
       "path",
       "in flight",
@@ -788,6 +920,106 @@ async function main(): Promise<void> {
       }),
   );
 
+  // ---- cost of security ----
+  const pointOf = (set: PointResult[], kind: Kind, c: number): PointResult => {
+    const p = set.find((x) => x.kind === kind && x.c === c);
+    if (!p) throw new Error(`no ${kind} point at ${c} in flight`);
+    return p;
+  };
+  const costs = insecurePoints.map((ins) => {
+    const sec = pointOf(points, ins.kind, ins.c);
+    return {
+      kind: ins.kind,
+      c: ins.c,
+      ins,
+      sec,
+      p50Ratio: sec.p50 / ins.p50,
+      p99Ratio: sec.p99 / ins.p99,
+      perSRatio: sec.perS / ins.perS,
+      cpuRatio: cpuTotal(sec) / cpuTotal(ins),
+    };
+  });
+  const costOf = (kind: Kind, c: number): (typeof costs)[number] => {
+    const k = costs.find((x) => x.kind === kind && x.c === c);
+    if (!k) throw new Error(`no cost of security for ${kind} at ${c} in flight`);
+    return k;
+  };
+  const mtlsLocal10 = costOf("local", 10).p50Ratio;
+  const mtlsRemote10 = costOf("remote", 10).p50Ratio;
+  // The plain key is the worse (larger) of the two paths: the goal holds only if it holds on both.
+  const mtlsWorse10 = Math.max(mtlsLocal10, mtlsRemote10);
+  printTable(
+    "Cost of security: the same topology secure (mTLS on every link, ES256 tokens, policies at every hop) " +
+      "and insecure (NSM_INSECURE=true: plaintext, no checks), same build, same method, one after the other; " +
+      "ratio = mTLS ÷ insecure; CPU = every process's (mesh + clients) per setup",
+    [
+      "path",
+      "in flight",
+      "insecure p50 ms",
+      "mTLS p50 ms",
+      "p50 ratio",
+      "insecure p99 ms",
+      "mTLS p99 ms",
+      "p99 ratio",
+      "insecure setups/s",
+      "mTLS setups/s",
+      "setups/s ratio",
+      "insecure CPU ms",
+      "mTLS CPU ms",
+      "CPU ratio",
+      "failed setups (insecure; mTLS)",
+      "failed closes (insecure; mTLS)",
+    ],
+    costs.map((k) => [
+      k.kind,
+      String(k.c),
+      fmt(k.ins.p50),
+      fmt(k.sec.p50),
+      `${fmt(k.p50Ratio)}×`,
+      fmt(k.ins.p99),
+      fmt(k.sec.p99),
+      `${fmt(k.p99Ratio)}×`,
+      fmt(k.ins.perS),
+      fmt(k.sec.perS),
+      `${fmt(k.perSRatio)}×`,
+      fmt(cpuTotal(k.ins)),
+      fmt(cpuTotal(k.sec)),
+      `${fmt(k.cpuRatio)}×`,
+      `${k.ins.setupFailed}/${k.ins.setupCalls}; ${k.sec.setupFailed}/${k.sec.setupCalls}`,
+      `${k.ins.closeFailed}/${k.ins.closeCalls}; ${k.sec.closeFailed}/${k.sec.closeCalls}`,
+    ]),
+  );
+  printTable(
+    "Transport baseline, insecure and secure: unary Close of an unknown id to nsmgr-1, plaintext without a " +
+      "token vs mTLS with one",
+    [
+      "in flight",
+      "insecure p50 ms",
+      "mTLS p50 ms",
+      "p50 ratio",
+      "insecure calls/s",
+      "mTLS calls/s",
+      "failed (insecure; mTLS)",
+    ],
+    [...insecureTransport.values()].map((ins) => {
+      const sec = transport.get(ins.c)!;
+      return [
+        String(ins.c),
+        fmt(ins.p50),
+        fmt(sec.p50),
+        `${fmt(sec.p50 / ins.p50)}×`,
+        fmt(ins.perS),
+        fmt(sec.perS),
+        `${ins.failed}; ${sec.failed}`,
+      ];
+    }),
+  );
+  console.log(
+    `mtls_over_insecure_setup_ratio_c10 = the worse of local ${fmt(mtlsLocal10)}× and remote ` +
+      `${fmt(mtlsRemote10)}×: ${fmt(mtlsWorse10)}× (goal ≤ ${cfg.mtlsOverInsecureMax}×). The transport floors ` +
+      `above are plaintext grpc-js / node:http2 relays, not TLS ones.`,
+  );
+
   printTable(
     "nsmgr-1 memory (VmRSS)",
     ["state", "MB"],
@@ -812,11 +1044,6 @@ async function main(): Promise<void> {
   const remote100 = points.find((p) => p.kind === "remote" && p.c === 100)!;
   const grpcFloor = (kind: Kind, c: number): FloorResult =>
     floors.find((f) => f.flavour === "grpc-js" && f.kind === kind && f.c === c)!;
-  const cpuTotal = (p: PointResult): number => {
-    let t = 0;
-    for (const [k, v] of p.cpuMsPerSetup) if (k !== othersKey) t += v;
-    return t;
-  };
   // Headline memory: the worse of the two measurements (after the load phases the heap has grown).
   const rssHeadline = Math.max(mem.liveMb, memAfter.liveMb);
   const ratios = {
@@ -863,6 +1090,14 @@ async function main(): Promise<void> {
         `${fmt(ratios.remoteOverFloor)} (${fmt(remote10.p50)} / ${fmt(grpcFloor("remote", 10).p50)} ms)`,
         verdict(ratios.remoteOverFloor <= cfg.overFloorMax),
       ],
+      ...(["local", "remote"] as const).map((kind) => {
+        const k = costOf(kind, 10);
+        return [
+          `${kind} setup p50 mTLS + tokens ÷ insecure (10 in flight) ≤ ${cfg.mtlsOverInsecureMax}`,
+          `${fmt(k.p50Ratio)} (${fmt(k.sec.p50)} / ${fmt(k.ins.p50)} ms)`,
+          verdict(k.p50Ratio <= cfg.mtlsOverInsecureMax),
+        ];
+      }),
       [
         `local setups/s (100 in flight) ÷ upstream Go's ≥ ${cfg.overUpstreamMin}`,
         `${fmt(ratios.localPerSOverUpstream)} (${fmt(local100.perS)} / ${upstreamGo.localSetupsPerSC100})`,
@@ -909,38 +1144,56 @@ async function main(): Promise<void> {
   put("upstream_go_remote_cpu_ms_per_setup_c10", upstreamGo.remoteCpuMsPerSetupC10);
   put("target_setup_over_floor_c10_max", cfg.overFloorMax);
   put("target_over_upstream_min", cfg.overUpstreamMin);
-  for (const p of points) {
-    const t = transport.get(p.c)!;
-    put(`${p.kind}_setup_p50_ms_c${p.c}`, p.p50);
-    put(`${p.kind}_setup_p99_ms_c${p.c}`, p.p99);
-    put(`${p.kind}_setups_per_s_c${p.c}`, p.perS);
-    put(`${p.kind}_setups_per_s_min_round_c${p.c}`, p.perSMin);
-    put(`${p.kind}_setups_per_s_max_round_c${p.c}`, p.perSMax);
-    put(`${p.kind}_setup_over_transport_p50_c${p.c}`, p.p50 / t.p50);
-    put(`${p.kind}_close_p50_ms_c${p.c}`, p.closeP50);
-    put(`${p.kind}_close_p99_ms_c${p.c}`, p.closeP99);
-    put(`${p.kind}_closes_per_s_c${p.c}`, p.closesPerS);
-    put(`${p.kind}_setup_samples_c${p.c}`, p.samples);
-    put(`${p.kind}_setup_failed_c${p.c}`, p.setupFailed);
-    put(`${p.kind}_close_failed_c${p.c}`, p.closeFailed);
+  // Keys without a prefix are the secure mesh's (mTLS + tokens), the insecure mesh's start with insecure_.
+  put("mesh_mtls", 1);
+  const putPoint = (prefix: string, p: PointResult, tr: Map<number, TransportResult>): void => {
+    const k = `${prefix}${p.kind}`;
+    const t = tr.get(p.c)!;
+    put(`${k}_setup_p50_ms_c${p.c}`, p.p50);
+    put(`${k}_setup_p99_ms_c${p.c}`, p.p99);
+    put(`${k}_setups_per_s_c${p.c}`, p.perS);
+    put(`${k}_setups_per_s_min_round_c${p.c}`, p.perSMin);
+    put(`${k}_setups_per_s_max_round_c${p.c}`, p.perSMax);
+    put(`${k}_setup_over_transport_p50_c${p.c}`, p.p50 / t.p50);
+    put(`${k}_close_p50_ms_c${p.c}`, p.closeP50);
+    put(`${k}_close_p99_ms_c${p.c}`, p.closeP99);
+    put(`${k}_closes_per_s_c${p.c}`, p.closesPerS);
+    put(`${k}_setup_samples_c${p.c}`, p.samples);
+    put(`${k}_setup_failed_c${p.c}`, p.setupFailed);
+    put(`${k}_close_failed_c${p.c}`, p.closeFailed);
     let total = 0;
     for (const [name, v] of p.cpuMsPerSetup) {
       if (name === othersKey) {
-        put(`${p.kind}_cpu_ms_per_setup_c${p.c}_other_load`, v);
+        put(`${k}_cpu_ms_per_setup_c${p.c}_other_load`, v);
         continue;
       }
       total += v;
-      if (p.c === 100)
-        put(`${p.kind}_cpu_ms_per_setup_c100_${name.replace(/[^a-z0-9]+/gi, "_").replace(/_$/, "")}`, v);
+      // Per process at 100 in flight, and at 10 (where secure and insecure are compared).
+      if (p.c === 100 || p.c === 10)
+        put(`${k}_cpu_ms_per_setup_c${p.c}_${name.replace(/[^a-z0-9]+/gi, "_").replace(/_$/, "")}`, v);
     }
-    put(`${p.kind}_cpu_ms_per_setup_c${p.c}_all_processes`, total);
+    put(`${k}_cpu_ms_per_setup_c${p.c}_all_processes`, total);
+  };
+  const putTransport = (prefix: string, t: TransportResult): void => {
+    put(`${prefix}transport_p50_ms_c${t.c}`, t.p50);
+    put(`${prefix}transport_p99_ms_c${t.c}`, t.p99);
+    put(`${prefix}transport_calls_per_s_c${t.c}`, t.perS);
+    put(`${prefix}transport_failed_c${t.c}`, t.failed);
+  };
+  for (const p of points) putPoint("", p, transport);
+  for (const t of transport.values()) putTransport("", t);
+  for (const p of insecurePoints) putPoint("insecure_", p, insecureTransport);
+  for (const t of insecureTransport.values()) putTransport("insecure_", t);
+  for (const k of costs) {
+    put(`mtls_over_insecure_setup_ratio_c${k.c}_${k.kind}`, k.p50Ratio);
+    put(`mtls_over_insecure_setup_p99_ratio_c${k.c}_${k.kind}`, k.p99Ratio);
+    put(`mtls_over_insecure_setups_per_s_ratio_c${k.c}_${k.kind}`, k.perSRatio);
+    put(`mtls_over_insecure_cpu_per_setup_ratio_c${k.c}_${k.kind}`, k.cpuRatio);
   }
-  for (const t of transport.values()) {
-    put(`transport_p50_ms_c${t.c}`, t.p50);
-    put(`transport_p99_ms_c${t.c}`, t.p99);
-    put(`transport_calls_per_s_c${t.c}`, t.perS);
-    put(`transport_failed_c${t.c}`, t.failed);
-  }
+  put("mtls_over_insecure_setup_ratio_c10", mtlsWorse10);
+  for (const ins of insecureTransport.values())
+    put(`mtls_over_insecure_transport_p50_ratio_c${ins.c}`, transport.get(ins.c)!.p50 / ins.p50);
+  put("target_mtls_over_insecure_setup_ratio_c10_max", cfg.mtlsOverInsecureMax);
   for (const f of floors) {
     const p = points.find((x) => x.kind === f.kind && x.c === f.c)!;
     const key = `${f.flavour === "grpc-js" ? "grpcjs" : "http2"}_floor_${f.kind}`;
@@ -965,6 +1218,7 @@ async function main(): Promise<void> {
   put("target_setups_per_s", tg.setupsPerS);
   put("target_nsmgr_rss_mb", tg.rssMb);
   put("components_from_dist", fromDist);
+  put("insecure_components_from_dist", insecure.fromDist);
   put("relays_from_dist", relaysFromDist);
   put("rounds_repeated_for_competing_load", discardedRounds);
   put("cpus", cpuInfo.length);
@@ -975,6 +1229,11 @@ async function main(): Promise<void> {
     throw new Error(
       `components_from_dist ${fromDist} but relays_from_dist ${relaysFromDist}: rerun (npm run build first)`,
     );
+  if (!sameLaunch)
+    // Nor a cost of security measured between a transpiled and a tsx mesh.
+    throw new Error(
+      `components_from_dist ${fromDist} but insecure_components_from_dist ${insecure.fromDist}: rerun`,
+    );
   writeResults(resultsFile, results, quick);
 }
 
@@ -982,14 +1241,19 @@ try {
   await main();
 } catch (err) {
   console.error("bench failed:", err);
-  for (const p of mesh.procs) {
-    if (p.output().trim()) console.error(`--- ${p.name} (pid ${p.pid}) output ---\n${p.output()}`);
+  for (const m of meshes) {
+    for (const p of m.procs) {
+      if (p.output().trim())
+        console.error(`--- ${m.security ?? ""} ${p.name} (pid ${p.pid}) output ---\n${p.output()}`);
+    }
   }
   process.exitCode = 1;
 } finally {
-  await mesh.down();
+  for (const m of meshes) await m.down();
   if (cpuProfDir) {
-    const pids = mesh.procs.map((p) => `${p.name}=${p.pid}`).join(" ");
+    const pids = meshes
+      .flatMap((m) => m.procs.map((p) => `${m.security ?? ""}:${p.name}=${p.pid}`))
+      .join(" ");
     console.error(`bench: CPU profiles in ${resolve(cpuProfDir)} (${pids})`);
   }
 }

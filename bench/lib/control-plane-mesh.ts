@@ -4,11 +4,20 @@
 // listener's port is read from /proc (the process's LISTEN sockets), and unix sockets are dialled until
 // they answer. Every process is stopped by pid and the temp dir removed by `down()`, or synchronously by
 // `killNow()` from an exit/signal handler.
+// Security (`BenchMesh`'s `security`): "mtls" makes a throwaway trust domain (spiffe://bench.test, its CA in
+// this process) and gives every component its own X.509-SVID as files in the temp dir (NSM_CERT_FILE etc.):
+// mTLS on every link, unix sockets included, tokens and policies at every hop; the in-process clients share
+// one SVID of the same domain (clientSecurity). "insecure" starts every component with NSM_INSECURE=true
+// (plaintext, loopback listeners only). Unset, the mesh adds neither and the environment decides.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createSecurity, type Security } from "../../src/components/security.js";
 import { GrpcClient } from "../../src/core/client.js";
+import { TrustDomainCa } from "../../src/security/ca.js";
+import type { Identity } from "../../src/security/identity.js";
+import { StaticIdentitySource } from "../../src/security/source.js";
 
 const nsmBin = new URL("../../bin/nsm.js", import.meta.url).pathname;
 const repoRoot = new URL("../..", import.meta.url).pathname;
@@ -188,9 +197,11 @@ async function pollUntil<T>(
   }
 }
 
-/** Resolves when a gRPC channel to `url` connects. */
-async function dialable(url: string, timeoutMs: number): Promise<void> {
-  const c = new GrpcClient(url);
+/** Resolves when a gRPC channel to `url` connects (the TLS handshake included, with `security`). */
+async function dialable(url: string, timeoutMs: number, security?: Security): Promise<void> {
+  const c = security
+    ? new GrpcClient(url, security.channelOptions(), security.channelCredentials())
+    : new GrpcClient(url);
   try {
     await c.waitReady(timeoutMs);
   } finally {
@@ -198,20 +209,105 @@ async function dialable(url: string, timeoutMs: number): Promise<void> {
   }
 }
 
+/** How the mesh's components authenticate: see the file comment. */
+export type MeshSecurity = "mtls" | "insecure";
+
+/** The trust domain of an "mtls" mesh: made afresh for every mesh, its CA key never leaves this process. */
+export const benchTrustDomain = "bench.test";
+
+/** SVIDs of an "mtls" mesh: valid for a day, longer than any run. */
+const svidTtlMs = 24 * 3_600_000;
+
+interface Pki {
+  ca: TrustDomainCa;
+  /** The one SVID every in-process client of the mesh uses. */
+  client: Identity;
+  /** Dials components to see them ready. */
+  probe: Security;
+}
+
+export interface MeshOptions {
+  /** mTLS + tokens, or insecure; unset: the mesh adds neither and the environment decides. */
+  security?: MeshSecurity;
+  /**
+   * "dist": components run dist/cli/main.js directly (the build, even if src/ changed since); "source":
+   * through tsx (NSM_FROM_SOURCE=1). Unset: bin/nsm.js decides when each starts. A second mesh compared with
+   * a first pins the first's way, so an edit of src/ between the two cannot move one of them to tsx.
+   */
+  launch?: "dist" | "source";
+}
+
 export class BenchMesh {
   readonly dir = mkdtempSync(join(tmpdir(), "nsm-bench-cp-"));
   readonly procs: Proc[] = [];
   registryUrl = "";
   private removed = false;
+  private pkiReady: Promise<Pki> | undefined;
+
+  /** mTLS + tokens, or insecure; unset: the environment decides. */
+  readonly security: MeshSecurity | undefined;
+  /** How components start; unset: bin/nsm.js's rule (see launcherUsesDist). */
+  private readonly launch: MeshOptions["launch"];
 
   constructor(
     private readonly readyTimeoutMs = 30_000,
     /** Node options for every process, before the script (e.g. --cpu-prof, not allowed in NODE_OPTIONS). */
     private readonly nodeArgs: string[] = [],
-  ) {}
+    opts: MeshOptions = {},
+  ) {
+    this.security = opts.security;
+    this.launch = opts.launch;
+  }
 
   sock(name: string): string {
     return `unix://${join(this.dir, `${name}.sock`)}`;
+  }
+
+  /** The CA and the clients' SVID of an "mtls" mesh (made on first use). */
+  private pki(): Promise<Pki> {
+    this.pkiReady ??= (async () => {
+      const ca = await TrustDomainCa.create(benchTrustDomain);
+      const client = await ca.issue(`spiffe://${benchTrustDomain}/bench-client`, svidTtlMs);
+      const probe = createSecurity({ name: "bench-mesh-probe", source: new StaticIdentitySource(client) });
+      return { ca, client, probe };
+    })();
+    return this.pkiReady;
+  }
+
+  /** Environment that sets component `name`'s security: its own SVID files, or NSM_INSECURE=true. */
+  private async securityEnv(name: string): Promise<Record<string, string>> {
+    if (this.security === "insecure")
+      return { NSM_INSECURE: "true", NSM_CERT_FILE: "", NSM_KEY_FILE: "", NSM_CA_FILE: "" };
+    if (this.security !== "mtls") return {};
+    const { ca } = await this.pki();
+    const f = await ca.writeFiles(
+      join(this.dir, "svid"),
+      name,
+      `spiffe://${benchTrustDomain}/${name}`,
+      svidTtlMs,
+    );
+    return { NSM_CERT_FILE: f.certFile, NSM_KEY_FILE: f.keyFile, NSM_CA_FILE: f.caFile, NSM_INSECURE: "" };
+  }
+
+  /** What dials the components to see them ready: TLS with the clients' SVID on an "mtls" mesh. */
+  private async dialSecurity(): Promise<Security | undefined> {
+    return this.security === "mtls" ? (await this.pki()).probe : undefined;
+  }
+
+  /**
+   * Security for a client in this process (NsmClient, GrpcClient): on an "mtls" mesh every client uses the
+   * one client SVID of the mesh's trust domain (spiffe://bench.test/bench-client); otherwise insecure.
+   */
+  async clientSecurity(): Promise<(name: string) => Security> {
+    if (this.security !== "mtls") return (name) => createSecurity({ name, insecure: true });
+    const { client } = await this.pki();
+    return (name) => createSecurity({ name, source: new StaticIdentitySource(client) });
+  }
+
+  /** A component process: its security env first, then the caller's. */
+  private async component(name: string, args: string[], opts: StartOptions = {}): Promise<Proc> {
+    const env = await this.securityEnv(name);
+    return this.spawn(name, args, { env: { ...env, ...opts.env } });
   }
 
   /** `relay`: a transport-floor relay, from dist/bench/ when the components run from dist/, else via tsx. */
@@ -223,7 +319,15 @@ export class BenchMesh {
   ): Proc {
     let fromDist: boolean;
     let entry: string[];
-    if (relay === undefined) {
+    const env: Record<string, string> = {};
+    if (relay === undefined && this.launch === "dist") {
+      fromDist = true;
+      entry = [join(repoRoot, "dist", "cli", "main.js")];
+    } else if (relay === undefined && this.launch === "source") {
+      fromDist = false;
+      entry = [nsmBin];
+      env.NSM_FROM_SOURCE = "1";
+    } else if (relay === undefined) {
       fromDist = launcherUsesDist();
       entry = [nsmBin];
     } else {
@@ -236,7 +340,7 @@ export class BenchMesh {
         : ["--import", "tsx", new URL(relayScripts[relay].ts, import.meta.url).pathname];
     }
     const child = spawn(process.execPath, [...this.nodeArgs, ...entry, ...args], {
-      env: { ...process.env, ...opts.env, NSM_LOG_LEVEL: "warn" },
+      env: { ...process.env, ...opts.env, ...env, NSM_LOG_LEVEL: "warn" },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const p = new Proc(name, child, fromDist);
@@ -249,16 +353,18 @@ export class BenchMesh {
     return `tcp://127.0.0.1:${port}`;
   }
 
-  private async unixReady(p: Proc, url: string): Promise<void> {
+  /** `plain`: dial without TLS whatever the mesh's security (the transport-floor relays are plaintext). */
+  private async unixReady(p: Proc, url: string, plain = false): Promise<void> {
     const path = url.slice("unix://".length);
     await pollUntil("unix socket", p, () => (existsSync(path) ? true : undefined), this.readyTimeoutMs);
-    await dialable(url, this.readyTimeoutMs);
+    await dialable(url, this.readyTimeoutMs, plain ? undefined : await this.dialSecurity());
   }
 
   /**
    * A transport-floor relay (no NSM logic, passes each call to `next`) listening on a unix socket or on
    * tcp://127.0.0.1:0: bench/lib/relay-child.ts on grpc-js, or bench/lib/h2-relay-child.ts on bare node:http2.
-   * `proc.fromDist` says whether it ran from the build (see relayBuildIsFresh).
+   * `proc.fromDist` says whether it ran from the build (see relayBuildIsFresh). Relays are plaintext, whatever
+   * the mesh's security.
    */
   async relay(
     name: string,
@@ -269,25 +375,25 @@ export class BenchMesh {
     const listen = on === "unix" ? this.sock(name) : "tcp://127.0.0.1:0";
     const p = this.spawn(name, [listen, ...(next ? [next] : [])], {}, flavour);
     if (on === "tcp") return { proc: p, url: await this.tcpUrl(p) };
-    await this.unixReady(p, listen);
+    await this.unixReady(p, listen, true);
     return { proc: p, url: listen };
   }
 
   async registry(opts?: StartOptions): Promise<Proc> {
-    const p = this.spawn(
+    const p = await this.component(
       "registry",
       ["registry", "--store", "memory", "--listen-on", "tcp://127.0.0.1:0"],
       opts,
     );
     this.registryUrl = await this.tcpUrl(p);
-    await dialable(this.registryUrl, this.readyTimeoutMs);
+    await dialable(this.registryUrl, this.readyTimeoutMs, await this.dialSecurity());
     return p;
   }
 
   /** nsmgr on unix + tcp://127.0.0.1:0; `url` is its unix socket, `publicUrl` its tcp listener. */
   async nsmgr(name: string, opts?: StartOptions): Promise<{ proc: Proc; url: string; publicUrl: string }> {
     const url = this.sock(name);
-    const p = this.spawn(
+    const p = await this.component(
       name,
       [
         "nsmgr",
@@ -307,7 +413,7 @@ export class BenchMesh {
   }
 
   async forwarder(name: string, nsmgrUrl: string, opts?: StartOptions): Promise<Proc> {
-    const p = this.spawn(
+    const p = await this.component(
       name,
       [
         "forwarder",
@@ -334,7 +440,7 @@ export class BenchMesh {
     cidr: string,
     opts?: StartOptions,
   ): Promise<Proc> {
-    const p = this.spawn(
+    const p = await this.component(
       name,
       [
         "nse",
@@ -356,9 +462,10 @@ export class BenchMesh {
     return p;
   }
 
-  /** Stops every process by pid (last started first) and removes the temp dir. */
+  /** Stops every process by pid (last started first) and removes the temp dir (and the SVID files in it). */
   async down(): Promise<void> {
     for (const p of [...this.procs].reverse()) await p.stop().catch(() => p.killNow());
+    if (this.pkiReady) (await this.pkiReady.catch(() => undefined))?.probe.close();
     this.removeDir();
   }
 
