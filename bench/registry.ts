@@ -388,7 +388,7 @@ async function registerPhase(store: "sqlite" | "memory", route: Route): Promise<
   try {
     if (route === "nsmgr") {
       // The same launcher as bench:control-plane's components (bin/nsm.js, unix socket + loopback tcp).
-      mesh = new BenchMesh();
+      mesh = new BenchMesh(undefined, [], { security: "insecure" });
       nsmgrs.add(mesh);
       mesh.registryUrl = url;
       const started = await mesh.nsmgr("bench-nsmgr");
