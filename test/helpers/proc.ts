@@ -36,19 +36,44 @@ export function tempDir(prefix: string): { path: string; remove(): void } {
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
+export interface StartOptions {
+  /** How long to wait for the ready line; default 20 s. */
+  timeoutMs?: number;
+  /** Run inside this network namespace (ip netns exec execs, so the pid is the component's). */
+  netns?: string;
+  /**
+   * The process's primary group id (the test runs as root, so any number works; libuv also clears the
+   * supplementary groups). SPIRE's unix workload attestor tells processes apart by it: an entry with
+   * selectors unix:uid:0 + unix:gid:<gid> gives this component its own SPIFFE ID (see test/helpers/spire.ts).
+   */
+  gid?: number;
+  /** The process's user id; default the test's own. */
+  uid?: number;
+}
+
+/**
+ * Starts `nsm <args>` and resolves when it logs `readyMessage`. The fourth argument is the ready timeout
+ * (ms) or StartOptions; `netns` (fifth) is kept for older callers and overrides StartOptions.netns.
+ */
 export async function startComponent(
   args: string[],
   readyMessage: string,
   env: Record<string, string> = {},
-  timeoutMs = 20_000,
+  timeoutOrOptions: number | StartOptions = 20_000,
   /** Run inside this network namespace (ip netns exec execs, so the pid is the component's). */
-  netns?: string,
+  netnsArg?: string,
 ): Promise<Component> {
+  const opts: StartOptions =
+    typeof timeoutOrOptions === "number" ? { timeoutMs: timeoutOrOptions } : timeoutOrOptions;
+  const timeoutMs = opts.timeoutMs ?? 20_000;
+  const netns = netnsArg ?? opts.netns;
   const argv = [process.execPath, nsmBin, ...args];
   const [cmd, ...rest] = netns ? ["ip", "netns", "exec", netns, ...argv] : argv;
   const proc = spawn(cmd!, rest, {
     env: { ...process.env, NSM_LOG_LEVEL: "info", ...securityEnv(args, env), ...env },
     stdio: ["ignore", "pipe", "pipe"],
+    ...(opts.gid !== undefined ? { gid: opts.gid } : {}),
+    ...(opts.uid !== undefined ? { uid: opts.uid } : {}),
   });
   const logs: string[] = [];
   const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));

@@ -1,0 +1,277 @@
+// SVID rotation in a secure mesh without dropping live connections, fast and without SPIRE: registry, nsmgr,
+// noop forwarder and icmp-responder NSE run as CLI processes, each with its own SPIFFE Workload API socket
+// (test/helpers/workloadapi-server.ts, one TrustDomainCa), and an in-process NsmClient on a socket of its own.
+// Every server rotates mid-test; the connection made before must keep refreshing over the links it has, the
+// nsmgr must still list it, a new Request must succeed, and a new TLS handshake must see the new certificate.
+// test/e2e/spire-mesh.test.ts is the same with a real SPIRE agent and its own rotation schedule.
+import assert from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { MonitorConnectionService, type Connection } from "../../src/api/connection.js";
+import { NsmClient } from "../../src/components/client.js";
+import { createSecurity, type Security } from "../../src/components/security.js";
+import { GrpcClient } from "../../src/core/client.js";
+import { TrustDomainCa } from "../../src/security/ca.js";
+import {
+  channelCredentials,
+  secureChannelOptions,
+  trustDomainAuthorizer,
+} from "../../src/security/credentials.js";
+import type { Identity } from "../../src/security/identity.js";
+import type { IdentitySource } from "../../src/security/source.js";
+import { decodeToken, verifyToken } from "../../src/security/token.js";
+import { identityFromWorkloadApi, type WorkloadApiSource } from "../../src/security/workloadapi.js";
+import { eventually, startComponent, tempDir, type Component } from "../helpers/proc.js";
+import { WorkloadApiServer } from "../helpers/workloadapi-server.js";
+
+/**
+ * Why the checks after the rotation are `todo`: a token signed with a rotated SVID's key is checked against
+ * the certificate of a TLS connection made before the rotation (src/security/policy.ts prev_token_signed /
+ * next_token_signed, src/registry/security.ts provenCaller), so every refresh over a live link fails with
+ * PERMISSION_DENIED until the token expires and the nsmgr closes the connection. Remove once src/ is fixed.
+ */
+const rotationBug =
+  "src/ bug: tokens signed with the rotated key are verified against the pre-rotation TLS peer certificate";
+
+const td = "nsm.test";
+const hops = ["registry", "nsmgr", "forwarder", "nse"] as const;
+type Hop = (typeof hops)[number];
+const idOf = (name: string): string => `spiffe://${td}/${name}`;
+const nscId = idOf("nsc");
+/** The path a Request takes, by SPIFFE ID. */
+const pathIds = [nscId, idOf("nsmgr"), idOf("forwarder"), idOf("nse")];
+const service = "rotation-svc";
+
+const dir = tempDir("nsm-rotation-");
+const sock = (n: string): string => `unix://${join(dir.path, `${n}.sock`)}`;
+const workloadSock = (n: string): string => join(dir.path, `${n}-workload.sock`);
+const procs = new Map<Hop, Component>();
+const servers = new Map<Hop | "nsc", WorkloadApiServer>();
+let source: WorkloadApiSource;
+let security: Security;
+let nsc: NsmClient;
+const sourceErrors: string[] = [];
+
+/** The certificate `hop` presents to a NEW TLS connection (its own channel and subchannel). */
+async function certificateOf(hop: Hop, own: IdentitySource): Promise<X509Certificate> {
+  let raw: Buffer | undefined;
+  const c = new GrpcClient(
+    sock(hop),
+    { ...secureChannelOptions(own.current()), "grpc.use_local_subchannel_pool": 1 },
+    channelCredentials(own, trustDomainAuthorizer([td]), (der) => (raw = der)),
+  );
+  try {
+    await c.waitReady(5_000);
+  } finally {
+    c.close();
+  }
+  assert.ok(raw, `the handshake showed the ${hop}'s certificate`);
+  return new X509Certificate(raw);
+}
+
+/** The connections the nsmgr's MonitorConnections shows this client, asked on a NEW TLS connection. */
+async function nsmgrConnections(own: IdentitySource): Promise<Connection[]> {
+  const c = new GrpcClient(
+    sock("nsmgr"),
+    { ...secureChannelOptions(own.current()), "grpc.use_local_subchannel_pool": 1 },
+    channelCredentials(own, trustDomainAuthorizer([td])),
+  );
+  const s = c.serverStream(MonitorConnectionService.monitorConnections, {
+    pathSegments: [],
+    networkServices: [],
+  });
+  try {
+    for await (const ev of s) return Object.values(ev.connections);
+    return [];
+  } finally {
+    s.cancel();
+    c.close();
+  }
+}
+
+/** Each segment's token names its hop as `sub` and is addressed to the next hop (the last: to its caller). */
+function assertChained(conn: Connection): void {
+  const claims = (conn.path?.pathSegments ?? []).map((s) => decodeToken(s.token));
+  assert.deepEqual(
+    claims.map((c) => c.sub),
+    pathIds,
+  );
+  for (let i = 0; i < claims.length; i++) {
+    const next = i + 1 < claims.length ? pathIds[i + 1] : pathIds[i - 1];
+    assert.deepEqual(claims[i]!.aud, [next], `segment ${i} (${pathIds[i]}) aud`);
+  }
+}
+
+/** Whether every segment's token is signed by the key of its hop's identity in `ids` (by SPIFFE ID). */
+async function signedBy(conn: Connection, ids: ReadonlyMap<string, Identity>): Promise<boolean> {
+  for (const s of conn.path?.pathSegments ?? []) {
+    const key = ids.get(decodeToken(s.token).sub ?? "")?.publicKey;
+    if (!key) return false;
+    try {
+      await verifyToken(s.token, key);
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** What every workload holds now, by SPIFFE ID. */
+function currentIdentities(): Map<string, Identity> {
+  return new Map([...servers.values()].map((s) => [s.current.spiffeId, s.current]));
+}
+
+const serialOf = (id: Identity): string => new X509Certificate(id.certificatePem ?? "").serialNumber;
+const spki = (k: { export(o: { type: "spki"; format: "der" }): Buffer }): string =>
+  k.export({ type: "spki", format: "der" }).toString("base64");
+
+function logTail(hop: Hop, lines = 8): string {
+  return `${hop} log tail:\n${(procs.get(hop)?.logs ?? []).slice(-lines).join("")}`;
+}
+
+describe("SVID rotation in a mesh (test Workload API servers)", () => {
+  let conn: Connection;
+  /** What the nsmgr presented to the client's channel before the rotation (its public key). */
+  let nsmgrKeyBefore = "";
+  let clientKeyBefore = "";
+
+  before(async () => {
+    const ca = await TrustDomainCa.create(td);
+    for (const name of [...hops, "nsc"] as const) {
+      const server = new WorkloadApiServer(ca, idOf(name));
+      await server.start(workloadSock(name));
+      servers.set(name, server);
+    }
+    const start = async (hop: Hop, command: string[], args: string[], ready: string): Promise<void> => {
+      const env = { SPIFFE_ENDPOINT_SOCKET: `unix://${workloadSock(hop)}` };
+      procs.set(hop, await startComponent([...command, "--name", hop, ...args], ready, env));
+    };
+    await start(
+      "registry",
+      ["registry"],
+      ["--store", "memory", "--listen-on", sock("registry")],
+      "registry serving",
+    );
+    await start(
+      "nsmgr",
+      ["nsmgr"],
+      ["--listen-on", sock("nsmgr"), "--registry-url", procs.get("registry")?.urls[0] ?? sock("registry")],
+      "nsmgr ready",
+    );
+    await start(
+      "forwarder",
+      ["forwarder", "noop"],
+      ["--listen-on", sock("forwarder"), "--connect-to", sock("nsmgr")],
+      "forwarder ready",
+    );
+    await start(
+      "nse",
+      ["nse", "icmp-responder"],
+      [
+        ...["--listen-on", sock("nse"), "--connect-to", sock("nsmgr")],
+        ...["--services", service, "--cidr", "169.254.30.0/24"],
+      ],
+      "endpoint ready",
+    );
+    source = await identityFromWorkloadApi(`unix://${workloadSock("nsc")}`, {
+      timeoutMs: 10_000,
+      onError: (e) => sourceErrors.push(e.message),
+    });
+    // Short tokens: the client refreshes every ~3 s (a fifth of the shortest token on a 4-hop path).
+    security = createSecurity({ name: "nsc", source, tokenLifetimeMs: 15_000 });
+    nsc = new NsmClient({ name: "nsc", nsmgrUrl: sock("nsmgr"), security, requestTimeoutMs: 10_000 });
+  });
+
+  after(async () => {
+    await nsc?.closeAll().catch(() => undefined);
+    security?.close();
+    for (const hop of [...hops].reverse()) await procs.get(hop)?.stop();
+    for (const s of servers.values()) s.stop();
+    dir.remove();
+  });
+
+  it("connects; every segment's token is its hop's SPIFFE ID, addressed to the next hop", async () => {
+    conn = await nsc.request({ service });
+    assertChained(conn);
+    assert.ok(await signedBy(conn, currentIdentities()), "every token signed by its hop's current SVID");
+    for (const hop of hops)
+      assert.equal((await certificateOf(hop, source)).serialNumber, serialOf(servers.get(hop)!.current));
+    const peer = security.peerOf(sock("nsmgr"));
+    assert.ok(peer, "the client's channel has shaken hands with the nsmgr");
+    nsmgrKeyBefore = spki(peer.publicKey);
+    clientKeyBefore = source.current().keyPem ?? "";
+  });
+
+  it("every SVID rotates: the client's source follows, new handshakes see the new certificates", async () => {
+    const rotated = new Promise<Identity>((resolve) => {
+      const stop = source.onRotate((id) => {
+        stop();
+        resolve(id);
+      });
+    });
+    const before = new Map(hops.map((hop) => [hop, serialOf(servers.get(hop)!.current)]));
+    await Promise.all([...servers.values()].map((s) => s.rotate()));
+    const mine = await rotated;
+    assert.equal(mine.spiffeId, nscId);
+    assert.notEqual(mine.keyPem, clientKeyBefore, "the client has a new key");
+    assert.equal(mine, source.current());
+    for (const hop of hops) {
+      const want = serialOf(servers.get(hop)!.current);
+      assert.notEqual(want, before.get(hop));
+      let seen = "";
+      await eventually(
+        async () => (seen = (await certificateOf(hop, source)).serialNumber) === want,
+        10_000,
+        `a new TLS connection to the ${hop} to present its rotated certificate`,
+      ).catch((e: Error) => assert.fail(`${e.message} (still ${seen})`));
+    }
+    assert.deepEqual(sourceErrors, []);
+  });
+
+  it(
+    "the connection made before the rotation refreshes with the new SVIDs",
+    { todo: rotationBug },
+    async () => {
+      const ids = currentIdentities();
+      let last: Connection | undefined;
+      // Refreshes run every ~3 s; one after the rotation has every hop's token signed with its new key.
+      await eventually(
+        async () => {
+          last = nsc.connections().find((c) => c.id === conn.id);
+          return last !== undefined && (await signedBy(last, ids));
+        },
+        15_000,
+        "a refresh signed by the rotated SVIDs",
+      ).catch((e: Error) => assert.fail(`${e.message}\n${logTail("nsmgr")}`));
+      assertChained(last!);
+      // An explicit refresh (the same id again) goes through too.
+      const again = await nsc.request({ service, id: conn.id });
+      assert.equal(again.id, conn.id);
+      assertChained(again);
+      assert.ok(await signedBy(again, ids));
+    },
+  );
+
+  it("the nsmgr still lists the connection", { todo: rotationBug }, async () => {
+    const listed = await nsmgrConnections(source);
+    const mine = listed.find((c) => c.path?.pathSegments[0]?.id === conn.id);
+    assert.ok(
+      mine,
+      `connection ${conn.id} in the nsmgr's MonitorConnections (has: ${listed.map((c) => c.id).join(", ")})`,
+    );
+    assert.equal(mine.networkService, service);
+  });
+
+  it("live TLS links carry on: the client's channel to the nsmgr did not shake hands again", () => {
+    // The refreshes above went over the link made before the rotation, which still shows the old certificate.
+    const peer = security.peerOf(sock("nsmgr"));
+    assert.equal(peer && spki(peer.publicKey), nsmgrKeyBefore);
+  });
+
+  it("a new Request after the rotation succeeds", { todo: rotationBug }, async () => {
+    const fresh = await nsc.request({ service, id: "nsc-after-rotation" });
+    assertChained(fresh);
+    assert.ok(await signedBy(fresh, currentIdentities()));
+  });
+});
