@@ -43,9 +43,10 @@ const nscId = idOf("nsc");
 const pathIds = [nscId, idOf("nsmgr"), idOf("forwarder"), idOf("nse")];
 const service = "rotation-svc";
 
-const dir = tempDir("nsm-rotation-");
-const sock = (n: string): string => `unix://${join(dir.path, `${n}.sock`)}`;
-const workloadSock = (n: string): string => join(dir.path, `${n}-workload.sock`);
+/** Made in before(), removed in after(). */
+let dir: { path: string; remove(): void } | undefined;
+const sock = (n: string): string => `unix://${join(dir?.path ?? "", `${n}.sock`)}`;
+const workloadSock = (n: string): string => join(dir?.path ?? "", `${n}-workload.sock`);
 const procs = new Map<Hop, Component>();
 const servers = new Map<Hop | "nsc", WorkloadApiServer>();
 let source: WorkloadApiSource;
@@ -137,6 +138,7 @@ describe("SVID rotation in a mesh (test Workload API servers)", () => {
   let clientKeyBefore = "";
 
   before(async () => {
+    dir = tempDir("nsm-rotation-");
     const ca = await TrustDomainCa.create(td);
     for (const name of [...hops, "nsc"] as const) {
       const server = new WorkloadApiServer(ca, idOf(name));
@@ -188,7 +190,7 @@ describe("SVID rotation in a mesh (test Workload API servers)", () => {
     security?.close();
     for (const hop of [...hops].reverse()) await procs.get(hop)?.stop();
     for (const s of servers.values()) s.stop();
-    dir.remove();
+    dir?.remove();
   });
 
   it("connects; every segment's token is its hop's SPIFFE ID, addressed to the next hop", async () => {
