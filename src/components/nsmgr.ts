@@ -127,7 +127,7 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
   >([
     validateNSE(),
     updatePathServer(opts.name),
-    updateTokenRegistry(sign, insecure),
+    updateTokenRegistry(sign, insecure, () => opts.security.identity.caPem),
     authorizeRegistry(nseOwner),
     expire(opts.expirePeriodMs ?? 60_000),
     clientInfoNSE(clientInfoLabels()),
@@ -138,7 +138,7 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
   const nsChain: NSChain = registryChain<NetworkService, NetworkServiceQuery, NetworkServiceResponse>([
     validateNS(),
     updatePathServer(opts.name),
-    updateTokenRegistry(sign, insecure),
+    updateTokenRegistry(sign, insecure, () => opts.security.identity.caPem),
     authorizeRegistry(nsOwner),
     ...nsTail,
   ]);

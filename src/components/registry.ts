@@ -62,7 +62,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<RunningRegis
   const nsChain: NSChain = registryChain([
     validateNS(),
     updatePathServer<NetworkService, NetworkServiceQuery, NetworkServiceResponse>(name),
-    updateTokenRegistry(sign, security.insecure),
+    updateTokenRegistry(sign, security.insecure, () => security.identity.caPem),
     authorizeRegistry((n) => services.get(n)?.pathIds),
     setPayload(),
     memoryNSServer(services),
@@ -72,7 +72,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<RunningRegis
     updatePathServer<NetworkServiceEndpoint, NetworkServiceEndpointQuery, NetworkServiceEndpointResponse>(
       name,
     ),
-    updateTokenRegistry(sign, security.insecure),
+    updateTokenRegistry(sign, security.insecure, () => security.identity.caPem),
     authorizeRegistry((n) => endpoints.get(n)?.pathIds),
     expire(opts.expirePeriodMs),
     memoryNSEServer(endpoints),

@@ -165,12 +165,17 @@ export function createSecurity(opts: SecurityOptions): Security {
     updateToken: () => updateTokenServer(sign),
     authorize: () =>
       enforce
-        ? authorizeServer({ insecure, ...(opts.serverPolicies ? { policies: opts.serverPolicies } : {}) })
+        ? authorizeServer({
+            insecure,
+            trustBundle: () => source.current().caPem,
+            ...(opts.serverPolicies ? { policies: opts.serverPolicies } : {}),
+          })
         : { name: "authorize", request: (r, c, n) => n.request(r, c), close: (r, c, n) => n.close(r, c) },
     authorizeClient: () =>
       authorizeClient({
         insecure,
         peerOf: (url) => peers.get(url),
+        trustBundle: () => source.current().caPem,
         ...(opts.clientPolicies ? { policies: opts.clientPolicies } : {}),
       }),
     peerOf: (url) => peers.get(url),

@@ -16,7 +16,7 @@ import {
   decodeToken,
   tokenFromMetadata,
   tokenMetadata,
-  verifyToken,
+  verifyPeerToken,
   type GeneratedToken,
 } from "../security/token.js";
 import { formatPath, pathFromContext, type RegistryPath } from "./updatepath.js";
@@ -44,6 +44,7 @@ function subOf(token: string | undefined): string {
 async function provenCaller(
   ctx: CallContext,
   insecure: boolean,
+  trustBundle?: () => string | undefined,
 ): Promise<{ id: string; token: string } | undefined> {
   const presented = tokenFromMetadata(ctx.metadata);
   const cert = peerCert(ctx.peerCertificate);
@@ -55,7 +56,7 @@ async function provenCaller(
   const claimed = subOf(presented.token);
   if (cert) {
     try {
-      await verifyToken(presented.token, cert.publicKey);
+      await verifyPeerToken(presented.token, cert, trustBundle?.());
     } catch (e) {
       throw unauthenticated(
         `no sufficient privileges: nsm-client-token is not signed by the caller's certificate key: ${
@@ -82,10 +83,11 @@ async function provenCaller(
 export function updateTokenRegistry<T extends WithPathIds, Q, R>(
   sign: Signer,
   insecure: boolean,
+  trustBundle?: () => string | undefined,
 ): RegistryServer<T, Q, R> {
   const stamp = async (item: T, ctx: CallContext): Promise<T> => {
     if (ctx.internal) return item;
-    const caller = await provenCaller(ctx, insecure);
+    const caller = await provenCaller(ctx, insecure, trustBundle);
     if (!caller) return { ...item, pathIds: [] };
     const path = pathFromContext(ctx);
     if (!path) return { ...item, pathIds: [caller.id] };

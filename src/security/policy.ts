@@ -8,7 +8,7 @@
 import type { KeyObject } from "node:crypto";
 import type { PathSegment } from "../api/connection.js";
 import { permissionDenied, type StatusError } from "../core/errors.js";
-import { TokenError, decodeToken, verifyToken, type TokenClaims } from "./token.js";
+import { TokenError, decodeToken, verifyPeerToken, type TokenClaims } from "./token.js";
 
 /** The parts of a Path the policies read; a connection Path fits. */
 export interface PolicyPath {
@@ -100,11 +100,13 @@ async function checkSigned(
   key: KeyObject,
   policy: string,
   signer: string,
+  peerId?: string,
+  bundlePem?: string,
 ): Promise<void> {
   const token = path.pathSegments[i]?.token ?? "";
   if (token === "") throw denied(policy, `${where(path, i)} has no token`);
   try {
-    await verifyToken(token, key);
+    await verifyPeerToken(token, { publicKey: key, spiffeId: peerId }, bundlePem);
   } catch (e) {
     const why = e instanceof TokenError ? e.message : String(e);
     throw denied(policy, `${where(path, i)} token is not signed by ${signer}: ${why}`);
@@ -120,6 +122,7 @@ export async function prevTokenSigned(
   path: PolicyPath,
   callerKey: KeyObject,
   callerId: string,
+  bundlePem?: string,
 ): Promise<void> {
   const policy = "prev_token_signed";
   const i = path.index - 1;
@@ -128,7 +131,7 @@ export async function prevTokenSigned(
       policy,
       `path index ${path.index} has no previous segment (path has ${path.pathSegments.length})`,
     );
-  await checkSigned(path, i, callerKey, policy, "the caller's certificate key");
+  await checkSigned(path, i, callerKey, policy, "the caller's certificate key", callerId, bundlePem);
   const sub = claimsAt(path, i, policy).sub;
   if (sub !== callerId)
     throw denied(
@@ -141,12 +144,17 @@ export async function prevTokenSigned(
  * next_token_signed (upstream client/next_token_signed.rego, on a response): the token at index+1 verifies
  * against the server's certificate key.
  */
-export async function nextTokenSigned(path: PolicyPath, serverKey: KeyObject): Promise<void> {
+export async function nextTokenSigned(
+  path: PolicyPath,
+  serverKey: KeyObject,
+  serverId?: string,
+  bundlePem?: string,
+): Promise<void> {
   const policy = "next_token_signed";
   const i = path.index + 1;
   if (i >= path.pathSegments.length)
     throw denied(policy, `the response path has no segment after index ${path.index}`);
-  await checkSigned(path, i, serverKey, policy, "the server's certificate key");
+  await checkSigned(path, i, serverKey, policy, "the server's certificate key", serverId, bundlePem);
 }
 
 /** What a policy sees. Server side: the caller; client side: the server (on a response). */
@@ -161,6 +169,8 @@ export interface PolicyInput {
   now: Date;
   /** The call is a Close (see tokensExpired). */
   close?: boolean;
+  /** Our trust bundle (PEM): tokens signed after the peer's SVID rotated verify through their x5c. */
+  trustBundlePem?: string;
 }
 
 /** A policy in the sense of upstream's `authorize.WithPolicies`: passes, or throws PERMISSION_DENIED. */
@@ -184,7 +194,7 @@ export const serverPolicyList: readonly Policy[] = [
     name: "prev_token_signed",
     check: async (i) => {
       const key = needKey(i, "prev_token_signed");
-      if (key) await prevTokenSigned(i.path, key, i.peerId ?? "");
+      if (key) await prevTokenSigned(i.path, key, i.peerId ?? "", i.trustBundlePem);
     },
   },
 ];
@@ -198,7 +208,7 @@ export const clientPolicyList: readonly Policy[] = [
     name: "next_token_signed",
     check: async (i) => {
       const key = needKey(i, "next_token_signed");
-      if (key) await nextTokenSigned(i.path, key);
+      if (key) await nextTokenSigned(i.path, key, i.peerId, i.trustBundlePem);
     },
   },
 ];

@@ -6,6 +6,7 @@ import { Metadata, status } from "@grpc/grpc-js";
 import { StatusError } from "../core/errors.js";
 import { generatedIdentity, loadIdentity, type Identity } from "./identity.js";
 import { TestPki } from "./testpki.js";
+import { TrustDomainCa } from "./ca.js";
 import {
   TokenError,
   decodeToken,
@@ -17,6 +18,7 @@ import {
   tokenFromMetadata,
   tokenKey,
   tokenMetadata,
+  verifyPeerToken,
   verifyToken,
 } from "./token.js";
 
@@ -207,5 +209,44 @@ describe("tokens across identities in one process", () => {
     const { token } = await generateToken(a, [b.spiffeId]);
     assert.deepEqual((await verifyToken(token, a.publicKey)).aud, [b.spiffeId]);
     await rejectsWith(verifyToken(token, b.publicKey), "signature", "does not verify");
+  });
+});
+
+describe("verifyPeerToken (a peer's SVID rotated after the TLS handshake)", () => {
+  let ca: TrustDomainCa;
+  let rogue: TrustDomainCa;
+  let old: Identity;
+  let rotated: Identity;
+  before(async () => {
+    ca = await TrustDomainCa.create("rot.test");
+    rogue = await TrustDomainCa.create("rot.test");
+    old = await ca.issue("spiffe://rot.test/nsmgr");
+    rotated = await ca.issue("spiffe://rot.test/nsmgr");
+  });
+  const peer = (): { publicKey: Identity["publicKey"]; spiffeId: string } => ({
+    publicKey: old.publicKey,
+    spiffeId: "spiffe://rot.test/nsmgr",
+  });
+
+  it("a token signed with the new key verifies through its x5c chain to our bundle", async () => {
+    const { token } = await generateToken(rotated, ["spiffe://rot.test/fwd"]);
+    assert.ok(Array.isArray(decodeTokenHeader(token).x5c), "an SVID-signed token carries x5c");
+    await rejectsWith(verifyToken(token, old.publicKey), "signature", "does not verify");
+    const claims = await verifyPeerToken(token, peer(), ca.bundlePem);
+    assert.equal(claims.sub, "spiffe://rot.test/nsmgr");
+  });
+
+  it("refuses an x5c from another CA, of another identity, or without our bundle", async () => {
+    const forged = await generateToken(await rogue.issue("spiffe://rot.test/nsmgr"), []);
+    await rejectsWith(verifyPeerToken(forged.token, peer(), ca.bundlePem), "signature", "does not verify");
+    const other = await generateToken(await ca.issue("spiffe://rot.test/intruder"), []);
+    await rejectsWith(verifyPeerToken(other.token, peer(), ca.bundlePem), "signature", "does not verify");
+    const fresh = await generateToken(rotated, []);
+    await rejectsWith(verifyPeerToken(fresh.token, peer(), undefined), "signature", "does not verify");
+  });
+
+  it("the TLS key still verifies directly", async () => {
+    const { token } = await generateToken(old, []);
+    assert.equal((await verifyPeerToken(token, peer(), ca.bundlePem)).sub, "spiffe://rot.test/nsmgr");
   });
 });

@@ -5,7 +5,7 @@
 //
 // JWS signing and verification use `jose` (panva/jose): a dependency-free, widely used and actively maintained
 // implementation of the JOSE specs, so we do not hand-roll ES256's raw r||s signature encoding or JWS parsing.
-import type { KeyObject } from "node:crypto";
+import { X509Certificate, type KeyObject } from "node:crypto";
 import { Metadata } from "@grpc/grpc-js";
 import {
   SignJWT,
@@ -15,7 +15,7 @@ import {
   type ProtectedHeaderParameters,
 } from "jose";
 import { invalidArgument } from "../core/errors.js";
-import type { Identity } from "./identity.js";
+import { pemBlocks, trySpiffeIdFromCertificate, type Identity } from "./identity.js";
 
 /** NSM_MAX_TOKEN_LIFETIME default (upstream: 10m). */
 export const defaultTokenLifetimeMs = 10 * 60_000;
@@ -68,8 +68,9 @@ export async function generateToken(
   if (identity.notAfter) expMs = Math.min(expMs, identity.notAfter.getTime());
   if (capAt) expMs = Math.min(expMs, capAt.getTime());
   const exp = Math.floor(expMs / 1000);
+  const x5c = x5cOf(identity);
   const jwt = new SignJWT({})
-    .setProtectedHeader({ alg: "ES256", typ: "JWT" })
+    .setProtectedHeader({ alg: "ES256", typ: "JWT", ...(x5c ? { x5c } : {}) })
     .setSubject(identity.spiffeId)
     .setIssuedAt(Math.floor(now.getTime() / 1000))
     .setExpirationTime(exp);
@@ -232,4 +233,77 @@ export function tokenFromMetadata(md: Metadata): { token: string; expires: Date 
       `${raw === undefined ? "missing" : `"${String(raw)}" is not an RFC 3339 time`} and the token has no exp`,
     );
   return { token, expires: new Date(exp * 1000) };
+}
+
+// x5c: the signer's certificate chain (DER, base64), so a peer whose TLS connection predates a rotation of our
+// SVID can still verify a token signed with the new key (verifyPeerToken). It costs ~0.7 KB per token.
+const x5cs = new WeakMap<Identity, string[]>();
+function x5cOf(identity: Identity): string[] | undefined {
+  if (!identity.certChainPem) return undefined;
+  let x5c = x5cs.get(identity);
+  if (!x5c) {
+    x5c = pemBlocks(identity.certChainPem).map((b) => new X509Certificate(b).raw.toString("base64"));
+    x5cs.set(identity, x5c);
+  }
+  return x5c;
+}
+
+/** x5c leaf (base64) + bundle → the leaf's key and validity once its chain checked out; rotations are rare. */
+const x5cLeaves = new Bounded<string, { key: KeyObject; id: string | undefined; from: Date; to: Date }>(256);
+
+/** The peer a token must come from: its TLS certificate's key and SPIFFE ID. */
+export interface TokenPeer {
+  publicKey: KeyObject;
+  spiffeId?: string | undefined;
+}
+
+/**
+ * Verifies that `peer` signed `token`: with the key of its TLS certificate, or — when the peer's SVID rotated
+ * after the TLS handshake — with the key of the certificate in the token's `x5c` header, which must carry the
+ * same SPIFFE ID, be valid now and chain to `bundlePem` (our trust bundle).
+ */
+export async function verifyPeerToken(
+  token: string,
+  peer: TokenPeer,
+  bundlePem: string | undefined,
+  now = new Date(),
+): Promise<TokenClaims> {
+  try {
+    return await verifyToken(token, peer.publicKey);
+  } catch (first) {
+    if (!(first instanceof TokenError) || first.reason !== "signature" || !bundlePem || !peer.spiffeId)
+      throw first;
+    const x5c = decodeTokenHeader(token).x5c;
+    if (!Array.isArray(x5c) || x5c.length === 0) throw first;
+    const cacheKey = `${x5c.join(".")}|${bundlePem}`;
+    let leaf = x5cLeaves.get(cacheKey);
+    if (!leaf) {
+      let chain: X509Certificate[];
+      try {
+        chain = x5c.map((c) => new X509Certificate(Buffer.from(c, "base64")));
+      } catch {
+        throw first;
+      }
+      const cert = chain[0]!;
+      const roots = pemBlocks(bundlePem).map((b) => new X509Certificate(b));
+      const signedBy = (c: X509Certificate, by: X509Certificate[]): X509Certificate | undefined =>
+        by.find((b) => c.checkIssued(b) && c.verify(b.publicKey));
+      let cur = cert;
+      for (let hops = 0; !signedBy(cur, roots); hops++) {
+        const next = signedBy(cur, chain.slice(1));
+        if (!next || hops > chain.length) throw first;
+        cur = next;
+      }
+      leaf = {
+        key: cert.publicKey,
+        id: trySpiffeIdFromCertificate(cert),
+        from: new Date(cert.validFrom),
+        to: new Date(cert.validTo),
+      };
+      x5cLeaves.set(cacheKey, leaf);
+    }
+    if (leaf.id !== peer.spiffeId) throw first;
+    if (now < leaf.from || now > leaf.to) throw first;
+    return verifyToken(token, leaf.key);
+  }
 }

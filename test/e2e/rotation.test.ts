@@ -25,15 +25,6 @@ import { identityFromWorkloadApi, type WorkloadApiSource } from "../../src/secur
 import { eventually, startComponent, tempDir, type Component } from "../helpers/proc.js";
 import { WorkloadApiServer } from "../helpers/workloadapi-server.js";
 
-/**
- * Why the checks after the rotation are `todo`: a token signed with a rotated SVID's key is checked against
- * the certificate of a TLS connection made before the rotation (src/security/policy.ts prev_token_signed /
- * next_token_signed, src/registry/security.ts provenCaller), so every refresh over a live link fails with
- * PERMISSION_DENIED until the token expires and the nsmgr closes the connection. Remove once src/ is fixed.
- */
-const rotationBug =
-  "src/ bug: tokens signed with the rotated key are verified against the pre-rotation TLS peer certificate";
-
 const td = "nsm.test";
 const hops = ["registry", "nsmgr", "forwarder", "nse"] as const;
 type Hop = (typeof hops)[number];
@@ -231,31 +222,27 @@ describe("SVID rotation in a mesh (test Workload API servers)", () => {
     assert.deepEqual(sourceErrors, []);
   });
 
-  it(
-    "the connection made before the rotation refreshes with the new SVIDs",
-    { todo: rotationBug },
-    async () => {
-      const ids = currentIdentities();
-      let last: Connection | undefined;
-      // Refreshes run every ~3 s; one after the rotation has every hop's token signed with its new key.
-      await eventually(
-        async () => {
-          last = nsc.connections().find((c) => c.id === conn.id);
-          return last !== undefined && (await signedBy(last, ids));
-        },
-        15_000,
-        "a refresh signed by the rotated SVIDs",
-      ).catch((e: Error) => assert.fail(`${e.message}\n${logTail("nsmgr")}`));
-      assertChained(last!);
-      // An explicit refresh (the same id again) goes through too.
-      const again = await nsc.request({ service, id: conn.id });
-      assert.equal(again.id, conn.id);
-      assertChained(again);
-      assert.ok(await signedBy(again, ids));
-    },
-  );
+  it("the connection made before the rotation refreshes with the new SVIDs", async () => {
+    const ids = currentIdentities();
+    let last: Connection | undefined;
+    // Refreshes run every ~3 s; one after the rotation has every hop's token signed with its new key.
+    await eventually(
+      async () => {
+        last = nsc.connections().find((c) => c.id === conn.id);
+        return last !== undefined && (await signedBy(last, ids));
+      },
+      15_000,
+      "a refresh signed by the rotated SVIDs",
+    ).catch((e: Error) => assert.fail(`${e.message}\n${logTail("nsmgr")}`));
+    assertChained(last!);
+    // An explicit refresh (the same id again) goes through too.
+    const again = await nsc.request({ service, id: conn.id });
+    assert.equal(again.id, conn.id);
+    assertChained(again);
+    assert.ok(await signedBy(again, ids));
+  });
 
-  it("the nsmgr still lists the connection", { todo: rotationBug }, async () => {
+  it("the nsmgr still lists the connection", async () => {
     const listed = await nsmgrConnections(source);
     const mine = listed.find((c) => c.path?.pathSegments[0]?.id === conn.id);
     assert.ok(
@@ -271,7 +258,7 @@ describe("SVID rotation in a mesh (test Workload API servers)", () => {
     assert.equal(peer && spki(peer.publicKey), nsmgrKeyBefore);
   });
 
-  it("a new Request after the rotation succeeds", { todo: rotationBug }, async () => {
+  it("a new Request after the rotation succeeds", async () => {
     const fresh = await nsc.request({ service, id: "nsc-after-rotation" });
     assertChained(fresh);
     assert.ok(await signedBy(fresh, currentIdentities()));

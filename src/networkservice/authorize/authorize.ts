@@ -14,6 +14,8 @@ export interface AuthorizeOptions {
   policies?: readonly Policy[];
   /** The hop runs without TLS (explicit opt-in): signatures cannot be checked. */
   insecure: boolean;
+  /** Our current trust bundle (PEM), for tokens signed after the caller's SVID rotated. */
+  trustBundle?: () => string | undefined;
 }
 
 const pinnedKey = Symbol("authorize.caller");
@@ -36,6 +38,7 @@ export function authorizeServer(opts: AuthorizeOptions): NetworkServiceElement {
       insecure: opts.insecure,
       now: new Date(),
       close,
+      ...(opts.trustBundle?.() ? { trustBundlePem: opts.trustBundle() } : {}),
     });
     if (!ctx.connection) return;
     const pinned = ctx.connection.server.get(pinnedKey) as string | undefined;

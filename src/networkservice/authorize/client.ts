@@ -13,6 +13,8 @@ export interface AuthorizeClientOptions {
   insecure: boolean;
   /** The certificate the server at `url` presented in its last handshake. */
   peerOf: (url: string) => PeerCert | undefined;
+  /** Our current trust bundle (PEM), for tokens signed after the server's SVID rotated. */
+  trustBundle?: () => string | undefined;
 }
 
 export function authorizeClient(opts: AuthorizeClientOptions): NetworkServiceElement {
@@ -30,6 +32,7 @@ export function authorizeClient(opts: AuthorizeClientOptions): NetworkServiceEle
           ...(peer ? { peerKey: peer.publicKey } : {}),
           insecure: opts.insecure,
           now: new Date(),
+          ...(opts.trustBundle?.() ? { trustBundlePem: opts.trustBundle() } : {}),
         });
       } catch (err) {
         await next
