@@ -17,7 +17,16 @@ import type { NsContext } from "./context.js";
 import { DataplaneError, type OpContext } from "./errors.js";
 import { LinkOps, type Link } from "./link.js";
 import { NeighOps } from "./neigh.js";
-import { SELF_NETNS, openNetnsFile, openRtnlSocketIn, type NetnsFile } from "./netns.js";
+import {
+  HOST_NETNS,
+  NetnsRefusedError,
+  SELF_NETNS,
+  checkClientNetnsRef,
+  inodeUrlOf,
+  openNetnsFile,
+  openRtnlSocketIn,
+  type NetnsFile,
+} from "./netns.js";
 import type { RtnlSocket } from "./nl/socket.js";
 import { RouteOps } from "./route.js";
 import { closeSync } from "node:fs";
@@ -53,6 +62,9 @@ export {
   listNamespaces,
   resolveInodeUrl,
   netnsPathOf,
+  checkClientNetnsRef,
+  NetnsRefusedError,
+  HOST_NETNS,
   NETNS_RUN_DIR,
   SELF_NETNS,
 } from "./netns.js";
@@ -62,6 +74,19 @@ export { ping, type PingNetns, type PingOptions, type PingResult, type IcmpSocke
 export interface DataplaneOptions {
   /** Per-request timeout in ms (default 10 000). */
   timeoutMs?: number;
+}
+
+/** How far a namespace reference from a caller (a mechanism's inodeURL) is trusted: see Dataplane.clientNetns. */
+export interface ClientNetnsOptions {
+  /**
+   * The reference was produced by this process's own code (e.g. a path for a descriptor it received), so a
+   * file:// URL or path is accepted; otherwise only inode://<dev>/<ino>.
+   */
+  trusted?: boolean;
+  /** Let the reference name the host's namespace, this process's own or a `reserved` one (default false). */
+  allowHostNetns?: boolean;
+  /** More namespaces a caller may not name (e.g. the forwarder's node namespace), as inode:// URLs. */
+  reserved?: readonly string[];
 }
 
 /**
@@ -150,7 +175,51 @@ export class Dataplane {
       const open = this.handles.get(ref);
       if (open && !open.closed) return open;
     }
-    const file = openNetnsFile(ref);
+    return this.adopt(openNetnsFile(ref));
+  }
+
+  /**
+   * A handle for the namespace a caller named (a KERNEL mechanism's inodeURL): like netns(), but only an
+   * inode:// URL unless `trusted`, and never the host's namespace, this process's own or a `reserved` one
+   * unless `allowHostNetns`. Throws NetnsRefusedError ("invalid" or "denied") before opening anything it
+   * refuses, and DataplaneError (ENOENT, EINVAL: not a network namespace) from opening.
+   */
+  clientNetns(ref: string, opts: ClientNetnsOptions = {}): NetnsHandle {
+    const canonical = checkClientNetnsRef(ref, opts.trusted);
+    if (canonical.startsWith("inode://")) {
+      this.refuseReserved(canonical, ref, opts);
+      return this.netns(canonical);
+    }
+    const file = openNetnsFile(canonical);
+    try {
+      this.refuseReserved(file.inodeUrl, ref, opts);
+    } catch (err) {
+      closeSync(file.fd);
+      throw err;
+    }
+    return this.adopt(file);
+  }
+
+  private refuseReserved(inodeUrl: string, ref: string, opts: ClientNetnsOptions): void {
+    if (opts.allowHostNetns) return;
+    const own = (path: string): string | undefined => {
+      try {
+        return inodeUrlOf(path);
+      } catch {
+        return undefined; // not visible here: nobody can name it by accident either
+      }
+    };
+    const reserved = [
+      [own(HOST_NETNS), "the host's network namespace"],
+      [own(SELF_NETNS), "this process's own network namespace"],
+      ...(opts.reserved ?? []).map((u) => [u, "a namespace of this component"]),
+    ];
+    const hit = reserved.find(([u]) => u === inodeUrl);
+    if (hit) throw new NetnsRefusedError("denied", `"${ref}" is ${hit[1]}, which callers may not use`);
+  }
+
+  /** Caches a newly opened namespace file as a handle (or returns the handle already open for it). */
+  private adopt(file: NetnsFile): NetnsHandle {
     const cached = this.handles.get(file.inodeUrl);
     if (cached && !cached.closed) {
       closeSync(file.fd);

@@ -1,7 +1,9 @@
 // The libc calls Node does not offer, through koffi: setns(2), used to open sockets inside another network
-// namespace (enter, create socket, leave — synchronously on the calling thread), and the socket calls icmp.ts
-// needs for ICMP echo (below).
+// namespace (enter, create socket, leave — synchronously on the calling thread), fstatfs(2) and the
+// NS_GET_NSTYPE ioctl to check that a file is a network namespace, and the socket calls icmp.ts needs for
+// ICMP echo (below).
 // unshare(2) is not needed: namespaces are made by whoever owns the pod (tests use `ip netns add`).
+import os from "node:os";
 import koffi from "koffi";
 
 /** CLONE_NEWNET from linux/sched.h: setns() must join a network namespace. */
@@ -27,6 +29,50 @@ function loadSetns(): SetnsFn {
 export function setns(fd: number, nstype: number = CLONE_NEWNET): number {
   const r = loadSetns()(fd, nstype);
   return r === 0 ? 0 : koffi.errno() || 1;
+}
+
+// ---- Is this file a network namespace? (netns.ts) ----
+
+/** open(2) flags for namespace files: never block (a FIFO would), never leak into children. */
+export const O_NONBLOCK = 0o4000;
+export const O_CLOEXEC = 0o2000000;
+/** statfs f_type of the namespace filesystem (linux/magic.h). */
+export const NSFS_MAGIC = 0x6e736673;
+/** _IO(0xb7, 0x3) from linux/nsfs.h: the CLONE_NEW* type of the namespace open at the fd (Linux ≥ 4.11). */
+export const NS_GET_NSTYPE = 0xb703;
+
+interface NsFns {
+  fstatfs: KoffiFn;
+  ioctl: KoffiFn;
+}
+
+let nsFns: NsFns | undefined;
+
+function loadNsFns(): NsFns {
+  if (!nsFns) {
+    const libc = koffi.load("libc.so.6");
+    nsFns = {
+      fstatfs: libc.func("int fstatfs(int fd, void *buf)"),
+      ioctl: libc.func("int ioctl(int fd, unsigned long request, ...)"),
+    };
+  }
+  return nsFns;
+}
+
+/** fstatfs(2): the f_type of the filesystem holding the file open at `fd`, or -errno. */
+export function sysFstatfsType(fd: number): number {
+  // struct statfs starts with f_type (a long, 8 bytes on 64-bit Linux); the whole struct is 120 bytes there.
+  const buf = Buffer.alloc(256);
+  const r = sysResult(loadNsFns().fstatfs(fd, buf));
+  if (r < 0) return r;
+  const wide = process.arch.endsWith("64") || process.arch === "s390x";
+  if (!wide) return os.endianness() === "LE" ? buf.readUInt32LE(0) : buf.readUInt32BE(0);
+  return Number(os.endianness() === "LE" ? buf.readBigUInt64LE(0) : buf.readBigUInt64BE(0));
+}
+
+/** ioctl(2) without an argument: the result, or -errno. */
+export function sysIoctl(fd: number, request: number): number {
+  return sysResult(loadNsFns().ioctl(fd, request));
 }
 
 // ---- Sockets for ICMP echo (icmp.ts) ----

@@ -4,18 +4,34 @@
 // carries it on the wire, by `inode://<dev>/<ino>` (spec §1.9, §1.10.4), which is resolved by scanning
 // /var/run/netns/* then /proc/*/ns/net then /proc/*/task/*/ns/net and stat'ing each.
 //
+// Opening runs as root on a path that may come from a caller, so a namespace file is opened only if it is a
+// regular file, opened non-blocking (a FIFO would block the event loop), and kept only if the kernel says it
+// is a network namespace (nsfs, NS_GET_NSTYPE = CLONE_NEWNET). A caller names its namespace by inode:// only
+// (checkClientNetnsRef); a path is for this process's own code.
+//
 // Sockets: an rtnetlink socket talks to the namespace it was created in, forever. To get one for another
 // namespace we enter it with setns(2) on the calling thread (Node's main thread), create the socket and go
 // back — all synchronously, so no other JavaScript runs while the thread is in the foreign namespace.
-import { closeSync, fstatSync, openSync, readdirSync, statSync } from "node:fs";
-import { DataplaneError, errnoOf, type OpContext } from "./errors.js";
-import { CLONE_NEWNET, setns } from "./libc.js";
+import { closeSync, constants as fsConstants, fstatSync, openSync, readdirSync, statSync } from "node:fs";
+import { DataplaneError, errnoName, errnoOf, type OpContext } from "./errors.js";
+import {
+  CLONE_NEWNET,
+  NSFS_MAGIC,
+  NS_GET_NSTYPE,
+  O_CLOEXEC,
+  O_NONBLOCK,
+  setns,
+  sysFstatfsType,
+  sysIoctl,
+} from "./libc.js";
 import { openRtnlSocket, type RtnlSocket, type RtnlSocketOptions } from "./nl/socket.js";
 
 /** Where named namespaces live (`ip netns add X` bind-mounts /var/run/netns/X). */
 export const NETNS_RUN_DIR = "/var/run/netns";
 /** The calling thread's own namespace. */
 export const SELF_NETNS = "/proc/thread-self/ns/net";
+/** The host's namespace (that of PID 1, in this process's PID namespace). */
+export const HOST_NETNS = "/proc/1/ns/net";
 
 /** inode://<st_dev>/<st_ino> of the namespace file at `path`. */
 export function inodeUrlOf(path: string): string {
@@ -30,9 +46,44 @@ export function inodeUrlOfFd(fd: number): string {
 }
 
 function parseInodeUrl(url: string): { dev: bigint; ino: bigint } | undefined {
-  const m = /^inode:\/\/(\d+)\/(\d+)$/.exec(url);
+  const m = /^inode:\/\/(\d{1,20})\/(\d{1,20})$/.exec(url);
   if (!m?.[1] || !m[2]) return undefined;
   return { dev: BigInt(m[1]), ino: BigInt(m[2]) };
+}
+
+/**
+ * A namespace reference refused before anything was opened: `denied` when it names a namespace the caller
+ * may not use (the host's, the forwarder's own), `invalid` when the reference itself is not acceptable.
+ */
+export class NetnsRefusedError extends Error {
+  override readonly name = "NetnsRefusedError";
+  constructor(
+    readonly reason: "invalid" | "denied",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The canonical inode:// URL a caller's reference names. Callers (anything received over gRPC) may name a
+ * namespace only by inode://<dev>/<ino>; a file:// URL or path only when `trusted` (produced by this
+ * process's own code, e.g. for a descriptor it received), then returned as given.
+ */
+export function checkClientNetnsRef(ref: string, trusted = false): string {
+  if (ref.startsWith("inode://")) {
+    const id = parseInodeUrl(ref);
+    if (!id)
+      throw new NetnsRefusedError("invalid", `"${ref}" is not inode://<dev>/<ino> with decimal numbers`);
+    return `inode://${id.dev}/${id.ino}`;
+  }
+  if (!trusted) {
+    throw new NetnsRefusedError(
+      "invalid",
+      `"${ref}" is refused: a namespace is named as inode://<dev>/<ino> (file:// URLs and paths are opened only for this process's own code)`,
+    );
+  }
+  return ref;
 }
 
 function* candidatePaths(): Generator<string> {
@@ -96,22 +147,66 @@ export interface NetnsFile {
   readonly inodeUrl: string;
 }
 
-/** Opens the namespace named by `ref`. Throws ENOENT (with the path) if it does not exist. */
+/**
+ * Opens the namespace named by `ref`. Throws ENOENT (with the path) if it does not exist, EINVAL if it is not
+ * a network namespace (checked before and after opening, which never blocks).
+ */
 export function openNetnsFile(ref: string): NetnsFile {
   const path = netnsPathOf(ref);
-  let fd: number;
-  try {
-    fd = openSync(path, "r");
-  } catch (err) {
+  const ctx: OpContext = { op: "netns open", object: ref };
+  const fail = (err: unknown): DataplaneError => {
     const code = (err as NodeJS.ErrnoException).code ?? "EIO";
-    const ctx: OpContext = { op: "netns open", object: ref };
-    throw DataplaneError.of(
+    return DataplaneError.of(
       ctx,
-      code in { ENOENT: 1, EACCES: 1, ENOTDIR: 1, EPERM: 1 } ? code : "EIO",
+      code in { ENOENT: 1, EACCES: 1, ENOTDIR: 1, EPERM: 1, ELOOP: 1 } ? code : "EIO",
       code === "ENOENT" ? `no such namespace file ${path}` : (err as Error).message,
     );
+  };
+  // A FIFO, device or socket is refused unopened: opening some devices does things (a watchdog starts).
+  try {
+    if (!statSync(path).isFile()) throw DataplaneError.of(ctx, "EINVAL", `${path} is not a namespace file`);
+  } catch (err) {
+    throw err instanceof DataplaneError ? err : fail(err);
   }
-  return { label: ref, path, fd, inodeUrl: inodeUrlOfFd(fd) };
+  let fd: number;
+  try {
+    fd = openSync(path, fsConstants.O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  } catch (err) {
+    throw fail(err);
+  }
+  try {
+    checkNetnsFd(fd, ctx, path);
+    const inodeUrl = inodeUrlOfFd(fd);
+    // The path was found by scanning: make sure it still is the namespace asked for.
+    const want = parseInodeUrl(ref);
+    if (want && `inode://${want.dev}/${want.ino}` !== inodeUrl)
+      throw DataplaneError.of(ctx, "ENOENT", `${path} changed while it was opened (now ${inodeUrl})`);
+    return { label: ref, path, fd, inodeUrl };
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+}
+
+/** Throws EINVAL unless `fd` is a network namespace: on nsfs, and (Linux ≥ 4.11) of type CLONE_NEWNET. */
+function checkNetnsFd(fd: number, ctx: OpContext, path: string): void {
+  const fsType = sysFstatfsType(fd);
+  if (fsType < 0) throw new DataplaneError(ctx, -fsType);
+  if (fsType !== NSFS_MAGIC)
+    throw DataplaneError.of(
+      ctx,
+      "EINVAL",
+      `${path} is not a namespace file (filesystem 0x${fsType.toString(16)})`,
+    );
+  const type = sysIoctl(fd, NS_GET_NSTYPE);
+  // ENOTTY/EINVAL: a kernel without NS_GET_NSTYPE; nsfs is then the best proof there is.
+  if (type < 0 && !["ENOTTY", "EINVAL"].includes(errnoName(-type))) throw new DataplaneError(ctx, -type);
+  if (type >= 0 && type !== CLONE_NEWNET)
+    throw DataplaneError.of(
+      ctx,
+      "EINVAL",
+      `${path} is a namespace of another kind (0x${type.toString(16)}), not a network namespace`,
+    );
 }
 
 /**

@@ -5,13 +5,14 @@
 // Deletes (~20 ms of kernel time each) run after the Close has been answered.
 import type { Connection, Mechanism } from "../../api/connection.js";
 import type { CallContext } from "../../core/context.js";
-import { invalidArgument, StatusError } from "../../core/errors.js";
+import { invalidArgument, permissionDenied, StatusError } from "../../core/errors.js";
 import { status } from "@grpc/grpc-js";
 import {
   Dataplane,
   DataplaneError,
   isErrno,
   listNamespaces,
+  NetnsRefusedError,
   type NetnsHandle,
 } from "../../dataplane/index.js";
 import { errnoOf } from "../../dataplane/errors.js";
@@ -21,6 +22,7 @@ import {
   vxlanDefaultPort,
   vxlanParams as V,
 } from "../../networkservice/mechanisms/common.js";
+import { isTrustedNetnsUrl } from "../../networkservice/mechanisms/kernel.js";
 import { dataplaneStatus, type DataPlane, type Leg } from "../dataplane.js";
 import { LinkDeleter } from "../../dataplane/deleter.js";
 import { NetnsRefs } from "../../dataplane/refs.js";
@@ -54,6 +56,11 @@ export interface KernelDataPlaneOptions {
   owner: string;
   /** Namespace holding the underlay (default: the forwarder's own). */
   nodeNetns?: string;
+  /**
+   * Let clients and endpoints name the host's namespace, the forwarder's own or its node namespace in a
+   * mechanism's inodeURL (default false: a pod never lives there, and plumbing into it is an attack).
+   */
+  allowHostNetns?: boolean;
   dataplane?: Dataplane;
 }
 
@@ -252,8 +259,8 @@ export class KernelDataPlane implements DataPlane {
     const { inMech, outMech } = plan;
     try {
       if (plan.kind === "veth") {
-        const clientNs = this.namespace(inMech, "incoming", borrowed);
-        const nseNs = this.namespace(outMech, "outgoing", borrowed);
+        const clientNs = this.namespace(inMech, "incoming", borrowed, ctx);
+        const nseNs = this.namespace(outMech, "outgoing", borrowed, ctx);
         const cName = ifname(inMech, "incoming");
         const eName = ifname(outMech, "outgoing");
         await this.dropOrphans(connId, [
@@ -300,7 +307,7 @@ export class KernelDataPlane implements DataPlane {
       if (!local || !remote) throw invalidArgument("mechanism.parameters", "VXLAN needs src_ip and dst_ip");
       const leg = plan.kind === "vxlan-client" ? "incoming" : "outgoing";
       const podMech = plan.kind === "vxlan-client" ? inMech : outMech;
-      const podNs = this.namespace(podMech, leg, borrowed);
+      const podNs = this.namespace(podMech, leg, borrowed, ctx);
       const name = ifname(podMech, leg);
       await this.dropOrphans(connId, [{ ns: podNs, name }]);
       const s = this.side(podNs, name);
@@ -436,19 +443,28 @@ export class KernelDataPlane implements DataPlane {
     return removed;
   }
 
-  private namespace(m: Mechanism, leg: string, borrowed: NetnsHandle[]): NetnsHandle {
+  /**
+   * The pod namespace a leg's mechanism names (from the client or the endpoint, so untrusted): by inode://
+   * only unless our own code vouched for a file:// URL, and not the host's, ours or the node's.
+   */
+  private namespace(m: Mechanism, leg: string, borrowed: NetnsHandle[], ctx: CallContext): NetnsHandle {
+    const field = `${leg} mechanism.parameters.inodeURL`;
     const url = m.parameters[K.inodeURL];
-    if (!url)
-      throw invalidArgument(`${leg} mechanism.parameters.inodeURL`, "missing: which network namespace?");
+    if (!url) throw invalidArgument(field, "missing: which network namespace?");
     try {
-      const ns = this.refs.borrow(this.dp.netns(url));
+      const ns = this.refs.borrow(
+        this.dp.clientNetns(url, {
+          trusted: isTrustedNetnsUrl(ctx, url),
+          allowHostNetns: this.opts.allowHostNetns ?? false,
+          reserved: [this.node.inodeUrl],
+        }),
+      );
       borrowed.push(ns);
       return ns;
     } catch (err) {
-      throw invalidArgument(
-        `${leg} mechanism.parameters.inodeURL`,
-        `network namespace ${url}: ${(err as Error).message}`,
-      );
+      if (err instanceof NetnsRefusedError && err.reason === "denied")
+        throw permissionDenied(`${field}: ${err.message}`);
+      throw invalidArgument(field, `network namespace ${url}: ${(err as Error).message}`);
     }
   }
 
