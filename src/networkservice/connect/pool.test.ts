@@ -138,6 +138,28 @@ describe("ClientPool channels", () => {
     }
   });
 
+  it("without callMetadata, a call without token carries the last token sent on the channel", async () => {
+    const pool = new ClientPool();
+    try {
+      seen.length = 0;
+      const before = watch(pool, urls[1]!);
+      await started(before);
+      const own = new Metadata();
+      own.set(tokenKey, "request-token");
+      const first = watch(pool, urls[1]!, own);
+      await started(first);
+      const after = watch(pool, urls[1]!);
+      await started(after);
+      assert.deepEqual(
+        seen.map((m) => m.get(tokenKey)),
+        [[], ["request-token"], ["request-token"]],
+      );
+      for (const s of [before, first, after]) s.cancel();
+    } finally {
+      pool.close();
+    }
+  });
+
   it("adds the component's token to calls that carry none, and leaves a call's own token alone", async () => {
     const pool = new ClientPool(
       undefined,

@@ -12,11 +12,12 @@ import {
   type Interceptor,
   type Listener,
   type Metadata,
+  type MetadataValue,
 } from "@grpc/grpc-js";
 import { GrpcClient } from "../../core/client.js";
 import { StatusError, permissionDenied } from "../../core/errors.js";
 import { parseEndpoint } from "../../core/url.js";
-import { tokenKey } from "../../security/token.js";
+import { tokenExpiresKey, tokenKey } from "../../security/token.js";
 
 /** Channels a pool keeps open at most. */
 export const defaultMaxChannels = 1024;
@@ -34,7 +35,8 @@ export interface ClientPoolOptions {
   allowDial?: DialPolicy;
   /**
    * Metadata (this component's token) for calls that carry none, as upstream dials with per-RPC token
-   * credentials: monitor streams need it so the next hop knows who watches (authmonitor).
+   * credentials: monitor streams need it so the next hop knows who watches (authmonitor). Without it such
+   * calls carry the last token this component sent on the channel.
    */
   callMetadata?: (url: string) => Promise<Metadata> | Metadata;
 }
@@ -177,9 +179,15 @@ export class ClientPool {
     );
   }
 
-  /** Counts the channel's calls in flight, and adds this component's token to calls that carry none. */
+  /**
+   * Counts the channel's calls in flight, and gives calls that carry no token one: callMetadata's, else the
+   * last one this component sent on this channel (its own token, to the same peer). Monitor streams are
+   * opened after a Request on the same channel, so the peer learns who watches even where nobody passed
+   * callMetadata.
+   */
   private interceptor(url: string, calls: Calls): Interceptor {
     const token = this.opts.callMetadata;
+    let last: { token: MetadataValue[]; expires: MetadataValue[] } | undefined;
     return (options, nextCall) =>
       new InterceptingCall(nextCall(options), {
         start: (metadata, _listener, next) => {
@@ -194,14 +202,30 @@ export class ClientPool {
               done(st);
             },
           };
-          if (!token || metadata.get(tokenKey).length > 0) return next(metadata, tracked);
+          const own = metadata.get(tokenKey);
+          if (own.length > 0) {
+            last = { token: own, expires: metadata.get(tokenExpiresKey) };
+            return next(metadata, tracked);
+          }
+          const reuse = (): void => {
+            if (!last || metadata.get(tokenKey).length > 0) return;
+            for (const v of last.token) metadata.add(tokenKey, v);
+            for (const v of last.expires) metadata.add(tokenExpiresKey, v);
+          };
+          if (!token) {
+            reuse();
+            return next(metadata, tracked);
+          }
           Promise.resolve()
             .then(() => token(url))
             .then(
               (md) => metadata.merge(md),
-              () => undefined, // no token: the call goes without, and the peer says what it thinks of that
+              () => undefined,
             )
-            .finally(() => next(metadata, tracked));
+            .finally(() => {
+              reuse(); // callMetadata failed: the last token is better than none
+              next(metadata, tracked);
+            });
         },
       });
   }
