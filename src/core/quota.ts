@@ -14,6 +14,8 @@ export class IdentityQuota {
     readonly max: number,
     private readonly what: string,
     private readonly option: string,
+    /** Identities that are not counted (proxies acting for many callers, e.g. nsmgrs at the registry). */
+    private readonly exempt: (id: string) => boolean = () => false,
   ) {}
 
   /** How many `id` holds. */
@@ -23,6 +25,7 @@ export class IdentityQuota {
 
   /** Takes one for `id`; throws RESOURCE_EXHAUSTED at the limit. The returned release runs once. */
   acquire(id: string): () => void {
+    if (this.exempt(id)) return () => undefined;
     const n = this.count(id);
     if (n >= this.max) {
       throw new StatusError(
@@ -41,11 +44,13 @@ export class IdentityQuota {
 
   /** Counts one for `id` without checking the limit: undoes a release. */
   add(id: string): void {
+    if (this.exempt(id)) return;
     this.counts.set(id, this.count(id) + 1);
   }
 
   /** Gives one back for `id` (for holders that keep no release function, e.g. table records). */
   release(id: string): void {
+    if (this.exempt(id)) return;
     const n = this.count(id) - 1;
     if (n > 0) this.counts.set(id, n);
     else this.counts.delete(id);

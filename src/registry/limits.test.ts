@@ -99,6 +99,26 @@ describe("registry registration limits", () => {
     table.close();
   });
 
+  it("an exempt identity (a proxy registering for others) is not limited per identity", async () => {
+    const nsmgr = "spiffe://test/nsmgr";
+    const table = new EndpointTable(new MemoryStore(), rootLogger, {
+      maxPerIdentity: 2,
+      exempt: (id) => id === nsmgr,
+    });
+    const chain = registryChain([memoryNSEServer(table)]);
+    for (let i = 0; i < 5; i++) await chain.register(endpoint({ name: `via-nsmgr-${i}` }), ctxOf(nsmgr));
+    assert.equal(table.size, 5);
+    assert.equal(table.ownedBy(nsmgr), 0);
+    await chain.unregister(endpoint({ name: "via-nsmgr-0" }), ctxOf(nsmgr));
+    for (let i = 0; i < 2; i++)
+      await chain.register(endpoint({ name: `direct-${i}` }), ctxOf("spiffe://t/x"));
+    await assert.rejects(
+      chain.register(endpoint({ name: "direct-2" }), ctxOf("spiffe://t/x")),
+      /limit per identity is 2/,
+    );
+    table.close();
+  });
+
   it("NetworkServices are limited per identity too; in-process writes (replica) are not", async () => {
     const table = new ServiceTable(new MemoryStore(), { maxPerIdentity: 3 });
     const chain = registryChain([memoryNSServer(table)]);

@@ -35,6 +35,11 @@ export interface RegistrationLimits {
   maxPerIdentity?: number;
   /** In all (default defaultMaxRegistrations). */
   maxTotal?: number;
+  /**
+   * Identities not limited per identity: proxies that register for many others (at the registry, every
+   * registration through an nsmgr counts against the nsmgr). The total still applies.
+   */
+  exempt?: (identity: string) => boolean;
 }
 
 /**
@@ -55,6 +60,7 @@ class Owners {
       limits.maxPerIdentity ?? defaultMaxRegistrationsPerIdentity,
       `live ${kind} registrations`,
       "RegistrationLimits.maxPerIdentity",
+      limits.exempt,
     );
     this.maxTotal = limits.maxTotal ?? defaultMaxRegistrations;
   }
@@ -98,9 +104,17 @@ class Owners {
   }
 }
 
-/** The identity a Register is counted against; undefined for calls from inside this process. */
-function ownerOf(ctx: CallContext): string | undefined {
-  return ctx.internal ? undefined : (callerId(ctx) ?? "");
+/**
+ * Who a Register is counted against; undefined for calls from inside this process. A proxy (an nsmgr) registers
+ * for many workloads: counting everything against the proxy would let one workload use up the quota of its
+ * whole node, so a proxied registration counts against (proxy, registrant). The registrant (path_ids[0]) alone
+ * is not used: it is vouched for by the proxy, not proven to us, and a caller could name a victim there.
+ */
+function ownerOf(ctx: CallContext, pathIds: readonly string[]): string | undefined {
+  if (ctx.internal) return undefined;
+  const caller = callerId(ctx) ?? "";
+  const registrant = pathIds[0];
+  return registrant && registrant !== caller ? `${caller} for ${registrant}` : caller;
 }
 
 export class EndpointTable {
@@ -338,7 +352,7 @@ export class ServiceTable {
 export function memoryNSEServer(table: EndpointTable): NSEServer {
   return {
     name: "memory",
-    register: (nse, ctx) => table.put(nse, ownerOf(ctx)),
+    register: (nse, ctx) => table.put(nse, ownerOf(ctx, nse.pathIds)),
     unregister: (nse) => table.delete(nse.name, "unregistered"),
     find: async (query, ctx, stream) => {
       for (const nse of table.find(query.networkServiceEndpoint))
@@ -353,7 +367,7 @@ export function memoryNSEServer(table: EndpointTable): NSEServer {
 export function memoryNSServer(table: ServiceTable): NSServer {
   return {
     name: "memory",
-    register: (ns, ctx) => table.put(ns, ownerOf(ctx)),
+    register: (ns, ctx) => table.put(ns, ownerOf(ctx, ns.pathIds)),
     unregister: (ns) => table.delete(ns.name),
     find: async (query, ctx, stream) => {
       for (const ns of table.find(query.networkService)) stream.send({ networkService: ns, deleted: false });

@@ -24,13 +24,21 @@ export const defaultMaxWatchesPerIdentity = 64;
 export interface RegistryServiceOptions {
   /** Default defaultMaxWatchesPerIdentity. */
   maxWatchesPerIdentity?: number;
-  /** A quota shared with other services (e.g. NS and NSE together); overrides maxWatchesPerIdentity. */
+  /**
+   * Identities not limited: proxies that watch for many others (an nsmgr whose replica is not in sync passes
+   * its forwarders' and endpoints' watches on to the registry as its own).
+   */
+  exemptWatchers?: (identity: string) => boolean;
+  /** A quota shared with other services (e.g. NS and NSE together); overrides the two above. */
   watches?: IdentityQuota;
 }
 
 /** The quota of Find-watch streams per identity, for sharing between the NS and NSE services. */
-export function watchQuota(max = defaultMaxWatchesPerIdentity): IdentityQuota {
-  return new IdentityQuota(max, "open registry Find watches", "maxWatchesPerIdentity");
+export function watchQuota(
+  max = defaultMaxWatchesPerIdentity,
+  exempt?: (identity: string) => boolean,
+): IdentityQuota {
+  return new IdentityQuota(max, "open registry Find watches", "maxWatchesPerIdentity", exempt);
 }
 
 /** Runs a Find; a watch holds one of the caller's slots until it ends. */
@@ -51,7 +59,7 @@ export function nseRegistryService(
   opts: RegistryServiceOptions = {},
 ): RegisteredService {
   const def = NetworkServiceEndpointRegistryService;
-  const watches = opts.watches ?? watchQuota(opts.maxWatchesPerIdentity);
+  const watches = opts.watches ?? watchQuota(opts.maxWatchesPerIdentity, opts.exemptWatchers);
   return {
     name: "registry.NetworkServiceEndpointRegistry",
     definition: { ...def, find: { ...def.find, responseSerialize: passEncoded(def.find.responseSerialize) } },
@@ -76,7 +84,7 @@ export function nsRegistryService(
   opts: RegistryServiceOptions = {},
 ): RegisteredService {
   const def = NetworkServiceRegistryService;
-  const watches = opts.watches ?? watchQuota(opts.maxWatchesPerIdentity);
+  const watches = opts.watches ?? watchQuota(opts.maxWatchesPerIdentity, opts.exemptWatchers);
   return {
     name: "registry.NetworkServiceRegistry",
     definition: { ...def, find: { ...def.find, responseSerialize: passEncoded(def.find.responseSerialize) } },
