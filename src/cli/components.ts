@@ -152,6 +152,11 @@ function forwarderCommands(program: Command): void {
         env("NSM_TUNNEL_IP", "127.0.0.1"),
       )
       .option("--vxlan-port <port>", "VXLAN UDP port (NSM_VXLAN_PORT)", env("NSM_VXLAN_PORT", "4789"))
+      .option(
+        "--allow-host-netns",
+        "let clients name the host's or the forwarder's own network namespace (NSM_ALLOW_HOST_NETNS)",
+        env("NSM_ALLOW_HOST_NETNS") === "true",
+      )
       .action(
         async (
           o: SecurityFlags & {
@@ -160,6 +165,7 @@ function forwarderCommands(program: Command): void {
             labels: string;
             tunnelIp: string;
             vxlanPort: string;
+            allowHostNetns?: boolean;
             nsname: string;
             orphanGrace: string;
           },
@@ -169,7 +175,12 @@ function forwarderCommands(program: Command): void {
             throw new Error(`--vxlan-port: "${o.vxlanPort}" is not a port`);
           const kernel =
             kind === "kernel"
-              ? new KernelDataPlane({ owner: o.name, tunnelIp: o.tunnelIp, vxlanPort: port })
+              ? new KernelDataPlane({
+                  owner: o.name,
+                  tunnelIp: o.tunnelIp,
+                  vxlanPort: port,
+                  allowHostNetns: o.allowHostNetns === true,
+                })
               : undefined;
           // Before serving: what a previous incarnation left must be known before any Request can rebuild it.
           await kernel?.scanOrphans(rootLogger);

@@ -6,6 +6,12 @@ import { createSecurity, type Security } from "../components/security.js";
 import { parseDuration } from "../core/duration.js";
 import { rootLogger } from "../core/log.js";
 import { endpointSocketEnv, identityFromWorkloadApi } from "../security/workloadapi.js";
+import type { Limits } from "../components/limits.js";
+import { defaultMaxConcurrentStreams, defaultMaxMetadataSize } from "../core/grpc.js";
+import { defaultMaxChannels, dialPolicy } from "../networkservice/connect/pool.js";
+import { defaultMaxMonitorStreamsPerIdentity } from "../networkservice/monitor/monitor.js";
+import { defaultMaxRegistrations, defaultMaxRegistrationsPerIdentity } from "../registry/memory.js";
+import { defaultMaxWatchesPerIdentity } from "../registry/server.js";
 import { env, listOf } from "./util.js";
 
 export interface SecurityFlags {
@@ -17,6 +23,15 @@ export interface SecurityFlags {
   insecure?: boolean;
   allowInsecureNetwork?: boolean;
   maxTokenLifetime: string;
+  maxStreamsPerConnection: string;
+  maxMetadataSize: string;
+  maxMonitorStreamsPerIdentity: string;
+  monitorSeeAll?: string;
+  maxChannels: string;
+  allowDial?: string;
+  maxRegistrationsPerIdentity: string;
+  maxRegistrations: string;
+  maxWatchesPerIdentity: string;
 }
 
 export function withSecurityFlags(cmd: Command, component: string): Command {
@@ -53,7 +68,85 @@ export function withSecurityFlags(cmd: Command, component: string): Command {
       "--max-token-lifetime <duration>",
       "lifetime of the tokens this component signs (NSM_MAX_TOKEN_LIFETIME)",
       env("NSM_MAX_TOKEN_LIFETIME", "10m"),
+    )
+    .option(
+      "--max-streams-per-connection <n>",
+      "concurrent gRPC streams one client connection may open (NSM_MAX_STREAMS_PER_CONNECTION)",
+      env("NSM_MAX_STREAMS_PER_CONNECTION", String(defaultMaxConcurrentStreams)),
+    )
+    .option(
+      "--max-metadata-size <bytes>",
+      "request metadata a call may carry (NSM_MAX_METADATA_SIZE)",
+      env("NSM_MAX_METADATA_SIZE", String(defaultMaxMetadataSize)),
+    )
+    .option(
+      "--max-monitor-streams-per-identity <n>",
+      "concurrent MonitorConnections streams per caller identity (NSM_MAX_MONITOR_STREAMS_PER_IDENTITY)",
+      env("NSM_MAX_MONITOR_STREAMS_PER_IDENTITY", String(defaultMaxMonitorStreamsPerIdentity)),
+    )
+    .option(
+      "--monitor-see-all <ids>",
+      "SPIFFE IDs that see every connection in MonitorConnections (operators' tools), comma-separated; " +
+        "others see only the connections they requested (NSM_MONITOR_SEE_ALL)",
+      env("NSM_MONITOR_SEE_ALL"),
+    )
+    .option(
+      "--max-channels <n>",
+      "gRPC channels to next hops this component keeps (NSM_MAX_CHANNELS)",
+      env("NSM_MAX_CHANNELS", String(defaultMaxChannels)),
+    )
+    .option(
+      "--allow-dial <rules>",
+      "URLs this component may dial, comma-separated: unix, unix:/dir, tcp, tcp:<cidr>; default: any unix:// " +
+        "and tcp:// (NSM_ALLOW_DIAL)",
+      env("NSM_ALLOW_DIAL"),
+    )
+    .option(
+      "--max-registrations-per-identity <n>",
+      "registry: live registrations one identity may hold per kind (NSM_MAX_REGISTRATIONS_PER_IDENTITY)",
+      env("NSM_MAX_REGISTRATIONS_PER_IDENTITY", String(defaultMaxRegistrationsPerIdentity)),
+    )
+    .option(
+      "--max-registrations <n>",
+      "registry: live registrations per kind in all (NSM_MAX_REGISTRATIONS)",
+      env("NSM_MAX_REGISTRATIONS", String(defaultMaxRegistrations)),
+    )
+    .option(
+      "--max-watches-per-identity <n>",
+      "registry: concurrent Find watches per identity (NSM_MAX_WATCHES_PER_IDENTITY)",
+      env("NSM_MAX_WATCHES_PER_IDENTITY", String(defaultMaxWatchesPerIdentity)),
     );
+}
+
+function count(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: "${text}" is not a positive integer`);
+  return n;
+}
+
+/** The Limits the flags give. */
+export function limitsFrom(o: SecurityFlags): Limits {
+  return {
+    server: {
+      maxConcurrentStreams: count(o.maxStreamsPerConnection, "--max-streams-per-connection"),
+      maxMetadataSize: count(o.maxMetadataSize, "--max-metadata-size"),
+    },
+    monitor: {
+      maxStreamsPerIdentity: count(o.maxMonitorStreamsPerIdentity, "--max-monitor-streams-per-identity"),
+      seeAll: o.monitorSeeAll ? listOf(o.monitorSeeAll) : [],
+    },
+    pool: {
+      maxChannels: count(o.maxChannels, "--max-channels"),
+      ...(o.allowDial ? { allowDial: dialPolicy(listOf(o.allowDial)) } : {}),
+    },
+    registrations: {
+      maxPerIdentity: count(o.maxRegistrationsPerIdentity, "--max-registrations-per-identity"),
+      maxTotal: count(o.maxRegistrations, "--max-registrations"),
+    },
+    registry: {
+      maxWatchesPerIdentity: count(o.maxWatchesPerIdentity, "--max-watches-per-identity"),
+    },
+  };
 }
 
 /**
@@ -63,6 +156,7 @@ export function withSecurityFlags(cmd: Command, component: string): Command {
 export async function securityFrom(o: SecurityFlags, listenOn: string[] = []): Promise<Security> {
   const common = {
     name: o.name,
+    limits: limitsFrom(o),
     tokenLifetimeMs: parseDuration(o.maxTokenLifetime, "--max-token-lifetime"),
     ...(o.trustDomains ? { trustDomains: listOf(o.trustDomains) } : {}),
   };

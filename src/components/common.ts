@@ -51,7 +51,7 @@ export async function serve(
   log: Logger,
   security: Security,
 ): Promise<NsmServer> {
-  const server = new NsmServer(services, security.serverCredentials());
+  const server = new NsmServer(services, security.serverCredentials(), security.limits.server);
   try {
     for (const url of urls) await server.listen(url);
   } catch (err) {
@@ -71,7 +71,10 @@ export function serveHop(
   security: Security,
 ): Promise<NsmServer> {
   return serve(
-    [networkServiceService(networkService, log), monitorConnectionService(prefix.monitor, log)],
+    [
+      networkServiceService(networkService, log),
+      monitorConnectionService(prefix.monitor, log, security.limits.monitor),
+    ],
     [url],
     log,
     security,

@@ -80,6 +80,7 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
     (url) => opts.security.channelCredentials(url),
     opts.security.channelOptions(),
     {
+      ...opts.security.limits.pool,
       callMetadata: (url) => opts.security.callMetadata(undefined, url),
     },
   );

@@ -80,6 +80,7 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
     (url) => opts.security.channelCredentials(url),
     opts.security.channelOptions(),
     {
+      ...opts.security.limits.pool,
       callMetadata: (url) => opts.security.callMetadata(undefined, url),
     },
   );
@@ -105,8 +106,8 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
       opts.name,
       await opts.security.audience(registry!.grpc.url, registry!.grpc),
     );
-  const endpoints = registry ? undefined : new EndpointTable(mem, log);
-  const services = registry ? undefined : new ServiceTable(mem);
+  const endpoints = registry ? undefined : new EndpointTable(mem, log, opts.security.limits.registrations);
+  const services = registry ? undefined : new ServiceTable(mem, opts.security.limits.registrations);
   // Who owns a name: the registry's record (through the replica) or our own table. The nsmgr authorizes
   // before anything is recorded or forwarded, as the registry will again.
   const nseOwner = (n: string): string[] | undefined =>
@@ -213,9 +214,9 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
   const server = await serve(
     [
       networkServiceService(networkService, log),
-      monitorConnectionService(prefix.monitor, log),
-      nseRegistryService(nseChain, log),
-      nsRegistryService(nsChain, log),
+      monitorConnectionService(prefix.monitor, log, opts.security.limits.monitor),
+      nseRegistryService(nseChain, log, opts.security.limits.registry),
+      nsRegistryService(nsChain, log, opts.security.limits.registry),
     ],
     opts.listenOn,
     log,

@@ -52,12 +52,13 @@ export async function startRegistry(opts: RegistryOptions): Promise<RunningRegis
   const store: RegistryStore =
     opts.store === "memory" ? new MemoryStore() : new SqliteStore(opts.dbPath ?? registryDefaults.dbPath);
 
-  const services = new ServiceTable(store);
-  const endpoints = new EndpointTable(store, log);
+  const security = opts.security ?? createSecurity({ name, insecure: true });
+  const limits = security.limits;
+  const services = new ServiceTable(store, limits.registrations);
+  const endpoints = new EndpointTable(store, log, limits.registrations);
   await services.load();
   await endpoints.load();
 
-  const security = opts.security ?? createSecurity({ name, insecure: true });
   const sign = security.sign;
   const nsChain: NSChain = registryChain([
     validateNS(),
@@ -79,8 +80,9 @@ export async function startRegistry(opts: RegistryOptions): Promise<RunningRegis
   ]);
 
   const server = new NsmServer(
-    [nsRegistryService(nsChain, log), nseRegistryService(nseChain, log)],
+    [nsRegistryService(nsChain, log, limits.registry), nseRegistryService(nseChain, log, limits.registry)],
     security.serverCredentials(),
+    limits.server,
   );
   const urls: string[] = [];
   try {

@@ -32,6 +32,7 @@ import {
   type IdentityFiles,
 } from "../security/identity.js";
 import type { Policy } from "../security/policy.js";
+import type { Limits } from "./limits.js";
 import { FileIdentitySource, StaticIdentitySource, type IdentitySource } from "../security/source.js";
 import {
   defaultTokenLifetimeMs,
@@ -49,6 +50,8 @@ export interface Security extends CallSecurity {
   readonly tokenLifetimeMs: number;
   /** Whether server-side policies are enforced. */
   readonly enforce: boolean;
+  /** What the component lets in: bounds on streams, watchers, channels, dial targets, registrations. */
+  readonly limits: Limits;
   /** Which peer SPIFFE IDs may talk to this component (by default its own trust domain). */
   readonly authorizePeer: PeerAuthorizer;
   /** A token of this identity for `audience` (cached while fresh and while the SVID is the same). */
@@ -87,6 +90,8 @@ export interface SecurityOptions {
   /** Policies instead of upstream's defaults (upstream authorize.WithPolicies). */
   serverPolicies?: readonly Policy[];
   clientPolicies?: readonly Policy[];
+  /** Bounds on what the component lets in (see Limits); unset fields keep each module's default. */
+  limits?: Limits;
   /** Waits for the first call to a new peer's TLS handshake at most this long (default 5 s). */
   handshakeTimeoutMs?: number;
 }
@@ -158,6 +163,7 @@ export function createSecurity(opts: SecurityOptions): Security {
     },
     source,
     insecure,
+    limits: opts.limits ?? {},
     tokenLifetimeMs: lifetime,
     enforce,
     authorizePeer,

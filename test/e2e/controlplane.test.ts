@@ -23,7 +23,7 @@ import { decodeToken, generateToken, tokenMetadata } from "../../src/security/to
 import { emptyConnection } from "../../src/networkservice/updatepath/updatepath.js";
 import { kernelOffer } from "../../src/networkservice/mechanisms/kernel.js";
 import { Mesh } from "../helpers/mesh.js";
-import { eventually, startComponent } from "../helpers/proc.js";
+import { eventually, startComponent, tokenOf } from "../helpers/proc.js";
 
 const mesh = new Mesh();
 const excludedFile = join(mesh.dir.path, "excluded_prefixes.yaml");
@@ -45,20 +45,20 @@ function client(name: string, nsmgrUrl = n1.url, tokenLifetimeMs?: number): NsmC
   });
 }
 
+/** Every connection a hop holds, as the test operator (whom the mesh lets see all); errors throw. */
 async function hopConnections(url: string): Promise<Connection[]> {
   const c = new GrpcClient(url);
   try {
-    const s = c.serverStream(MonitorConnectionService.monitorConnections, {
-      pathSegments: [],
-      networkServices: [],
-    });
+    const s = c.serverStream(
+      MonitorConnectionService.monitorConnections,
+      { pathSegments: [], networkServices: [] },
+      { metadata: await tokenOf() },
+    );
     for await (const ev of s) {
       s.cancel();
       return Object.values(ev.connections);
     }
-    return [];
-  } catch {
-    return [];
+    throw new Error(`${url}: MonitorConnections ended without the initial state`);
   } finally {
     c.close();
   }
@@ -178,10 +178,15 @@ describe("control plane e2e", () => {
   it("monitor: a watcher of nsmgr sees UPDATE on Request and DELETE on Close", async () => {
     const g = new GrpcClient(n1.url);
     const events: ConnectionEvent[] = [];
-    const s = g.serverStream(MonitorConnectionService.monitorConnections, {
-      pathSegments: [{ name: "nsc-mon", id: "", token: "", expires: undefined, metrics: {} }],
-      networkServices: [],
-    });
+    // The client watches its own connection (authmonitor shows a caller what it requested).
+    const s = g.serverStream(
+      MonitorConnectionService.monitorConnections,
+      {
+        pathSegments: [{ name: "nsc-mon", id: "", token: "", expires: undefined, metrics: {} }],
+        networkServices: [],
+      },
+      { metadata: await tokenOf("nsc-mon") },
+    );
     const reading = (async () => {
       try {
         for await (const ev of s) events.push(ev);

@@ -5,6 +5,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+import type { Metadata } from "@grpc/grpc-js";
+import { generatedIdentity } from "../../src/security/identity.js";
+import { generateToken, tokenMetadata } from "../../src/security/token.js";
+
 const nsmBin = new URL("../../bin/nsm.js", import.meta.url).pathname;
 
 /**
@@ -17,7 +21,16 @@ function securityEnv(args: string[], env: Record<string, string>): Record<string
     args.includes("--cert-file") || "SPIFFE_ENDPOINT_SOCKET" in env || "NSM_CERT_FILE" in env;
   return hasIdentity || "NSM_INSECURE" in env
     ? {}
-    : { NSM_INSECURE: "true", NSM_ALLOW_INSECURE_NETWORK: "true" };
+    : { NSM_INSECURE: "true", NSM_ALLOW_INSECURE_NETWORK: "true", NSM_MONITOR_SEE_ALL: testOperatorId };
+}
+
+/** The identity insecure test meshes let see every connection (authmonitor), as an operator's tool. */
+export const testOperatorId = "spiffe://nsm-ts.local/test-operator";
+
+/** Metadata with a token of `name` (insecure meshes take the claim): e.g. MonitorConnections as someone. */
+export async function tokenOf(name = "test-operator"): Promise<Metadata> {
+  const t = await generateToken(generatedIdentity(name), [], 10 * 60_000);
+  return tokenMetadata(t.token, t.expires);
 }
 
 export interface Component {
