@@ -6,6 +6,7 @@ import { networkServiceService } from "../networkservice/server.js";
 import type { RegistryClient } from "../registry/client.js";
 import { Registration } from "../registry/registration.js";
 import { registryCallMetadata } from "../registry/security.js";
+import type { CallContext } from "../core/context.js";
 import type { Logger } from "../core/log.js";
 import { NsmServer, type RegisteredService } from "../core/grpc.js";
 import { Begin, beginServer } from "../networkservice/begin/begin.js";
@@ -26,7 +27,7 @@ export function endpointPrefix(
   name: string,
   log: Logger,
   security: Security,
-  opts: { closeUnknown?: boolean } = {},
+  opts: { closeUnknown?: (ctx: CallContext) => boolean } = {},
 ): HopPrefix {
   const begin = beginServer(log, opts);
   const monitor = new MonitorStore();

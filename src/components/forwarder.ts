@@ -4,6 +4,8 @@
 //   → the data plane's own outgoing elements (TF: tf/vm-ifname) → mechanismtranslation
 //   → outgoing preferences → filtermechanisms → connect (NSE or remote nsmgr)
 import { chain, type NetworkServiceElement } from "../core/chain.js";
+import { callerId } from "../security/caller.js";
+import type { CallContext } from "../core/context.js";
 import { componentLogger } from "../core/log.js";
 import type { DataPlane } from "../forwarder/dataplane.js";
 import { xconnect } from "../forwarder/xconnect.js";
@@ -86,8 +88,15 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
   );
   const replica = new RegistryReplica(registry, log);
   replica.start();
-  // A Close of a connection this forwarder never saw (or lost in a restart) stops here (begin).
-  const prefix = endpointPrefix(opts.name, log, opts.security, { closeUnknown: false });
+  // A Close of a connection this forwarder does not know stops here (begin), unless it comes from its own
+  // nsmgr: then it is one lost in a restart, and its endpoint must hear of it. Insecure mode cannot tell who
+  // calls and passes such Closes on, as before.
+  const fromOwnNsmgr = (ctx: CallContext): boolean => {
+    if (opts.security.insecure) return true;
+    const nsmgr = opts.security.peerOf(opts.nsmgrUrl)?.spiffeId;
+    return nsmgr !== undefined && callerId(ctx) === nsmgr;
+  };
+  const prefix = endpointPrefix(opts.name, log, opts.security, { closeUnknown: fromOwnNsmgr });
   const downstream = new DownstreamMonitor(pool, opts.name, prefix.monitor, log, (id) => {
     prefix.begin
       .closeInside(id)

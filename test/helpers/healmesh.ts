@@ -131,6 +131,8 @@ export class HealMesh {
     const file = join(this.dir.path, `ns-${name}.json`);
     writeFileSync(file, JSON.stringify({ name, payload: "ETHERNET", matches }));
     const r = inNs(this.node1, [
+      "env",
+      "NSM_INSECURE=true",
       process.execPath,
       nsmBin,
       "registry",

@@ -92,7 +92,7 @@ describe("begin", () => {
     for (const closeUnknown of [false, true]) {
       const closed: string[] = [];
       const c = chain([
-        beginServer(rootLogger, { closeUnknown }),
+        beginServer(rootLogger, { closeUnknown: () => closeUnknown }),
         element(
           "tail",
           (r, x, next) => next.request(r, x),

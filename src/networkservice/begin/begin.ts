@@ -36,12 +36,12 @@ export interface BeginOptions {
   side: "server" | "client";
   log: Logger;
   /**
-   * Pass a Close for an unknown id on down the chain instead of ignoring it (default false, as upstream).
-   * Off for every component: it lets any caller make this hop send Closes for connections it never saw (the
-   * chain looks the next hop up by name). A restarted hop's lost connections end by their next hop's
-   * timeout instead; a restarted kernel forwarder collects their links after the orphan grace.
+   * Pass a Close for an unknown id on down the chain instead of ignoring it (default false, as upstream),
+   * when this says so for the call. Ignoring is right for any caller: passing it on lets a caller make this
+   * hop send Closes for connections it never saw (the chain looks the next hop up by name). A forwarder lets
+   * only its own nsmgr do it, so that connections it lost in a restart are closed at their endpoint too.
    */
-  closeUnknown?: boolean;
+  closeUnknown?: (ctx: CallContext) => boolean;
 }
 
 export class Begin implements NetworkServiceElement {
@@ -112,7 +112,7 @@ export class Begin implements NetworkServiceElement {
     return this.serial.run(id, async () => {
       const entry = this.entries.get(id);
       if (!entry?.conn) {
-        if (this.opts.closeUnknown && conn.networkServiceEndpointName) {
+        if (this.opts.closeUnknown?.(ctx) && conn.networkServiceEndpointName) {
           this.opts.log.info({ connId: id }, "Close of a connection this hop does not know: passing it on");
           ctx.connection = new ConnectionMetadata();
           await next.close(conn, ctx);
@@ -186,6 +186,8 @@ function mergeRefresh(incoming: Connection, stored: Connection): void {
   if (incoming.payload === "") incoming.payload = stored.payload;
 }
 
-export const beginServer = (log: Logger, opts: { closeUnknown?: boolean } = {}): Begin =>
-  new Begin({ side: "server", log, ...opts });
+export const beginServer = (
+  log: Logger,
+  opts: { closeUnknown?: (ctx: CallContext) => boolean } = {},
+): Begin => new Begin({ side: "server", log, ...opts });
 export const beginClient = (log: Logger): Begin => new Begin({ side: "client", log });
