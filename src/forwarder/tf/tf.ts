@@ -7,8 +7,9 @@
 import { status } from "@grpc/grpc-js";
 import type { Connection, Mechanism } from "../../api/connection.js";
 import type { CallContext } from "../../core/context.js";
-import { invalidArgument, StatusError } from "../../core/errors.js";
-import { Dataplane, writeSysctl, type NetnsHandle } from "../../dataplane/index.js";
+import { invalidArgument, permissionDenied, StatusError } from "../../core/errors.js";
+import { Dataplane, NetnsRefusedError, writeSysctl, type NetnsHandle } from "../../dataplane/index.js";
+import { isTrustedNetnsUrl } from "../../networkservice/mechanisms/kernel.js";
 import { LinkDeleter } from "../../dataplane/deleter.js";
 import { NetnsRefs } from "../../dataplane/refs.js";
 import { kernelParams as K } from "../../networkservice/mechanisms/common.js";
@@ -53,6 +54,8 @@ export interface TfDataPlaneOptions {
   /** Namespace of the compute (where the vRouter sees tap interfaces); default the forwarder's own. */
   nodeNetns?: string;
   dataplane?: Dataplane;
+  /** Let clients name the host's, the forwarder's own or the node's namespace (default false). */
+  allowHostNetns?: boolean;
 }
 
 /**
@@ -139,8 +142,17 @@ export class TfDataPlane implements DataPlane {
     }
     let pod: NetnsHandle;
     try {
-      pod = this.refs.borrow(this.dp.netns(inode));
+      // The client's namespace is untrusted input, as in the kernel forwarder: never the host's or ours.
+      pod = this.refs.borrow(
+        this.dp.clientNetns(inode, {
+          trusted: isTrustedNetnsUrl(ctx, inode),
+          allowHostNetns: this.opts.allowHostNetns ?? false,
+          reserved: [this.node.inodeUrl],
+        }),
+      );
     } catch (err) {
+      if (err instanceof NetnsRefusedError && err.reason === "denied")
+        throw permissionDenied(`mechanism.parameters.inodeURL: ${err.message}`);
       throw invalidArgument(
         "mechanism.parameters.inodeURL",
         `network namespace ${inode}: ${(err as Error).message}`,
