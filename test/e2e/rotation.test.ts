@@ -8,21 +8,20 @@ import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { MonitorConnectionService, type Connection } from "../../src/api/connection.js";
+import type { Connection } from "../../src/api/connection.js";
 import { NsmClient } from "../../src/components/client.js";
 import { createSecurity, type Security } from "../../src/components/security.js";
-import { GrpcClient } from "../../src/core/client.js";
 import { TrustDomainCa } from "../../src/security/ca.js";
-import {
-  channelCredentials,
-  secureChannelOptions,
-  trustDomainAuthorizer,
-} from "../../src/security/credentials.js";
 import type { Identity } from "../../src/security/identity.js";
-import type { IdentitySource } from "../../src/security/source.js";
-import { decodeToken, verifyToken } from "../../src/security/token.js";
 import { identityFromWorkloadApi, type WorkloadApiSource } from "../../src/security/workloadapi.js";
 import { eventually, startComponent, tempDir, type Component } from "../helpers/proc.js";
+import {
+  assertChained,
+  certificateOf,
+  nsmgrConnections,
+  signedBy,
+  type SvidMesh,
+} from "../helpers/svidmesh.js";
 import { WorkloadApiServer } from "../helpers/workloadapi-server.js";
 
 const td = "nsm.test";
@@ -37,6 +36,7 @@ const service = "rotation-svc";
 /** Made in before(), removed in after(). */
 let dir: { path: string; remove(): void } | undefined;
 const sock = (n: string): string => `unix://${join(dir?.path ?? "", `${n}.sock`)}`;
+const mesh: SvidMesh = { td, url: sock, pathIds };
 const workloadSock = (n: string): string => join(dir?.path ?? "", `${n}-workload.sock`);
 const procs = new Map<Hop, Component>();
 const servers = new Map<Hop | "nsc", WorkloadApiServer>();
@@ -44,70 +44,6 @@ let source: WorkloadApiSource;
 let security: Security;
 let nsc: NsmClient;
 const sourceErrors: string[] = [];
-
-/** The certificate `hop` presents to a NEW TLS connection (its own channel and subchannel). */
-async function certificateOf(hop: Hop, own: IdentitySource): Promise<X509Certificate> {
-  let raw: Buffer | undefined;
-  const c = new GrpcClient(
-    sock(hop),
-    { ...secureChannelOptions(own.current()), "grpc.use_local_subchannel_pool": 1 },
-    channelCredentials(own, trustDomainAuthorizer([td]), (der) => (raw = der)),
-  );
-  try {
-    await c.waitReady(5_000);
-  } finally {
-    c.close();
-  }
-  assert.ok(raw, `the handshake showed the ${hop}'s certificate`);
-  return new X509Certificate(raw);
-}
-
-/** The connections the nsmgr's MonitorConnections shows this client, asked on a NEW TLS connection. */
-async function nsmgrConnections(own: IdentitySource): Promise<Connection[]> {
-  const c = new GrpcClient(
-    sock("nsmgr"),
-    { ...secureChannelOptions(own.current()), "grpc.use_local_subchannel_pool": 1 },
-    channelCredentials(own, trustDomainAuthorizer([td])),
-  );
-  const s = c.serverStream(MonitorConnectionService.monitorConnections, {
-    pathSegments: [],
-    networkServices: [],
-  });
-  try {
-    for await (const ev of s) return Object.values(ev.connections);
-    return [];
-  } finally {
-    s.cancel();
-    c.close();
-  }
-}
-
-/** Each segment's token names its hop as `sub` and is addressed to the next hop (the last: to its caller). */
-function assertChained(conn: Connection): void {
-  const claims = (conn.path?.pathSegments ?? []).map((s) => decodeToken(s.token));
-  assert.deepEqual(
-    claims.map((c) => c.sub),
-    pathIds,
-  );
-  for (let i = 0; i < claims.length; i++) {
-    const next = i + 1 < claims.length ? pathIds[i + 1] : pathIds[i - 1];
-    assert.deepEqual(claims[i]!.aud, [next], `segment ${i} (${pathIds[i]}) aud`);
-  }
-}
-
-/** Whether every segment's token is signed by the key of its hop's identity in `ids` (by SPIFFE ID). */
-async function signedBy(conn: Connection, ids: ReadonlyMap<string, Identity>): Promise<boolean> {
-  for (const s of conn.path?.pathSegments ?? []) {
-    const key = ids.get(decodeToken(s.token).sub ?? "")?.publicKey;
-    if (!key) return false;
-    try {
-      await verifyToken(s.token, key);
-    } catch {
-      return false;
-    }
-  }
-  return true;
-}
 
 /** What every workload holds now, by SPIFFE ID. */
 function currentIdentities(): Map<string, Identity> {
@@ -186,10 +122,13 @@ describe("SVID rotation in a mesh (test Workload API servers)", () => {
 
   it("connects; every segment's token is its hop's SPIFFE ID, addressed to the next hop", async () => {
     conn = await nsc.request({ service });
-    assertChained(conn);
+    assertChained(mesh, conn);
     assert.ok(await signedBy(conn, currentIdentities()), "every token signed by its hop's current SVID");
     for (const hop of hops)
-      assert.equal((await certificateOf(hop, source)).serialNumber, serialOf(servers.get(hop)!.current));
+      assert.equal(
+        (await certificateOf(mesh, hop, source)).serialNumber,
+        serialOf(servers.get(hop)!.current),
+      );
     const peer = security.peerOf(sock("nsmgr"));
     assert.ok(peer, "the client's channel has shaken hands with the nsmgr");
     nsmgrKeyBefore = spki(peer.publicKey);
@@ -214,7 +153,7 @@ describe("SVID rotation in a mesh (test Workload API servers)", () => {
       assert.notEqual(want, before.get(hop));
       let seen = "";
       await eventually(
-        async () => (seen = (await certificateOf(hop, source)).serialNumber) === want,
+        async () => (seen = (await certificateOf(mesh, hop, source)).serialNumber) === want,
         10_000,
         `a new TLS connection to the ${hop} to present its rotated certificate`,
       ).catch((e: Error) => assert.fail(`${e.message} (still ${seen})`));
@@ -234,16 +173,16 @@ describe("SVID rotation in a mesh (test Workload API servers)", () => {
       15_000,
       "a refresh signed by the rotated SVIDs",
     ).catch((e: Error) => assert.fail(`${e.message}\n${logTail("nsmgr")}`));
-    assertChained(last!);
+    assertChained(mesh, last!);
     // An explicit refresh (the same id again) goes through too.
     const again = await nsc.request({ service, id: conn.id });
     assert.equal(again.id, conn.id);
-    assertChained(again);
+    assertChained(mesh, again);
     assert.ok(await signedBy(again, ids));
   });
 
   it("the nsmgr still lists the connection", async () => {
-    const listed = await nsmgrConnections(source);
+    const listed = await nsmgrConnections(mesh, source);
     const mine = listed.find((c) => c.path?.pathSegments[0]?.id === conn.id);
     assert.ok(
       mine,
@@ -260,7 +199,7 @@ describe("SVID rotation in a mesh (test Workload API servers)", () => {
 
   it("a new Request after the rotation succeeds", async () => {
     const fresh = await nsc.request({ service, id: "nsc-after-rotation" });
-    assertChained(fresh);
+    assertChained(mesh, fresh);
     assert.ok(await signedBy(fresh, currentIdentities()));
   });
 });

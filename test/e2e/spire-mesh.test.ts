@@ -10,19 +10,18 @@ import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { MonitorConnectionService, type Connection } from "../../src/api/connection.js";
+import type { Connection } from "../../src/api/connection.js";
 import { NsmClient } from "../../src/components/client.js";
 import { createSecurity, type Security } from "../../src/components/security.js";
-import { GrpcClient } from "../../src/core/client.js";
-import {
-  channelCredentials,
-  secureChannelOptions,
-  trustDomainAuthorizer,
-} from "../../src/security/credentials.js";
 import { spiffeIdFromCertificate, type Identity } from "../../src/security/identity.js";
-import type { IdentitySource } from "../../src/security/source.js";
-import { decodeToken, verifyToken } from "../../src/security/token.js";
 import { identityFromWorkloadApi, type WorkloadApiSource } from "../../src/security/workloadapi.js";
+import {
+  assertChained,
+  certificateOf,
+  nsmgrConnections,
+  signedBy,
+  type SvidMesh,
+} from "../helpers/svidmesh.js";
 import { eventually, startComponent, tempDir, type Component } from "../helpers/proc.js";
 import { Spire, spireBinDir, spireBinaries, workloadSelectors } from "../helpers/spire.js";
 
@@ -45,6 +44,7 @@ const service = "spire-mesh-svc";
 /** Made in before(): a skipped suite leaves nothing behind. */
 let dir: { path: string; remove(): void } | undefined;
 const sock = (n: string): string => `unix://${join(dir?.path ?? "", `${n}.sock`)}`;
+const mesh: SvidMesh = { td, url: sock, pathIds };
 const procs = new Map<Hop, Component>();
 let spire: Spire | undefined;
 let source: WorkloadApiSource;
@@ -54,76 +54,12 @@ const sourceErrors: string[] = [];
 const started = Date.now();
 const elapsed = (): string => `${((Date.now() - started) / 1000).toFixed(1)} s`;
 
-/** The certificate `hop` presents to a NEW TLS connection (its own channel and subchannel). */
-async function certificateOf(hop: Hop, own: IdentitySource): Promise<X509Certificate> {
-  let raw: Buffer | undefined;
-  const c = new GrpcClient(
-    sock(hop),
-    { ...secureChannelOptions(own.current()), "grpc.use_local_subchannel_pool": 1 },
-    channelCredentials(own, trustDomainAuthorizer([td]), (der) => (raw = der)),
-  );
-  try {
-    await c.waitReady(5_000);
-  } finally {
-    c.close();
-  }
-  assert.ok(raw, `the handshake showed the ${hop}'s certificate`);
-  return new X509Certificate(raw);
-}
-
-/** The connections the nsmgr's MonitorConnections shows this client, asked on a NEW TLS connection. */
-async function nsmgrConnections(own: IdentitySource): Promise<Connection[]> {
-  const c = new GrpcClient(
-    sock("nsmgr"),
-    { ...secureChannelOptions(own.current()), "grpc.use_local_subchannel_pool": 1 },
-    channelCredentials(own, trustDomainAuthorizer([td])),
-  );
-  const s = c.serverStream(MonitorConnectionService.monitorConnections, {
-    pathSegments: [],
-    networkServices: [],
-  });
-  try {
-    for await (const ev of s) return Object.values(ev.connections);
-    return [];
-  } finally {
-    s.cancel();
-    c.close();
-  }
-}
-
-/** Each segment's token names its hop as `sub` and is addressed to the next hop (the last: to its caller). */
-function assertChained(conn: Connection): void {
-  const claims = (conn.path?.pathSegments ?? []).map((s) => decodeToken(s.token));
-  assert.deepEqual(
-    claims.map((c) => c.sub),
-    pathIds,
-  );
-  for (let i = 0; i < claims.length; i++) {
-    const next = i + 1 < claims.length ? pathIds[i + 1] : pathIds[i - 1];
-    assert.deepEqual(claims[i]!.aud, [next], `segment ${i} (${pathIds[i]}) aud`);
-  }
-}
-
 /** The certificates every hop (and this client) holds now, by SPIFFE ID, from new handshakes. */
 async function currentKeys(): Promise<Map<string, X509Certificate>> {
   const out = new Map<string, X509Certificate>();
   out.set(nscId, new X509Certificate(source.current().certificatePem ?? ""));
-  for (const hop of hops) out.set(idOf(hop), await certificateOf(hop, source));
+  for (const hop of hops) out.set(idOf(hop), await certificateOf(mesh, hop, source));
   return out;
-}
-
-/** Whether every segment's token is signed by the key of the certificate its `sub` holds in `certs`. */
-async function signedBy(conn: Connection, certs: ReadonlyMap<string, X509Certificate>): Promise<boolean> {
-  for (const s of conn.path?.pathSegments ?? []) {
-    const key = certs.get(decodeToken(s.token).sub ?? "")?.publicKey;
-    if (!key) return false;
-    try {
-      await verifyToken(s.token, key);
-    } catch {
-      return false;
-    }
-  }
-  return true;
 }
 
 function logTail(hop: Hop, lines = 8): string {
@@ -252,7 +188,7 @@ describe("a mesh on SPIRE SVIDs that rotate under live connections", { skip }, (
         })
         .find((r) => r.msg === "X.509-SVID from the Workload API");
       assert.equal(line?.spiffeId, idOf(hop), `${hop} logged its SVID`);
-      const cert = await certificateOf(hop, source);
+      const cert = await certificateOf(mesh, hop, source);
       assert.equal(spiffeIdFromCertificate(cert), idOf(hop), `${hop} presents its own SVID`);
       const ca = new X509Certificate(spire!.bundlePem);
       assert.ok(cert.checkIssued(ca) && cert.verify(ca.publicKey), `${hop}'s SVID is signed by SPIRE's CA`);
@@ -262,7 +198,7 @@ describe("a mesh on SPIRE SVIDs that rotate under live connections", { skip }, (
 
   it("the client connects; every segment's token is its hop's SPIFFE ID, addressed to the next hop", async () => {
     conn = await nsc.request({ service });
-    assertChained(conn);
+    assertChained(mesh, conn);
     const certs = await currentKeys();
     assert.ok(await signedBy(conn, certs), "every token signed by its hop's current SVID");
     for (const [id, cert] of certs) before0.set(id, cert.serialNumber);
@@ -281,7 +217,7 @@ describe("a mesh on SPIRE SVIDs that rotate under live connections", { skip }, (
     for (const hop of hops) {
       let seen = "";
       await eventually(
-        async () => (seen = (await certificateOf(hop, source)).serialNumber) !== before0.get(idOf(hop)),
+        async () => (seen = (await certificateOf(mesh, hop, source)).serialNumber) !== before0.get(idOf(hop)),
         20_000,
         `a new TLS connection to the ${hop} to present a rotated certificate`,
       ).catch((e: Error) => assert.fail(`${e.message} (still ${seen})\n${spire?.logs()}`));
@@ -301,14 +237,14 @@ describe("a mesh on SPIRE SVIDs that rotate under live connections", { skip }, (
       15_000,
       "a refresh signed by the rotated SVIDs",
     ).catch((e: Error) => assert.fail(`${e.message}\n${logTail("nsmgr")}`));
-    assertChained(last!);
+    assertChained(mesh, last!);
     const again = await nsc.request({ service, id: conn.id });
     assert.equal(again.id, conn.id);
-    assertChained(again);
+    assertChained(mesh, again);
   });
 
   it("the nsmgr still lists the connection", async () => {
-    const listed = await nsmgrConnections(source);
+    const listed = await nsmgrConnections(mesh, source);
     const mine = listed.find((c) => c.path?.pathSegments[0]?.id === conn.id);
     assert.ok(
       mine,
@@ -325,7 +261,7 @@ describe("a mesh on SPIRE SVIDs that rotate under live connections", { skip }, (
 
   it("a new Request after the rotation succeeds", async (t) => {
     const fresh = await nsc.request({ service, id: "nsc-after-rotation" });
-    assertChained(fresh);
+    assertChained(mesh, fresh);
     assert.ok(await signedBy(fresh, await currentKeys()));
     t.diagnostic(`done at ${elapsed()}`);
   });
