@@ -20,6 +20,7 @@ import {
   certificateOf,
   nsmgrConnections,
   signedBy,
+  startHops,
   type SvidMesh,
 } from "../helpers/svidmesh.js";
 import { WorkloadApiServer } from "../helpers/workloadapi-server.js";
@@ -76,32 +77,12 @@ describe("SVID rotation in a mesh (test Workload API servers)", () => {
       const env = { SPIFFE_ENDPOINT_SOCKET: `unix://${workloadSock(hop)}` };
       procs.set(hop, await startComponent([...command, "--name", hop, ...args], ready, env));
     };
-    await start(
-      "registry",
-      ["registry"],
-      ["--store", "memory", "--listen-on", sock("registry")],
-      "registry serving",
-    );
-    await start(
-      "nsmgr",
-      ["nsmgr"],
-      ["--listen-on", sock("nsmgr"), "--registry-url", procs.get("registry")?.urls[0] ?? sock("registry")],
-      "nsmgr ready",
-    );
-    await start(
-      "forwarder",
-      ["forwarder", "noop"],
-      ["--listen-on", sock("forwarder"), "--connect-to", sock("nsmgr")],
-      "forwarder ready",
-    );
-    await start(
-      "nse",
-      ["nse", "icmp-responder"],
-      [
-        ...["--listen-on", sock("nse"), "--connect-to", sock("nsmgr")],
-        ...["--services", service, "--cidr", "169.254.30.0/24"],
-      ],
-      "endpoint ready",
+    await startHops(
+      mesh,
+      start,
+      () => procs.get("registry")?.urls[0] ?? sock("registry"),
+      service,
+      "169.254.30.0/24",
     );
     source = await identityFromWorkloadApi(`unix://${workloadSock("nsc")}`, {
       timeoutMs: 10_000,

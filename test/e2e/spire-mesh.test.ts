@@ -20,6 +20,7 @@ import {
   certificateOf,
   nsmgrConnections,
   signedBy,
+  startHops,
   type SvidMesh,
 } from "../helpers/svidmesh.js";
 import { eventually, startComponent, tempDir, type Component } from "../helpers/proc.js";
@@ -124,38 +125,12 @@ describe("a mesh on SPIRE SVIDs that rotate under live connections", { skip }, (
       });
       procs.set(hop, c);
     };
-    await start(
-      "registry",
-      ["registry"],
-      ["--store", "memory", "--listen-on", sock("registry")],
-      "registry serving",
-    );
-    await start(
-      "nsmgr",
-      ["nsmgr"],
-      ["--listen-on", sock("nsmgr"), "--registry-url", procs.get("registry")?.urls[0] ?? sock("registry")],
-      "nsmgr ready",
-    );
-    await start(
-      "forwarder",
-      ["forwarder", "noop"],
-      ["--listen-on", sock("forwarder"), "--connect-to", sock("nsmgr")],
-      "forwarder ready",
-    );
-    await start(
-      "nse",
-      ["nse", "icmp-responder"],
-      [
-        "--listen-on",
-        sock("nse"),
-        "--connect-to",
-        sock("nsmgr"),
-        "--services",
-        service,
-        "--cidr",
-        "169.254.31.0/24",
-      ],
-      "endpoint ready",
+    await startHops(
+      mesh,
+      start,
+      () => procs.get("registry")?.urls[0] ?? sock("registry"),
+      service,
+      "169.254.31.0/24",
     );
     source = await identityFromWorkloadApi(spire.workloadApiAddr, {
       spiffeId: nscId,

@@ -94,3 +94,46 @@ export async function signedBy(
   }
   return true;
 }
+
+/** The hops of an SVID mesh. */
+export type MeshHop = "registry" | "nsmgr" | "forwarder" | "nse";
+
+/** Starts one hop as a CLI process: `nsm <command> --name <hop> <args>`, ready at `ready`. */
+export type StartHop = (hop: MeshHop, command: string[], args: string[], ready: string) => Promise<void>;
+
+/**
+ * Starts registry, nsmgr, noop forwarder and an icmp-responder NSE of `service` handing out `cidr`, in that
+ * order, each on `m.url(<hop>)`. `registryUrl` is read once the registry is up.
+ */
+export async function startHops(
+  m: SvidMesh,
+  start: StartHop,
+  registryUrl: () => string,
+  service: string,
+  cidr: string,
+): Promise<void> {
+  await start(
+    "registry",
+    ["registry"],
+    ["--store", "memory", "--listen-on", m.url("registry")],
+    "registry serving",
+  );
+  await start(
+    "nsmgr",
+    ["nsmgr"],
+    ["--listen-on", m.url("nsmgr"), "--registry-url", registryUrl()],
+    "nsmgr ready",
+  );
+  await start(
+    "forwarder",
+    ["forwarder", "noop"],
+    ["--listen-on", m.url("forwarder"), "--connect-to", m.url("nsmgr")],
+    "forwarder ready",
+  );
+  await start(
+    "nse",
+    ["nse", "icmp-responder"],
+    ["--listen-on", m.url("nse"), "--connect-to", m.url("nsmgr"), "--services", service, "--cidr", cidr],
+    "endpoint ready",
+  );
+}
