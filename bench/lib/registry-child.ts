@@ -6,6 +6,7 @@
 import { readFileSync, rmSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import { createSecurity } from "../../src/components/security.js";
 import { startRegistry } from "../../src/components/registry.js";
 import { benchEndpoint, storedName, storedService } from "./fixtures.js";
 
@@ -48,6 +49,8 @@ const running = await startRegistry({
   store,
   dbPath,
   expirePeriodMs,
+  // The registry benchmark measures the registry, not the transport: plaintext, as its clients are.
+  security: createSecurity({ name: "bench-registry", insecure: true }),
 });
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });

@@ -19,7 +19,7 @@ import { MemoryStore, type RegistryStore } from "../registry/store/store.js";
 import { SqliteStore } from "../registry/store/sqlite.js";
 import { updatePathServer } from "../registry/updatepath.js";
 import { authorizeRegistry, updateTokenRegistry } from "../registry/security.js";
-import { createSecurity, type Security } from "./security.js";
+import type { Security } from "./security.js";
 
 export interface RegistryOptions {
   name?: string;
@@ -29,8 +29,8 @@ export interface RegistryOptions {
   dbPath?: string;
   /** Default and maximum NSE registration lifetime. */
   expirePeriodMs: number;
-  /** Identity, tokens and transport; default: explicitly insecure (a generated identity, plaintext). */
-  security?: Security;
+  /** Identity, tokens and transport (`createSecurity`: an SVID, or explicitly insecure). */
+  security: Security;
 }
 
 export const registryDefaults = {
@@ -52,7 +52,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<RunningRegis
   const store: RegistryStore =
     opts.store === "memory" ? new MemoryStore() : new SqliteStore(opts.dbPath ?? registryDefaults.dbPath);
 
-  const security = opts.security ?? createSecurity({ name, insecure: true });
+  const security = opts.security;
   const limits = security.limits;
   const services = new ServiceTable(store, limits.registrations);
   const endpoints = new EndpointTable(store, log, limits.registrations);

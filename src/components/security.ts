@@ -35,6 +35,7 @@ import type { Policy } from "../security/policy.js";
 import type { Limits } from "./limits.js";
 import { FileIdentitySource, StaticIdentitySource, type IdentitySource } from "../security/source.js";
 import {
+  decodeToken,
   defaultTokenLifetimeMs,
   generateToken,
   tokenMetadata,
@@ -195,10 +196,8 @@ export function createSecurity(opts: SecurityOptions): Security {
       const next = conn.path?.pathSegments[conn.path.index + 1]?.token;
       if (!next) return;
       try {
-        const sub = JSON.parse(Buffer.from(next.split(".")[1] ?? "", "base64url").toString()) as {
-          sub?: unknown;
-        };
-        if (typeof sub.sub === "string") learnt.set(url, sub.sub);
+        const sub = decodeToken(next).sub;
+        if (sub) learnt.set(url, sub);
       } catch {
         /* not a token we can read: keep sending no audience */
       }

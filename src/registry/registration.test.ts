@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import { createSecurity } from "../components/security.js";
 import { startRegistry, type RunningRegistry } from "../components/registry.js";
 import { rootLogger } from "../core/log.js";
 import { RegistryClient, endpoint } from "./client.js";
@@ -13,7 +14,13 @@ import { Registration } from "./registration.js";
 const dir = mkdtempSync(join(tmpdir(), "nsm-registration-"));
 const url = `unix://${join(dir, "registry.sock")}`;
 const start = (): Promise<RunningRegistry> =>
-  startRegistry({ name: "registry-test", listenOn: [url], store: "memory", expirePeriodMs: 60_000 });
+  startRegistry({
+    name: "registry-test",
+    listenOn: [url],
+    store: "memory",
+    expirePeriodMs: 60_000,
+    security: createSecurity({ name: "registry-test", insecure: true }),
+  });
 
 describe("Registration", { timeout: 20_000 }, () => {
   after(() => rmSync(dir, { recursive: true, force: true }));

@@ -12,10 +12,10 @@ import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import { TrustDomainCa } from "./ca.js";
+import { peerCert } from "./caller.js";
 import { generatedIdentity, loadIdentity, type Identity } from "./identity.js";
 import {
   channelCredentials,
-  peerCertificate,
   refusePeer,
   secureChannelOptions,
   serverCredentials,
@@ -50,6 +50,17 @@ const whoamiService: grpc.ServiceDefinition = {
     responseDeserialize: raw,
   },
 };
+
+/** The peer's leaf certificate as grpc-js shows it on a call (server or client side), parsed once. */
+function peerCertificate(call: {
+  getAuthContext?: () => { sslPeerCertificate?: { raw?: Buffer } } | null;
+}): { certificate: X509Certificate; spiffeId?: string; publicKey: X509Certificate["publicKey"] } | undefined {
+  const der = call.getAuthContext?.()?.sslPeerCertificate?.raw;
+  const p = peerCert(der);
+  return der && p
+    ? { certificate: new X509Certificate(der), spiffeId: p.spiffeId, publicKey: p.publicKey }
+    : undefined;
+}
 
 /** Calls the handler saw (for checks of what happened before a call reached the server). */
 let handlerHook: (() => void) | undefined;

@@ -4,10 +4,10 @@
 // when its certificate chains to the bundle (TLS does that), carries a SPIFFE ID, and the ID passes the
 // authorizer (by default: the same trust domain). Host names play no part: SVIDs name workloads, not hosts.
 // Without a certificate (explicit insecure mode) the transport is plaintext.
-import { X509Certificate, type KeyObject } from "node:crypto";
 import type { PeerCertificate } from "node:tls";
 import * as grpc from "@grpc/grpc-js";
-import { hasCertificate, trySpiffeIdFromCertificate, type Identity } from "./identity.js";
+import { peerCert } from "./caller.js";
+import { hasCertificate, type Identity } from "./identity.js";
 import type { IdentitySource } from "./source.js";
 
 /** Decides whether a peer's SPIFFE ID may talk to us (upstream: a tlsconfig.Authorizer). */
@@ -29,7 +29,7 @@ export function trustDomainAuthorizer(trustDomains: readonly string[]): PeerAuth
 /** Why a peer certificate is refused, or undefined when it is accepted. */
 export function refusePeer(raw: Buffer | undefined, authorize: PeerAuthorizer): string | undefined {
   if (!raw) return "the peer presented no certificate";
-  const id = trySpiffeIdFromCertificate(raw);
+  const id = peerCert(raw)?.spiffeId;
   if (id === undefined) return "the peer certificate has no spiffe:// URI SAN: it is not an X.509-SVID";
   if (!authorize(id)) return `the peer ${id} is not authorized (trust domain ${trustDomainOf(id)})`;
   return undefined;
@@ -105,36 +105,4 @@ export function channelCredentials(
  */
 export function secureChannelOptions(identity?: Identity): grpc.ChannelOptions {
   return hasCertificate(identity) ? { "grpc.ssl_target_name_override": "nsm" } : {};
-}
-
-export interface PeerIdentity {
-  certificate: X509Certificate;
-  publicKey: KeyObject;
-  /** The peer's SPIFFE ID, undefined when its certificate carries none. */
-  spiffeId?: string;
-  notAfter: Date;
-}
-
-/** Anything with grpc-js's getAuthContext(): server calls (handlers) and client calls alike. */
-export interface HasAuthContext {
-  // grpc-js's AuthContext is not exported from its index; this is the part we read.
-  getAuthContext?: () => { sslPeerCertificate?: PeerCertificate } | null;
-}
-
-/**
- * The peer's certificate (the leaf of its verified chain) from a grpc-js call, or undefined on an insecure
- * connection. Server side: the handler's `call`; client side: the object returned by makeUnaryRequest etc.
- */
-export function peerCertificate(call: HasAuthContext): PeerIdentity | undefined {
-  const raw = call.getAuthContext?.()?.sslPeerCertificate?.raw;
-  if (!raw) return undefined;
-  const certificate = new X509Certificate(raw);
-  const spiffeId = trySpiffeIdFromCertificate(certificate);
-  const peer: PeerIdentity = {
-    certificate,
-    publicKey: certificate.publicKey,
-    notAfter: new Date(certificate.validTo),
-  };
-  if (spiffeId !== undefined) peer.spiffeId = spiffeId;
-  return peer;
 }
