@@ -35,8 +35,17 @@ export function peerCert(der: Buffer | undefined): PeerCert | undefined {
   return p;
 }
 
+// Several elements of one call ask (updatetoken, authorize, monitor, registry limits): work it out once.
+const perCall = new WeakMap<CallContext, { id: string | undefined }>();
+
 /** The caller's identity (see the top of this file); undefined when it has neither certificate nor token. */
 export function callerId(ctx: CallContext): string | undefined {
+  let hit = perCall.get(ctx);
+  if (!hit) perCall.set(ctx, (hit = { id: callerIdOf(ctx) }));
+  return hit.id;
+}
+
+function callerIdOf(ctx: CallContext): string | undefined {
   if (ctx.peerCertificate) return peerCert(ctx.peerCertificate)?.spiffeId;
   const token = ctx.metadata.get(tokenKey)[0];
   if (typeof token !== "string" || token === "") return undefined;
