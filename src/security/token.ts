@@ -236,7 +236,7 @@ export function tokenFromMetadata(md: Metadata): { token: string; expires: Date 
 }
 
 // x5c: the signer's certificate chain (DER, base64), so a peer whose TLS connection predates a rotation of our
-// SVID can still verify a token signed with the new key (verifyPeerToken). It costs ~0.7 KB per token.
+// SVID can still verify a token signed with the new key (verifyPeerToken). It costs ~1 KB per token.
 const x5cs = new WeakMap<Identity, string[]>();
 function x5cOf(identity: Identity): string[] | undefined {
   if (!identity.certChainPem) return undefined;
