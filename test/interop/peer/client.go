@@ -76,7 +76,7 @@ func runClient(ctx context.Context, args []string) int {
 		params[nsm.IfNameKey] = ifName(*service)
 	}
 	req := &ns.NetworkServiceRequest{
-		Connection: &ns.Connection{Id: *name + "-0", NetworkService: *service, Labels: parseLabels(*labels)},
+		Connection:           &ns.Connection{Id: *name + "-0", NetworkService: *service, Labels: parseLabels(*labels)},
 		MechanismPreferences: []*ns.Mechanism{{Cls: nsm.ClsLocal, Type: nsm.KernelType, Parameters: params}},
 	}
 	fail := func(stage string, err error) int {
@@ -159,13 +159,12 @@ func (c *nsClient) request(ctx context.Context, req *ns.NetworkServiceRequest, t
 	if err != nil {
 		return nil, err
 	}
-	var fds *nsm.SendFDs
-	if isUnix(c.url) {
-		fds = &nsm.SendFDs{}
-		for _, m := range nsm.AllMechanisms(req) {
-			if err := fds.Swap(m.Parameters); err != nil {
-				return nil, err
-			}
+	// sendfd: upstream swaps file:// for inode:// whatever the transport; the descriptors go only where the
+	// connection can carry them (unix).
+	fds := &nsm.SendFDs{}
+	for _, m := range nsm.AllMechanisms(req) {
+		if err := fds.Swap(m.Parameters); err != nil {
+			return nil, err
 		}
 	}
 	callCtx, cancel := context.WithTimeout(ctx, timeout)
@@ -187,7 +186,7 @@ func (c *nsClient) request(ctx context.Context, req *ns.NetworkServiceRequest, t
 		}
 		return nil, err
 	}
-	if fds != nil && conn.GetMechanism() != nil {
+	if conn.GetMechanism() != nil {
 		fds.Restore(conn.Mechanism.Parameters)
 	}
 	nsm.Restore(conn, index)
@@ -199,9 +198,8 @@ func (c *nsClient) close(conn *ns.Connection, timeout time.Duration) error {
 	if _, err := nsm.UpdatePath(conn, c.name); err != nil {
 		return err
 	}
-	var fds *nsm.SendFDs
-	if isUnix(c.url) && conn.GetMechanism() != nil {
-		fds = &nsm.SendFDs{}
+	fds := &nsm.SendFDs{}
+	if conn.GetMechanism() != nil {
 		if err := fds.Swap(conn.Mechanism.Parameters); err != nil {
 			return err
 		}

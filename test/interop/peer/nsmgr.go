@@ -197,22 +197,19 @@ func (m *nsmgr) Request(ctx context.Context, req *ns.NetworkServiceRequest) (*ns
 		pref.Parameters[nsm.InodeURLKey] = u
 	}
 	out.MechanismPreferences = []*ns.Mechanism{pref}
-	var fds *nsm.SendFDs
-	if isUnix(m.endpoint) {
-		fds = &nsm.SendFDs{}
-		if err := fds.Swap(pref.Parameters); err != nil {
-			return nil, m.fail("Request", "sendfd", err)
-		}
+	// sendfd client: upstream swaps file:// for inode:// whatever the transport; the descriptor itself goes only
+	// where the connection can carry it (unix).
+	fds := &nsm.SendFDs{}
+	if err := fds.Swap(pref.Parameters); err != nil {
+		return nil, m.fail("Request", "sendfd", err)
 	}
 	var p peer.Peer
 	var outFds fdpass.Transceiver
 	creds := &identity.CallCredentials{ID: m.id, OnPeer: func(pr *peer.Peer) {
 		if t, ok := fdpass.FromPeer(pr); ok {
 			outFds = t
-			if fds != nil {
-				if err := fds.SendOn(t); err != nil {
-					logf("sendfd: %v", err)
-				}
+			if err := fds.SendOn(t); err != nil {
+				logf("sendfd: %v", err)
 			}
 		}
 	}}

@@ -169,10 +169,11 @@ func (r *registryClient) UnregisterNS(ctx context.Context, s *reg.NetworkService
 	return resp, call, nil
 }
 
-// nseFDs swaps a unix:// NSE URL for inode://<dev>/<ino> and prepares the socket file to go as a descriptor,
-// when the registry itself is on a unix socket.
+// nseFDs swaps a unix:// NSE URL for inode://<dev>/<ino> and prepares the socket file to go as a descriptor
+// (as upstream's registry sendfd client: the swap whatever the transport, the descriptor only where the
+// connection carries it).
 func (r *registryClient) nseFDs(e *reg.NetworkServiceEndpoint) (*nsm.SendFDs, map[string]string, error) {
-	if !isUnix(r.url) || !isUnix(e.GetUrl()) {
+	if !isUnix(e.GetUrl()) {
 		return nil, nil, nil
 	}
 	u, err := url.Parse(e.GetUrl())

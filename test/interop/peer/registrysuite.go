@@ -647,5 +647,12 @@ func (s *suite) ownership(ctx context.Context) error {
 			bad = append(bad, "the owner's record did not survive")
 		}
 	}
+	// NetworkService names have owners too (the NS authorize server applies the same policies).
+	if r, _, err := s.other.RegisterNS(cctx, &reg.NetworkService{Name: s.ns(), Payload: "ETHERNET"}, nil); status.Code(err) != codes.PermissionDenied {
+		bad = append(bad, fmt.Sprintf("another identity re-registered NetworkService %s: %v (answer %v), want PermissionDenied", s.ns(), err, r))
+	}
+	if _, _, err := s.other.UnregisterNS(cctx, &reg.NetworkService{Name: s.ns()}, nil, false); status.Code(err) != codes.PermissionDenied {
+		bad = append(bad, fmt.Sprintf("another identity's Unregister of NetworkService %s answered %v, want PermissionDenied", s.ns(), err))
+	}
 	return joinBad(bad, nil)
 }
