@@ -4,11 +4,27 @@
 // The transport-floor relays of bench:control-plane are emitted too (dist/bench/), so the floor runs from the
 // same build as the components it is compared with: each is bundled with its bench/lib helpers, while its
 // imports of src/ point at the dist/ modules just built (one copy of that code, shared with the components).
-import { readdirSync, writeFileSync, rmSync } from "node:fs";
-import { join, relative } from "node:path";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync, rmSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
 import { build } from "esbuild";
 
 const root = new URL("..", import.meta.url).pathname;
+
+// The fdpass addon (native/fdpass.c): SCM_RIGHTS for descriptor passing, which Node cannot do. Compiled here
+// with the system C compiler against the headers of the running Node (no node-gyp, no downloads).
+const addonSrc = join(root, "native", "fdpass.c");
+const addonOut = join(root, "native", "build", "fdpass.node");
+if (!existsSync(addonOut) || statSync(addonOut).mtimeMs < statSync(addonSrc).mtimeMs) {
+  const include = join(dirname(process.execPath), "..", "include", "node");
+  if (!existsSync(join(include, "node_api.h")))
+    throw new Error(`Node's C headers are not in ${include}: the fdpass addon cannot be compiled`);
+  mkdirSync(dirname(addonOut), { recursive: true });
+  execFileSync("cc", ["-O2", "-Wall", "-shared", "-fPIC", "-I", include, "-o", addonOut, addonSrc], {
+    stdio: "inherit",
+  });
+  console.log("compiled native/build/fdpass.node");
+}
 const src = join(root, "src");
 const dist = join(root, "dist");
 const files = [];

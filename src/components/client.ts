@@ -6,12 +6,12 @@ import { Connection } from "../api/connection.js";
 import { chain, element } from "../core/chain.js";
 import { CallContext } from "../core/context.js";
 import { componentLogger } from "../core/log.js";
-import { inodeUrlOf } from "../core/netns.js";
 import { beginClient } from "../networkservice/begin/begin.js";
 import { setClientUrl } from "../networkservice/clienturl/clienturl.js";
 import { connect } from "../networkservice/connect/connect.js";
 import { ClientPool } from "../networkservice/connect/pool.js";
 import { kernelOffer } from "../networkservice/mechanisms/kernel.js";
+import { sendfdClient } from "../networkservice/mechanisms/sendfd/sendfd.js";
 import { preferenceClient } from "../networkservice/mechanisms/mechanisms.js";
 import { refreshClient } from "../networkservice/refresh/refresh.js";
 import { healClient, type HealElement, type HealEvent } from "../networkservice/heal/heal.js";
@@ -67,7 +67,8 @@ export class NsmClient {
   private readonly pool: ClientPool;
   private readonly begin;
   private readonly chain;
-  private readonly inodeUrl: string;
+  // Our namespace as a file:// URL: sendfd sends it as a descriptor on a unix socket, or its inode URL on TCP.
+  private readonly netnsUrl: string;
   private readonly log;
   private count = 0;
   /** The heal element, when healing is on (its counts say how often it restored or reselected). */
@@ -75,7 +76,7 @@ export class NsmClient {
 
   constructor(private readonly opts: ClientOptions) {
     this.log = componentLogger("nsc", opts.name);
-    this.inodeUrl = inodeUrlOf(opts.netnsPath ?? "/proc/self/ns/net");
+    this.netnsUrl = `file://${opts.netnsPath ?? "/proc/self/ns/net"}`;
     this.pool = new ClientPool(
       (url) => opts.security.channelCredentials(url),
       opts.security.channelOptions(),
@@ -112,6 +113,10 @@ export class NsmClient {
         setClientUrl(ctx, opts.nsmgrUrl);
         return next.request(req, ctx);
       }),
+      sendfdClient(
+        (url) => this.pool.get(url).fds,
+        (_ctx, url) => url === this.netnsUrl,
+      ),
       connect({ pool: this.pool, security: opts.security, requestTimeoutMs: opts.requestTimeoutMs }),
     ]);
   }
@@ -126,7 +131,7 @@ export class NsmClient {
       : { ...emptyConnection(), id, networkService: r.service, labels: { ...this.opts.labels, ...r.labels } };
     const ctx = new CallContext(this.log.child({ connId: id }), new AbortController().signal);
     const mech = preferenceClient("mechanisms/kernel", () => [
-      kernelOffer({ name: r.ifname, inodeURL: this.inodeUrl }),
+      kernelOffer({ name: r.ifname, inodeURL: this.netnsUrl }),
     ]);
     return mech.request({ connection: conn, mechanismPreferences: [] }, ctx, this.chain);
   }

@@ -4,12 +4,12 @@
 import type { NetworkServiceElement } from "../core/chain.js";
 import { chain } from "../core/chain.js";
 import { componentLogger } from "../core/log.js";
-import { inodeUrlOf } from "../core/netns.js";
 import type { DNSConfig } from "../api/connectioncontext.js";
 import type { Match } from "../api/registry.js";
 import { dnsContextServer } from "../networkservice/dnscontext/dnscontext.js";
 import { point2pointIpam, type IpamPolicy } from "../networkservice/ipam/ipam.js";
 import { kernelServer } from "../networkservice/mechanisms/kernel.js";
+import { sendfdServer } from "../networkservice/mechanisms/sendfd/sendfd.js";
 import { mechanismsServer, passThrough } from "../networkservice/mechanisms/mechanisms.js";
 import { RegistryClient, endpoint, service } from "../registry/client.js";
 import { registryCallMetadata } from "../registry/security.js";
@@ -44,7 +44,8 @@ export async function startEndpoint(
 ): Promise<RunningEndpoint> {
   const log = componentLogger("nse", opts.name);
   const prefix = endpointPrefix(opts.name, log, opts.security);
-  const networkService = chain([...prefix.elements, ...elements]);
+  // sendfd: a namespace the endpoint answers with as file:// goes back as a descriptor (on unix sockets).
+  const networkService = chain([...prefix.elements, sendfdServer(), ...elements]);
   const server = await serveHop(networkService, prefix, opts.listenOn, log, opts.security);
   const url = server.urls[0]!;
   const registry = new RegistryClient(
@@ -124,10 +125,10 @@ export interface IcmpResponderOptions extends EndpointOptions {
 }
 
 export function startIcmpResponder(opts: IcmpResponderOptions): Promise<RunningEndpoint> {
-  const ownInodeUrl = inodeUrlOf(opts.netnsPath ?? "/proc/self/ns/net");
+  const ownNetns = `file://${opts.netnsPath ?? "/proc/self/ns/net"}`;
   return startEndpoint(opts, [
     point2pointIpam(opts.cidrs, { policy: opts.ipamPolicy ?? "polite" }),
     dnsContextServer(opts.dnsConfigs ?? []),
-    mechanismsServer({ KERNEL: kernelServer({ ownInodeUrl }), NOOP: passThrough("mechanisms/noop") }),
+    mechanismsServer({ KERNEL: kernelServer({ ownNetns }), NOOP: passThrough("mechanisms/noop") }),
   ]);
 }

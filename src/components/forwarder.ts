@@ -4,6 +4,10 @@
 //   → the data plane's own outgoing elements (TF: tf/vm-ifname) → mechanismtranslation
 //   → outgoing preferences → filtermechanisms → connect (NSE or remote nsmgr)
 import { chain, type NetworkServiceElement } from "../core/chain.js";
+import type { FdTransceiver } from "../core/fdpass/socket.js";
+import { ReceivedEndpointUrls } from "../registry/fdpass.js";
+import { recvfdClient, recvfdServer } from "../networkservice/mechanisms/recvfd/recvfd.js";
+import { sendfdClient, sendfdServer } from "../networkservice/mechanisms/sendfd/sendfd.js";
 import { callerId } from "../security/caller.js";
 import type { CallContext } from "../core/context.js";
 import { componentLogger } from "../core/log.js";
@@ -57,14 +61,19 @@ export interface RunningForwarder {
  * trip per request), from the nsmgr when it is not or when the replica has not seen a record yet (an
  * endpoint that registered a moment ago).
  */
-export function registryEndpointSource(client: RegistryClient, replica?: RegistryReplica): EndpointSource {
+export function registryEndpointSource(
+  client: RegistryClient,
+  replica?: RegistryReplica,
+  received?: ReceivedEndpointUrls,
+): EndpointSource {
   return {
     findService: async (name) =>
       (replica?.ready ? replica.services.find(service({ name }))[0] : undefined) ??
       (await client.findServices({ name }, { timeoutMs: 5000 }))[0],
     findEndpoints: async (query) => {
       const local = replica?.ready ? replica.endpoints.find(endpoint(query)) : [];
-      return local.length > 0 ? local : client.findEndpoints(query, { timeoutMs: 5000 });
+      const found = local.length > 0 ? local : await client.findEndpoints(query, { timeoutMs: 5000 });
+      return received ? received.resolve(found) : found;
     },
   };
 }
@@ -87,6 +96,8 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
     },
   );
   const replica = new RegistryReplica(registry, log);
+  // Endpoints our nsmgr passes as descriptors (registered from another mount namespace) are dialled by them.
+  const received = new ReceivedEndpointUrls(() => registry.grpc.fds);
   replica.start();
   // A Close of a connection this forwarder does not know stops here (begin), unless it comes from its own
   // nsmgr: then it is one lost in a restart, and its endpoint must hear of it. Insecure mode cannot tell who
@@ -111,9 +122,13 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
   );
 
   const nsmonitor = nsMonitorServer(log);
+  const fdsOf = (url: string): FdTransceiver | undefined => pool.get(url).fds;
   const networkService = chain([
     ...prefix.elements,
-    discoverServer(registryEndpointSource(registry, replica)),
+    // The client's namespace arrives as a descriptor with the request, the endpoint's with its response.
+    recvfdServer(),
+    sendfdServer(),
+    discoverServer(registryEndpointSource(registry, replica, received)),
     roundRobinServer(),
     mechanismsServer(incoming),
     // A data plane that plumbs nothing has no client namespace to lose.
@@ -126,6 +141,8 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
       return dp.outgoing(url.startsWith("tcp:") ? "REMOTE" : "LOCAL", req.connection!);
     }),
     filterMechanismsClient(),
+    recvfdClient(fdsOf),
+    sendfdClient(fdsOf),
     connect({
       pool,
       security: opts.security,
@@ -167,6 +184,7 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
       pool.close();
       replica.stop();
       registry.close();
+      received.close();
     },
   };
 }

@@ -14,6 +14,10 @@ import {
   type NetworkServiceQuery,
 } from "../api/registry.js";
 import { chain } from "../core/chain.js";
+import type { FdTransceiver } from "../core/fdpass/socket.js";
+import { recvfdNSE, sendfdNSE } from "../registry/fdpass.js";
+import { recvfdClient, recvfdServer } from "../networkservice/mechanisms/recvfd/recvfd.js";
+import { sendfdClient, sendfdServer } from "../networkservice/mechanisms/sendfd/sendfd.js";
 import { CallContext } from "../core/context.js";
 import { componentLogger } from "../core/log.js";
 import { asMessage, registryChain } from "../core/registrychain.js";
@@ -131,6 +135,8 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
     updateTokenRegistry(sign, insecure, () => opts.security.identity.caPem),
     authorizeRegistry(nseOwner),
     expire(opts.expirePeriodMs ?? 60_000),
+    recvfdNSE(),
+    sendfdNSE(),
     clientInfoNSE(clientInfoLabels()),
     redialNSE(pool),
     localBypassNSE(local, () => publicUrl),
@@ -193,8 +199,13 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
       .closeInside(id)
       .catch((err: unknown) => log.warn({ connId: id, err }, "closing after the next hop closed failed"));
   });
+  const fdsOf = (url: string): FdTransceiver | undefined => pool.get(url).fds;
   const networkService = chain([
     ...prefix.elements,
+    // Descriptors pass through the nsmgr as upstream's do: received with the request, sent on to the
+    // forwarder; the response's likewise back to the client.
+    recvfdServer(),
+    sendfdServer(),
     clientInfo(clientInfoLabels()),
     excludedPrefixesServer(prefixesFromFile(opts.excludedPrefixesFile ?? defaultPrefixesFile, log)),
     netsvcMonitorServer(serviceWatch, log),
@@ -203,6 +214,8 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
       forwarders: () => local.ofService(fwdService),
       forwarderServiceName: fwdService,
     }),
+    recvfdClient(fdsOf),
+    sendfdClient(fdsOf),
     connect({
       pool,
       security: opts.security,

@@ -2,6 +2,8 @@
 // response (and response headers), server streams are async iterables that can be cancelled. Every call has
 // a deadline unless it is a watch.
 import * as grpc from "@grpc/grpc-js";
+import { FdChannelCredentials } from "./fdpass/channel.js";
+import type { FdTransceiver } from "./fdpass/socket.js";
 import { defaultChannelOptions, dialTarget } from "./grpc.js";
 
 export interface MethodDefinition<Req, Res> {
@@ -33,6 +35,8 @@ export const defaultTimeoutMs = 15_000;
 
 export class GrpcClient {
   readonly raw: grpc.Client;
+  /** Descriptor passing on this channel's connection: unix targets only (upstream grpcfd). */
+  readonly fds: FdTransceiver | undefined;
 
   constructor(
     readonly url: string,
@@ -40,7 +44,13 @@ export class GrpcClient {
     credentials?: grpc.ChannelCredentials,
   ) {
     const target = dialTarget(url);
-    this.raw = new grpc.Client(target.target, credentials ?? target.credentials, {
+    let creds = credentials ?? target.credentials;
+    if (url.startsWith("unix://")) {
+      const fd = new FdChannelCredentials(creds);
+      this.fds = fd;
+      creds = fd;
+    }
+    this.raw = new grpc.Client(target.target, creds, {
       ...defaultChannelOptions,
       ...options,
     });

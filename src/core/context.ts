@@ -2,6 +2,7 @@
 // and typed per-call values that elements use to talk to each other (e.g. the registry path).
 import { randomUUID } from "node:crypto";
 import { Metadata } from "@grpc/grpc-js";
+import type { FdTransceiver } from "./fdpass/socket.js";
 import type { Logger } from "./log.js";
 
 /**
@@ -20,6 +21,8 @@ export class CallContext {
   internal = false;
   /** DER of the caller's TLS certificate (mTLS only): who is calling, for token policies. */
   peerCertificate?: Buffer;
+  /** The caller's connection when it passes file descriptors (a unix socket; upstream grpcfd). */
+  fds?: FdTransceiver;
   /** Per-connection state, set by `begin`; undefined outside a connection's events. */
   connection?: ConnectionMetadata;
   /** Metadata to send back as response headers (e.g. the registry `path`). */

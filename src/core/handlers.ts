@@ -9,6 +9,7 @@ import {
   type sendUnaryData,
 } from "@grpc/grpc-js";
 import { CallContext, requestId } from "./context.js";
+import { connectionKeyHeader, fdTransceiverOf } from "./fdpass/server.js";
 import { toStatusError } from "./errors.js";
 import type { Logger } from "./log.js";
 
@@ -31,6 +32,9 @@ function contextFor(log: Logger, method: string, call: Call, signal: AbortSignal
     d,
   );
   ctx.peerCertificate = call.getAuthContext?.()?.sslPeerCertificate?.raw;
+  // Calls on our unix connections carry their connection's key (src/core/fdpass/server.ts).
+  ctx.fds = fdTransceiverOf(call.metadata.get(connectionKeyHeader)[0]);
+  call.metadata.remove(connectionKeyHeader);
   return ctx;
 }
 

@@ -31,7 +31,6 @@ import {
 } from "./helpers.js";
 
 /** Rows that cannot pass until nsm-ts passes descriptors (SCM_RIGHTS) on its unix sockets. */
-const needsFdPassing = { todo: "needs nsm-ts fd passing (issue 13)" } as const;
 
 const td = "interop.test";
 const id = (n: string) => `spiffe://${td}/${n}`;
@@ -309,200 +308,184 @@ describe("interop with upstream NSM (Go peer), mTLS", { timeout: 300_000 }, () =
     );
   });
 
-  it(
-    "c. nsm nsc → nsm nsmgr → Go endpoint registered through the nsmgr (unix URL as a descriptor)",
-    needsFdPassing,
-    async () => {
-      const node = net.add("cn");
-      const c = net.add("cc");
-      const e = net.add("ce");
-      await controlPlane("c", node, true);
-      const nse = await peer(
-        "c-nse",
-        [
-          "endpoint",
-          "--listen-on",
-          sock("c-nse"),
-          "--name",
-          "c-nse",
-          "--service",
-          "c-svc",
-          "--register-to",
-          sock("c-nsmgr"),
-          "--cidr",
-          "169.254.150.0/24",
-        ],
-        e,
-      );
-      const registered = nse.events.find((x) => x.event === "registered")!;
-      assert.equal(registered.sentFd, true);
-      assert.equal(
-        (registered.nse as { url: string }).url,
-        sock("c-nse"),
-        "the nsmgr answers the URL we sent",
-      );
-      const nsc = await nsm(
-        "c-nsc",
-        [
-          "nsc",
-          "--name",
-          "c-nsc",
-          "--connect-to",
-          sock("c-nsmgr"),
-          "--service",
-          "kernel://c-svc/nsm-c",
-          "--netns",
-          net.path(c),
-        ],
-        "nsc connected",
-      );
-      const req = conn(await nse.waitFor((x) => x.event === "request", 10_000, "the endpoint's Request"));
-      assert.deepEqual(pathProblems(req, ["c-nsc", "c-nsmgr", "c-fwd", "c-nse"].map(id)), []);
-      const dst = host(req.context?.ip_context?.dst_ip_addrs?.[0]);
-      assert.deepEqual(links(c), ["nsm-c"]);
-      assert.ok(ping(c, dst), `client → Go endpoint's namespace ${dst}`);
-      assert.equal(await nsc.stop(), 0);
-      await nse.waitFor((x) => x.event === "close" && x.known === true, 10_000, "the endpoint's Close");
-      assert.equal(await nse.stop(), 0);
-      assert.ok(
-        nse.events.some((x) => x.event === "unregistered"),
-        "unregistered on SIGTERM",
-      );
-    },
-  );
-
-  it(
-    "d. nsm nsc → Go nsmgr (insists on descriptors) → nsm icmp-responder (unix)",
-    needsFdPassing,
-    async () => {
-      const c = net.add("dc");
-      const e = net.add("de");
-      const reg = await nsm(
-        "d-registry",
-        ["registry", "--name", "d-registry", "--store", "memory", "--listen-on", "tcp://127.0.0.1:0"],
-        "registry serving",
-      );
-      await nsm(
-        "d-nse",
-        [
-          "nse",
-          "icmp-responder",
-          "--name",
-          "d-nse",
-          "--listen-on",
-          sock("d-nse"),
-          "--connect-to",
-          reg.urls[0]!,
-          "--services",
-          "d-svc",
-          "--cidr",
-          "169.254.160.0/24",
-          "--netns",
-          net.path(e),
-        ],
-        "endpoint ready",
-      );
-      const mgr = await peer("d-nsmgr", [
-        "nsmgr",
+  it("c. nsm nsc → nsm nsmgr → Go endpoint registered through the nsmgr (unix URL as a descriptor)", async () => {
+    const node = net.add("cn");
+    const c = net.add("cc");
+    const e = net.add("ce");
+    await controlPlane("c", node, true);
+    const nse = await peer(
+      "c-nse",
+      [
+        "endpoint",
         "--listen-on",
-        sock("d-nsmgr"),
-        "--endpoint",
-        sock("d-nse"),
+        sock("c-nse"),
         "--name",
-        "d-nsmgr",
-      ]);
-      const r = await runNsm([
+        "c-nse",
+        "--service",
+        "c-svc",
+        "--register-to",
+        sock("c-nsmgr"),
+        "--cidr",
+        "169.254.150.0/24",
+      ],
+      e,
+    );
+    const registered = nse.events.find((x) => x.event === "registered")!;
+    assert.equal(registered.sentFd, true);
+    assert.equal((registered.nse as { url: string }).url, sock("c-nse"), "the nsmgr answers the URL we sent");
+    const nsc = await nsm(
+      "c-nsc",
+      [
         "nsc",
         "--name",
-        "d-nsc",
+        "c-nsc",
         "--connect-to",
-        sock("d-nsmgr"),
+        sock("c-nsmgr"),
         "--service",
-        "d-svc",
+        "kernel://c-svc/nsm-c",
         "--netns",
         net.path(c),
-        "--once",
-        "--no-heal",
-        "--request-timeout",
-        "5s",
-        ...svidFlags(await svid("d-nsc")),
-      ]);
-      if (r.code !== 0) assert.fail(`nsm nsc failed; the Go nsmgr says ${await nsmgrSays(mgr)}\n${r.stderr}`);
-      const req = await mgr.waitFor((x) => x.event === "request", 5000, "the nsmgr's request");
-      assert.equal(req.clientNetnsFdOK, true, "the client's namespace arrived as a descriptor");
-      assert.equal((req.clientFds as { url: string }[])[0]?.url, inodeUrl(net.path(c)));
-      assert.equal(req.endpointNetnsFdOK, true, "the endpoint's namespace arrived as a descriptor");
-      assert.equal((req.endpointFd as { url: string }).url, inodeUrl(net.path(e)));
-      assert.deepEqual(pathProblems(conn(req), ["d-nsc", "d-nsmgr", "d-nsmgr", "d-nse"].map(id)), []);
-    },
-  );
+      ],
+      "nsc connected",
+    );
+    const req = conn(await nse.waitFor((x) => x.event === "request", 10_000, "the endpoint's Request"));
+    assert.deepEqual(pathProblems(req, ["c-nsc", "c-nsmgr", "c-fwd", "c-nse"].map(id)), []);
+    const dst = host(req.context?.ip_context?.dst_ip_addrs?.[0]);
+    assert.deepEqual(links(c), ["nsm-c"]);
+    assert.ok(ping(c, dst), `client → Go endpoint's namespace ${dst}`);
+    assert.equal(await nsc.stop(), 0);
+    await nse.waitFor((x) => x.event === "close" && x.known === true, 10_000, "the endpoint's Close");
+    assert.equal(await nse.stop(), 0);
+    assert.ok(
+      nse.events.some((x) => x.event === "unregistered"),
+      "unregistered on SIGTERM",
+    );
+  });
 
-  it(
-    "e. Go client → Go nsmgr → nsm icmp-responder (unix: descriptors both ways)",
-    needsFdPassing,
-    async () => {
-      const c = net.add("ec");
-      const e = net.add("ee");
-      const reg = await nsm(
-        "e-registry",
-        ["registry", "--name", "e-registry", "--store", "memory", "--listen-on", "tcp://127.0.0.1:0"],
-        "registry serving",
-      );
-      await nsm(
-        "e-nse",
-        [
-          "nse",
-          "icmp-responder",
-          "--name",
-          "e-nse",
-          "--listen-on",
-          sock("e-nse"),
-          "--connect-to",
-          reg.urls[0]!,
-          "--services",
-          "e-svc",
-          "--cidr",
-          "169.254.170.0/24",
-          "--netns",
-          net.path(e),
-        ],
-        "endpoint ready",
-      );
-      const mgr = await peer("e-nsmgr", [
-        "nsmgr",
-        "--listen-on",
-        sock("e-nsmgr"),
-        "--endpoint",
-        sock("e-nse"),
+  it("d. nsm nsc → Go nsmgr (insists on descriptors) → nsm icmp-responder (unix)", async () => {
+    const c = net.add("dc");
+    const e = net.add("de");
+    const reg = await nsm(
+      "d-registry",
+      ["registry", "--name", "d-registry", "--store", "memory", "--listen-on", "tcp://127.0.0.1:0"],
+      "registry serving",
+    );
+    await nsm(
+      "d-nse",
+      [
+        "nse",
+        "icmp-responder",
         "--name",
-        "e-nsmgr",
-      ]);
-      const r = await runPeer(
-        [
-          "client",
-          "--connect-to",
-          sock("e-nsmgr"),
-          "--service",
-          "e-svc",
-          "--name",
-          "e-nsc",
-          "--timeout",
-          "5s",
-          ...svidFlags(await svid("e-nsc")),
-        ],
-        { netns: c },
+        "d-nse",
+        "--listen-on",
+        sock("d-nse"),
+        "--connect-to",
+        reg.urls[0]!,
+        "--services",
+        "d-svc",
+        "--cidr",
+        "169.254.160.0/24",
+        "--netns",
+        net.path(e),
+      ],
+      "endpoint ready",
+    );
+    const mgr = await peer("d-nsmgr", [
+      "nsmgr",
+      "--listen-on",
+      sock("d-nsmgr"),
+      "--endpoint",
+      sock("d-nse"),
+      "--name",
+      "d-nsmgr",
+    ]);
+    const r = await runNsm([
+      "nsc",
+      "--name",
+      "d-nsc",
+      "--connect-to",
+      sock("d-nsmgr"),
+      "--service",
+      "d-svc",
+      "--netns",
+      net.path(c),
+      "--once",
+      "--no-heal",
+      "--request-timeout",
+      "5s",
+      ...svidFlags(await svid("d-nsc")),
+    ]);
+    if (r.code !== 0) assert.fail(`nsm nsc failed; the Go nsmgr says ${await nsmgrSays(mgr)}\n${r.stderr}`);
+    const req = await mgr.waitFor((x) => x.event === "request", 5000, "the nsmgr's request");
+    assert.equal(req.clientNetnsFdOK, true, "the client's namespace arrived as a descriptor");
+    assert.equal((req.clientFds as { url: string }[])[0]?.url, inodeUrl(net.path(c)));
+    assert.equal(req.endpointNetnsFdOK, true, "the endpoint's namespace arrived as a descriptor");
+    assert.equal((req.endpointFd as { url: string }).url, inodeUrl(net.path(e)));
+    assert.deepEqual(pathProblems(conn(req), ["d-nsc", "d-nsmgr", "d-nsmgr", "d-nse"].map(id)), []);
+  });
+
+  it("e. Go client → Go nsmgr → nsm icmp-responder (unix: descriptors both ways)", async () => {
+    const c = net.add("ec");
+    const e = net.add("ee");
+    const reg = await nsm(
+      "e-registry",
+      ["registry", "--name", "e-registry", "--store", "memory", "--listen-on", "tcp://127.0.0.1:0"],
+      "registry serving",
+    );
+    await nsm(
+      "e-nse",
+      [
+        "nse",
+        "icmp-responder",
+        "--name",
+        "e-nse",
+        "--listen-on",
+        sock("e-nse"),
+        "--connect-to",
+        reg.urls[0]!,
+        "--services",
+        "e-svc",
+        "--cidr",
+        "169.254.170.0/24",
+        "--netns",
+        net.path(e),
+      ],
+      "endpoint ready",
+    );
+    const mgr = await peer("e-nsmgr", [
+      "nsmgr",
+      "--listen-on",
+      sock("e-nsmgr"),
+      "--endpoint",
+      sock("e-nse"),
+      "--name",
+      "e-nsmgr",
+    ]);
+    const r = await runPeer(
+      [
+        "client",
+        "--connect-to",
+        sock("e-nsmgr"),
+        "--service",
+        "e-svc",
+        "--name",
+        "e-nsc",
+        "--timeout",
+        "5s",
+        ...svidFlags(await svid("e-nsc")),
+      ],
+      { netns: c },
+    );
+    if (r.code !== 0)
+      assert.fail(
+        `the Go client failed: ${JSON.stringify(r.events)}; the Go nsmgr says ${await nsmgrSays(mgr)}`,
       );
-      if (r.code !== 0)
-        assert.fail(
-          `the Go client failed: ${JSON.stringify(r.events)}; the Go nsmgr says ${await nsmgrSays(mgr)}`,
-        );
-      const connected = conn(r.events.find((x) => x.event === "connected")!);
-      assert.deepEqual(pathProblems(connected, ["e-nsc", "e-nsmgr", "e-nsmgr", "e-nse"].map(id)), []);
-      const req = await mgr.waitFor((x) => x.event === "request", 5000, "the nsmgr's request");
-      assert.equal(req.endpointNetnsFdOK, true, "the endpoint's namespace arrived as a descriptor");
-      assert.equal((req.endpointFd as { url: string }).url, inodeUrl(net.path(e)));
-    },
-  );
+    const connected = conn(r.events.find((x) => x.event === "connected")!);
+    assert.deepEqual(pathProblems(connected, ["e-nsc", "e-nsmgr", "e-nsmgr", "e-nse"].map(id)), []);
+    const req = await mgr.waitFor((x) => x.event === "request", 5000, "the nsmgr's request");
+    assert.equal(req.endpointNetnsFdOK, true, "the endpoint's namespace arrived as a descriptor");
+    assert.equal((req.endpointFd as { url: string }).url, inodeUrl(net.path(e)));
+  });
 
   it("e (tcp). Go client → Go nsmgr → nsm icmp-responder on tcp: tokens and policies both ways, no descriptors", async () => {
     const e = net.add("et");

@@ -37,6 +37,15 @@ export interface ConnectOptions {
   onClosed?: (url: string, conn: Connection) => void;
 }
 
+/**
+ * Where this call goes next, as `connect` will send it: on a Request the URL chosen for it (else where the
+ * connection went last), on a Close where the connection went last.
+ */
+export function nextHopUrl(ctx: CallContext, closing = false): string | undefined {
+  const last = ctx.connection?.client.get(urlKey) as string | undefined;
+  return closing ? (last ?? clientUrl(ctx)) : (clientUrl(ctx) ?? last);
+}
+
 export function connect(opts: ConnectOptions): NetworkServiceElement {
   const timeout = (ctx: CallContext): number => {
     const left = ctx.deadline ? ctx.deadline.getTime() - Date.now() : Infinity;

@@ -41,9 +41,9 @@ export function checkIfName(name: string, field: string): void {
 
 /**
  * Server side of KERNEL: checks the client's parameters, names the interface if the client did not, and (on
- * an endpoint) puts the endpoint's own namespace into the mechanism it answers with.
+ * an endpoint) puts the endpoint's own namespace into the mechanism it answers with (`ownNetns`).
  */
-export function kernelServer(opts: { ownInodeUrl?: string } = {}): NetworkServiceElement {
+export function kernelServer(opts: { ownNetns?: string } = {}): NetworkServiceElement {
   return {
     name: "mechanisms/kernel",
     async request(req, ctx, next) {
@@ -64,7 +64,11 @@ export function kernelServer(opts: { ownInodeUrl?: string } = {}): NetworkServic
           );
         }
       }
-      if (opts.ownInodeUrl) m.parameters[P.inodeURL] = opts.ownInodeUrl;
+      if (opts.ownNetns) {
+        // Our own namespace as a file:// URL (sendfd passes it on as a descriptor) or inode URL.
+        m.parameters[P.inodeURL] = opts.ownNetns;
+        if (opts.ownNetns.startsWith("file://")) trustNetnsUrl(ctx, opts.ownNetns);
+      }
       return next.request(req, ctx);
     },
   };
