@@ -1,20 +1,12 @@
 // `nsm registry`: the NetworkService and NetworkServiceEndpoint registries (spec §4), one process.
 // The chains, top to bottom, are what a request goes through.
 import { hostname } from "node:os";
-import type {
-  NetworkService,
-  NetworkServiceEndpoint,
-  NetworkServiceEndpointQuery,
-  NetworkServiceEndpointResponse,
-  NetworkServiceQuery,
-  NetworkServiceResponse,
-} from "../api/registry.js";
-import { registryChain } from "../core/registrychain.js";
 import { NsmServer } from "../core/grpc.js";
 import { componentLogger } from "../core/log.js";
 import { expire, setPayload, validateNS, validateNSE } from "../registry/elements.js";
 import { EndpointTable, ServiceTable, memoryNSEServer, memoryNSServer } from "../registry/memory.js";
 import { nsRegistryService, nseRegistryService, type NSChain, type NSEChain } from "../registry/server.js";
+import { nsRegistryChain, nseRegistryChain } from "../registry/types.js";
 import { MemoryStore, type RegistryStore } from "../registry/store/store.js";
 import { SqliteStore } from "../registry/store/sqlite.js";
 import { updatePathServer } from "../registry/updatepath.js";
@@ -60,19 +52,17 @@ export async function startRegistry(opts: RegistryOptions): Promise<RunningRegis
   await endpoints.load();
 
   const sign = security.sign;
-  const nsChain: NSChain = registryChain([
+  const nsChain: NSChain = nsRegistryChain([
     validateNS(),
-    updatePathServer<NetworkService, NetworkServiceQuery, NetworkServiceResponse>(name),
+    updatePathServer(name),
     updateTokenRegistry(sign, security.insecure, () => security.identity.caPem),
     authorizeRegistry((n) => services.get(n)?.pathIds),
     setPayload(),
     memoryNSServer(services),
   ]);
-  const nseChain: NSEChain = registryChain([
+  const nseChain: NSEChain = nseRegistryChain([
     validateNSE(),
-    updatePathServer<NetworkServiceEndpoint, NetworkServiceEndpointQuery, NetworkServiceEndpointResponse>(
-      name,
-    ),
+    updatePathServer(name),
     updateTokenRegistry(sign, security.insecure, () => security.identity.caPem),
     authorizeRegistry((n) => endpoints.get(n)?.pathIds),
     expire(opts.expirePeriodMs),

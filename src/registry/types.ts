@@ -1,4 +1,4 @@
-// The two registry chain shapes, named once.
+// The two registry chain shapes, named once, and a builder for each.
 import type {
   NetworkService,
   NetworkServiceEndpoint,
@@ -7,7 +7,7 @@ import type {
   NetworkServiceQuery,
   NetworkServiceResponse,
 } from "../api/registry.js";
-import type { RegistryNext, RegistryServer } from "../core/registrychain.js";
+import { registryChain, type RegistryNext, type RegistryServer } from "../core/registrychain.js";
 
 export type NSEServer = RegistryServer<
   NetworkServiceEndpoint,
@@ -21,3 +21,13 @@ export type NSEChain = RegistryNext<
   NetworkServiceEndpointResponse
 >;
 export type NSChain = RegistryNext<NetworkService, NetworkServiceQuery, NetworkServiceResponse>;
+
+/** A NetworkServiceEndpoint registry chain: `registryChain` with the types filled in. */
+export function nseRegistryChain(elements: NSEServer[]): NSEChain {
+  return registryChain(elements);
+}
+
+/** A NetworkService registry chain: `registryChain` with the types filled in. */
+export function nsRegistryChain(elements: NSServer[]): NSChain {
+  return registryChain(elements);
+}
