@@ -2,9 +2,20 @@
 import { randomUUID } from "node:crypto";
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { status } from "@grpc/grpc-js";
+import { Metadata, status } from "@grpc/grpc-js";
+import { CallContext } from "../core/context.js";
 import { StatusError } from "../core/errors.js";
-import { formatPath, parsePath, updatePath, type RegistryPath } from "./updatepath.js";
+import { rootLogger } from "../core/log.js";
+import { endpoint } from "./client.js";
+import { nseRegistryChain } from "./types.js";
+import {
+  formatPath,
+  parsePath,
+  pathFromContext,
+  updatePath,
+  updatePathServer,
+  type RegistryPath,
+} from "./updatepath.js";
 
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
@@ -335,5 +346,72 @@ describe("updatePath", () => {
       p.segments.map((s) => s.name),
       ["nse-1", "nsmgr-def", "registry"],
     );
+  });
+});
+
+describe("updatePathServer", () => {
+  type Chain = ReturnType<typeof chainOf>;
+  function chainOf() {
+    const seen: (RegistryPath | undefined)[] = [];
+    const chain = nseRegistryChain([
+      updatePathServer("registry"),
+      {
+        name: "tail",
+        register: (nse, ctx) => (seen.push(structuredClone(pathFromContext(ctx))), Promise.resolve(nse)),
+        unregister: (_nse, ctx) => (seen.push(structuredClone(pathFromContext(ctx))), Promise.resolve()),
+        find: (_q, ctx) => (seen.push(pathFromContext(ctx)), Promise.resolve()),
+      },
+    ]);
+    return { chain, seen };
+  }
+  const ctxWith = (path?: string): CallContext => {
+    const md = new Metadata();
+    if (path !== undefined) md.set("path", path);
+    return new CallContext(rootLogger, new AbortController().signal, md);
+  };
+  const register = (c: Chain, ctx: CallContext) => c.chain.register(endpoint({ name: "nse-1" }), ctx);
+
+  it("no path metadata: [caller, self] for the chain, no path header (upstream grpcmetadata)", async () => {
+    const c = chainOf();
+    const ctx = ctxWith();
+    await register(c, ctx);
+    assert.equal(c.seen[0]?.index, 1);
+    assert.equal(c.seen[0]?.segments.length, 2);
+    assert.deepEqual(ctx.responseHeaders.get("path"), []);
+    const un = ctxWith();
+    await c.chain.unregister(endpoint({ name: "nse-1" }), un);
+    assert.equal(c.seen[1]?.segments.length, 2);
+    assert.deepEqual(un.responseHeaders.get("path"), []);
+  });
+
+  it("with path metadata: the path comes back at the caller's index, on Register and Unregister", async () => {
+    const c = chainOf();
+    for (const call of ["register", "unregister"] as const) {
+      const ctx = ctxWith(JSON.stringify({ Index: 0, PathSegments: null }));
+      if (call === "register") await register(c, ctx);
+      else await c.chain.unregister(endpoint({ name: "nse-1" }), ctx);
+      const back = parsePath(ctx.responseHeaders.get("path")[0] as string);
+      assert.equal(back.index, 0, call);
+      assert.equal(back.segments.length, 2, call);
+    }
+  });
+
+  it("Find neither reads the path (a malformed one is no error) nor returns one", async () => {
+    const c = chainOf();
+    const ctx = ctxWith("{not json");
+    await c.chain.find({ networkServiceEndpoint: endpoint({}), watch: false }, ctx, {
+      send: () => undefined,
+    });
+    assert.deepEqual(c.seen, [undefined]);
+    assert.deepEqual(ctx.responseHeaders.get("path"), []);
+  });
+
+  it("a malformed path on Register is INVALID_ARGUMENT, before anything else runs", async () => {
+    const c = chainOf();
+    await assert.rejects(
+      async () => register(c, ctxWith("{not json")),
+      (e: unknown) => e instanceof StatusError && e.code === status.INVALID_ARGUMENT,
+    );
+    assert.deepEqual(c.seen, []);
   });
 });

@@ -1,6 +1,7 @@
 // Registry `grpcmetadata` + `updatepath` (spec §1.10.3): the caller sends the registration path as JSON in
-// the `path` request metadata; this hop takes or adds its own segment, and returns the updated path in the
-// `path` response header. Calls without path metadata (plain clients) start an empty path.
+// the `path` request metadata; on Register and Unregister this hop takes or adds its own segment, and returns
+// the updated path in the `path` response header. As upstream: calls without path metadata (plain clients)
+// start an empty path and get no header back; Find neither reads nor returns a path.
 import { randomUUID } from "node:crypto";
 import type { Timestamp } from "../api/google/protobuf/timestamp.js";
 import type { CallContext } from "../core/context.js";
@@ -105,43 +106,39 @@ export function updatePath(p: RegistryPath, name: string): number {
 }
 
 export function updatePathServer<T, Q, R>(hopName: string): RegistryServer<T, Q, R> {
-  const enter = (
-    ctx: CallContext,
-    plainToo = true,
-  ): { path: RegistryPath; callerIndex: number } | undefined => {
+  interface Entered {
+    path: RegistryPath;
+    callerIndex: number;
+    /** The caller sent a path: it gets the updated one back (upstream grpcmetadata). */
+    reply: boolean;
+  }
+  const enter = (ctx: CallContext): Entered => {
     const raw = ctx.metadata.get("path")[0];
-    if (raw === undefined && !plainToo) return undefined;
-    // No path metadata (a plain client) is an empty path, as upstream's grpcmetadata reads it.
+    // No path metadata (a plain client) is an empty path, as upstream's updatepath reads it.
     const path =
       raw === undefined
         ? { index: 0, segments: [] }
         : parsePath(typeof raw === "string" ? raw : raw.toString("utf8"));
     const callerIndex = updatePath(path, hopName);
     ctx.set(pathKey, path);
-    return { path, callerIndex };
+    return { path, callerIndex, reply: raw !== undefined };
   };
-  const leave = (ctx: CallContext, s: { path: RegistryPath; callerIndex: number }): void => {
+  const leave = (ctx: CallContext, s: Entered): void => {
     s.path.index = s.callerIndex;
-    ctx.responseHeaders.set("path", formatPath(s.path));
+    if (s.reply) ctx.responseHeaders.set("path", formatPath(s.path));
   };
   return {
     name: "updatepath",
     register: async (item, ctx, next) => {
       const s = enter(ctx);
       const out = await next.register(item, ctx);
-      if (s) leave(ctx, s);
+      leave(ctx, s);
       return out;
     },
     unregister: async (item, ctx, next) => {
       const s = enter(ctx);
       await next.unregister(item, ctx);
-      if (s) leave(ctx, s);
-    },
-    find: async (query, ctx, stream, next) => {
-      const s = enter(ctx, false);
-      // Headers go out before the first streamed message, so the path is final before next.find runs.
-      if (s) leave(ctx, { ...s, path: structuredClone(s.path) });
-      await next.find(query, ctx, stream);
+      leave(ctx, s);
     },
   };
 }
