@@ -1,5 +1,8 @@
 // Small registry chain elements, each doing one thing (upstream names).
+import type { CallContext } from "../core/context.js";
 import { msToTimestamp, timestampToMs } from "../core/time.js";
+import { tokenFromMetadata } from "../security/token.js";
+import { ownTokenExpiry } from "./security.js";
 import {
   validateEndpoint,
   validateEndpointQuery,
@@ -39,16 +42,30 @@ export function setPayload(): NSServer {
 }
 
 /**
- * `expire` (server side): expiration_time = min(requested, now + period). A client may ask for less, never
- * for more. The memory element removes the record when the time comes.
+ * `expire` (server side; upstream registry `expire`): expiration_time = min(now + period, the expiry of this
+ * hop's own token in the registration path, the expiry of the caller's token). A client may ask for less,
+ * never for more. The memory element removes the record at that time, with a deleted event.
  */
 export function expire(periodMs: number): NSEServer {
   return {
     name: "expire",
     register: (nse, ctx, next) => {
-      const limit = Date.now() + periodMs;
+      let limit = Date.now() + periodMs;
+      const own = ownTokenExpiry(ctx);
+      if (own) limit = Math.min(limit, own.getTime());
+      const caller = callerTokenExpiry(ctx);
+      if (caller) limit = Math.min(limit, caller.getTime());
       const requested = nse.expirationTime ? timestampToMs(nse.expirationTime) : Infinity;
       return next.register({ ...nse, expirationTime: msToTimestamp(Math.min(requested, limit)) }, ctx);
     },
   };
+}
+
+/** When the caller's token expires (`nsm-client-token-expires`, else its `exp`); undefined without one. */
+function callerTokenExpiry(ctx: CallContext): Date | undefined {
+  try {
+    return tokenFromMetadata(ctx.metadata)?.expires;
+  } catch {
+    return undefined; // a token with no time at all: updatetoken refuses it
+  }
 }

@@ -76,9 +76,20 @@ async function provenCaller(
   return { id: callerId(ctx) ?? claimed, token: presented.token };
 }
 
+const ownExpiryKey = Symbol("registry-own-token-expiry");
+
+/**
+ * When the token this hop put in its own path segment for the current Register/Unregister expires (upstream
+ * updatepath's ExpirationTimeFromContext; `expire` caps registrations by it). Undefined for in-process calls.
+ */
+export function ownTokenExpiry(ctx: CallContext): Date | undefined {
+  return ctx.get<Date>(ownExpiryKey);
+}
+
 /**
  * `updatetoken` (registry server): checks the caller's token, puts it in the caller's segment and a fresh one
- * of ours in our segment; the item's path_ids become the identities of segments 0..index.
+ * of ours in our segment; the item's path_ids become the identities of segments 0..index — for a direct call
+ * [caller, us], with "" for a caller that presented no token (insecure mode), as upstream.
  */
 export function updateTokenRegistry<T extends WithPathIds, Q, R>(
   sign: Signer,
@@ -88,12 +99,15 @@ export function updateTokenRegistry<T extends WithPathIds, Q, R>(
   const stamp = async (item: T, ctx: CallContext): Promise<T> => {
     if (ctx.internal) return item;
     const caller = await provenCaller(ctx, insecure, trustBundle);
-    if (!caller) return { ...item, pathIds: [] };
+    const own = await sign(caller ? [caller.id] : []);
+    // Upstream's token for a TLS peer expires no later than the peer's certificate.
+    const notAfter = peerCert(ctx.peerCertificate)?.notAfter;
+    const expires = notAfter && notAfter < own.expires ? notAfter : own.expires;
+    ctx.set(ownExpiryKey, expires);
     const path = pathFromContext(ctx);
-    if (!path) return { ...item, pathIds: [caller.id] };
+    if (!path) return { ...item, pathIds: caller ? [caller.id] : [] };
     const prev = path.segments[path.index - 1];
-    if (prev) prev.token = caller.token;
-    const own = await sign([caller.id]);
+    if (prev) prev.token = caller?.token ?? "";
     const seg = path.segments[path.index]!;
     seg.token = own.token;
     seg.expires = msToTimestamp(own.expires.getTime());
