@@ -1,15 +1,17 @@
 // Small registry elements: `expire` as upstream's registry expire (expiration_time = min(now + period, our own
-// token's expiry, the caller's token expiry); an earlier requested time is kept), and `setpayload`.
+// token's expiry, the caller's token expiry); an earlier requested time is kept), `setpayload`, and `validate`
+// letting Unregister of an empty name through.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Metadata } from "@grpc/grpc-js";
 import { CallContext } from "../core/context.js";
+import { StatusError } from "../core/errors.js";
 import { rootLogger } from "../core/log.js";
 import { msToTimestamp, timestampToMs } from "../core/time.js";
 import { generatedIdentity } from "../security/identity.js";
 import { formatRfc3339Nano, generateToken, tokenKey, tokenMetadata } from "../security/token.js";
 import { endpoint, service } from "./client.js";
-import { expire, setPayload } from "./elements.js";
+import { expire, setPayload, validateNS, validateNSE } from "./elements.js";
 import { updateTokenRegistry } from "./security.js";
 import { nsRegistryChain, nseRegistryChain } from "./types.js";
 import { updatePathServer } from "./updatepath.js";
@@ -105,5 +107,17 @@ describe("setpayload", () => {
       (await chain.register(service({ name: "b", payload: "ETHERNET" }), ctx)).payload,
       "ETHERNET",
     );
+  });
+});
+
+describe("validate", () => {
+  const ctx = CallContext.background(rootLogger);
+  it("Unregister of the empty name goes through (a no-op at the store, as upstream), Register does not", async () => {
+    const nse = nseRegistryChain([validateNSE()]);
+    const ns = nsRegistryChain([validateNS()]);
+    await nse.unregister(endpoint({}), ctx);
+    await ns.unregister(service({}), ctx);
+    await assert.rejects(async () => nse.register(endpoint({}), ctx), StatusError);
+    await assert.rejects(async () => ns.register(service({}), ctx), StatusError);
   });
 });

@@ -16,8 +16,9 @@ export function validateNSE(): NSEServer {
   return {
     name: "validate",
     register: (nse, ctx, next) => (validateEndpoint(nse), next.register(nse, ctx)),
+    // Unregister of a name nobody holds, the empty name included, is a no-op, not an error (upstream).
     unregister: (nse, ctx, next) => {
-      validateEndpoint({ ...nse, url: "" });
+      validateEndpoint({ ...nse, url: "" }, false);
       return next.unregister(nse, ctx);
     },
     find: (q, ctx, stream, next) => (validateEndpointQuery(q), next.find(q, ctx, stream)),
@@ -28,7 +29,7 @@ export function validateNS(): NSServer {
   return {
     name: "validate",
     register: (ns, ctx, next) => (validateNetworkService(ns), next.register(ns, ctx)),
-    unregister: (ns, ctx, next) => (validateNetworkService(ns), next.unregister(ns, ctx)),
+    unregister: (ns, ctx, next) => (validateNetworkService(ns, false), next.unregister(ns, ctx)),
     find: (q, ctx, stream, next) => (validateServiceQuery(q), next.find(q, ctx, stream)),
   };
 }
