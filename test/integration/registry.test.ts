@@ -1,5 +1,7 @@
 // The registry as a real process, over TCP and a unix socket: register/find/watch/expire/unregister,
-// query semantics, path metadata, bad input, malformed frames, and survival of kill -9.
+// query semantics, path metadata, bad input, malformed frames, and survival of kill -9. The upstream-semantics
+// cases (path_ids, expiration, watch and deleted events, Unregister of unknown names, NSEs of unregistered
+// services; upstream sdk v1.18.0 registry chains) call the registry by upstream's literal method paths.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -9,13 +11,15 @@ import { service as healthService } from "grpc-health-check";
 import {
   NetworkServiceEndpointRegistryService,
   NetworkServiceRegistryService,
+  type NetworkServiceEndpointResponse,
+  type NetworkServiceResponse,
 } from "../../src/api/registry.js";
-import { GrpcClient } from "../../src/core/client.js";
+import { GrpcClient, collect, type ServerStream } from "../../src/core/client.js";
 import { msToTimestamp, timestampToMs } from "../../src/core/time.js";
-import { RegistryClient, endpoint } from "../../src/registry/client.js";
+import { RegistryClient, endpoint, service } from "../../src/registry/client.js";
 import { parsePath } from "../../src/registry/updatepath.js";
 import { generatedIdentity } from "../../src/security/identity.js";
-import { generateToken, tokenMetadata } from "../../src/security/token.js";
+import { decodeToken, generateToken, tokenMetadata } from "../../src/security/token.js";
 import { eventually, startComponent, tempDir, type Component } from "../helpers/proc.js";
 
 const dir = tempDir("nsm-registry-test-");
@@ -32,6 +36,51 @@ const args = [
   "--listen-on",
   `tcp://127.0.0.1:0,unix://${sock}`,
 ];
+
+/** Upstream's methods, each called by its literal path (not through the generated definitions). */
+const NSD = NetworkServiceEndpointRegistryService;
+const NSD_NS = NetworkServiceRegistryService;
+const upstream = {
+  nseRegister: { ...NSD.register, path: "/registry.NetworkServiceEndpointRegistry/Register" },
+  nseFind: { ...NSD.find, path: "/registry.NetworkServiceEndpointRegistry/Find" },
+  nseUnregister: { ...NSD.unregister, path: "/registry.NetworkServiceEndpointRegistry/Unregister" },
+  nsRegister: { ...NSD_NS.register, path: "/registry.NetworkServiceRegistry/Register" },
+  nsFind: { ...NSD_NS.find, path: "/registry.NetworkServiceRegistry/Find" },
+  nsUnregister: { ...NSD_NS.unregister, path: "/registry.NetworkServiceRegistry/Unregister" },
+};
+
+/** The registry's identity: it runs insecure here, so it is the generated one of its --name. */
+const registryId = generatedIdentity("reg-test").spiffeId;
+
+/** A caller's token (insecure registry: the claim is taken), living `lifetimeMs`. */
+async function callerMd(name: string, lifetimeMs = 600_000): Promise<grpc.Metadata> {
+  const t = await generateToken(generatedIdentity(name), [registryId], lifetimeMs);
+  return tokenMetadata(t.token, t.expires);
+}
+
+const subsOf = (pathHeader: string): string[] =>
+  parsePath(pathHeader).segments.map((s) => (s.token ? (decodeToken(s.token).sub ?? "") : ""));
+
+/** Reads a Find stream into `events` ("+name"/"-name") and `got` until `stop` cancels it. */
+function reader<T extends NetworkServiceEndpointResponse | NetworkServiceResponse>(
+  stream: ServerStream<T>,
+  name: (r: T) => string,
+) {
+  const got: T[] = [];
+  const events: string[] = [];
+  const done = (async () => {
+    try {
+      for await (const r of stream) {
+        got.push(r);
+        events.push(`${r.deleted ? "-" : "+"}${name(r)}`);
+      }
+    } catch (err) {
+      assert.equal(statusOf(err).code, grpc.status.CANCELLED);
+    }
+  })();
+  const stop = (): Promise<void> => (stream.cancel(), done);
+  return { got, events, stop };
+}
 
 let reg: Component;
 let tcp: RegistryClient;
@@ -302,6 +351,229 @@ describe("registry process", () => {
     }
   });
 
+  it("path_ids: [caller, registry] on Register and in Find; the path header only for a caller that sent a path", async () => {
+    const c = new GrpcClient(`unix://${sock}`);
+    try {
+      const caller = generatedIdentity("nse-ids").spiffeId;
+      // A plain client: no path metadata, no header back; path_ids it sends are not kept.
+      const plain = await c.unary(
+        upstream.nseRegister,
+        endpoint({
+          name: "nse-ids",
+          url: "tcp://198.18.7.1:5001",
+          pathIds: ["spiffe://nsm-ts.local/victim"],
+        }),
+        { metadata: await callerMd("nse-ids") },
+      );
+      assert.deepEqual(plain.response.pathIds, [caller, registryId]);
+      assert.deepEqual(plain.headers.get("path"), []);
+
+      // Upstream's client (grpcmetadata): its first call sends an empty path, and reads the path back.
+      const md = await callerMd("nse-ids");
+      md.set("path", JSON.stringify({ Index: 0, PathSegments: null }));
+      const first = await c.unary(upstream.nseRegister, plain.response, { metadata: md });
+      assert.deepEqual(first.response.pathIds, [caller, registryId]);
+      const header = first.headers.get("path")[0] as string;
+      assert.equal(parsePath(header).index, 0, "the caller's index");
+      assert.deepEqual(subsOf(header), [caller, registryId], "segment tokens: the caller's, then ours");
+
+      // Find returns the stored path_ids; it neither reads a path nor sends one back (even a malformed one).
+      const findMd = new grpc.Metadata();
+      findMd.set("path", "{not json");
+      const found = c.serverStream(
+        upstream.nseFind,
+        { networkServiceEndpoint: endpoint({ name: "nse-ids" }), watch: false },
+        { timeoutMs: 5000, metadata: findMd },
+      );
+      const list = await collect(found);
+      assert.deepEqual(
+        list.map((r) => r.networkServiceEndpoint!.pathIds),
+        [[caller, registryId]],
+      );
+      assert.deepEqual((await found.headers).get("path"), []);
+
+      // NetworkService the same; a caller without a token gets "" in its place.
+      const ns = await c.unary(upstream.nsRegister, service({ name: "svc-ids" }), {
+        metadata: await callerMd("nse-ids"),
+      });
+      assert.deepEqual(ns.response.pathIds, [caller, registryId]);
+      const anon = await c.unary(upstream.nsRegister, service({ name: "svc-anon" }));
+      assert.deepEqual(anon.response.pathIds, ["", registryId]);
+
+      await c.unary(upstream.nseUnregister, endpoint({ name: "nse-ids" }), {
+        metadata: await callerMd("nse-ids"),
+      });
+      await c.unary(upstream.nsUnregister, service({ name: "svc-ids" }), {
+        metadata: await callerMd("nse-ids"),
+      });
+      await c.unary(upstream.nsUnregister, service({ name: "svc-anon" }));
+    } finally {
+      c.close();
+    }
+  });
+
+  it("expiration_time = min(requested, the caller's token expiry, default period)", async () => {
+    const c = new GrpcClient(`unix://${sock}`);
+    try {
+      const t0 = Date.now();
+      const capped = await c.unary(
+        upstream.nseRegister,
+        endpoint({
+          name: "nse-tok",
+          url: "tcp://198.18.7.2:5001",
+          expirationTime: msToTimestamp(t0 + 3_600_000),
+        }),
+        { metadata: await callerMd("nse-tok", 20_000) },
+      );
+      const exp = timestampToMs(capped.response.expirationTime!) - t0;
+      assert.ok(exp <= 20_100 && exp >= 18_500, `expiration ${exp} ms from now, want the token's ~20 s`);
+      // A shorter request is kept as it is.
+      const shorter = await c.unary(
+        upstream.nseRegister,
+        { ...capped.response, expirationTime: msToTimestamp(t0 + 10_000) },
+        { metadata: await callerMd("nse-tok", 20_000) },
+      );
+      assert.equal(timestampToMs(shorter.response.expirationTime!), t0 + 10_000);
+      await c.unary(upstream.nseUnregister, endpoint({ name: "nse-tok" }), {
+        metadata: await callerMd("nse-tok"),
+      });
+    } finally {
+      c.close();
+    }
+  });
+
+  it("watch: all current matches first; deleted events carry the whole stored record (unregister, expiry, NS)", async () => {
+    const c = new GrpcClient(`unix://${sock}`);
+    const watches: { stop(): Promise<void> }[] = [];
+    try {
+      const a = (
+        await c.unary(
+          upstream.nseRegister,
+          endpoint({
+            name: "del-a",
+            networkServiceNames: ["svc-del"],
+            networkServiceLabels: { "svc-del": { labels: { app: "a" } } },
+            url: "tcp://198.18.8.1:5001",
+          }),
+        )
+      ).response;
+      const b = (
+        await c.unary(
+          upstream.nseRegister,
+          endpoint({ name: "del-b", networkServiceNames: ["svc-del"], url: "tcp://198.18.8.2:5001" }),
+        )
+      ).response;
+      const ns = (await c.unary(upstream.nsRegister, service({ name: "svc-del" }))).response;
+      const nses = reader(
+        c.serverStream(upstream.nseFind, {
+          networkServiceEndpoint: endpoint({ networkServiceNames: ["svc-del"] }),
+          watch: true,
+        }),
+        (r) => r.networkServiceEndpoint!.name,
+      );
+      watches.push(nses);
+      const nss = reader(
+        c.serverStream(upstream.nsFind, { networkService: service({ name: "svc-del" }), watch: true }),
+        (r) => r.networkService!.name,
+      );
+      watches.push(nss);
+      await eventually(() => nses.events.length === 2 && nss.events.length === 1, 3000, "current matches");
+      assert.deepEqual([...nses.events].sort(), ["+del-a", "+del-b"]);
+      assert.deepEqual(nss.events, ["+svc-del"]);
+
+      await c.unary(upstream.nseUnregister, endpoint({ name: "del-a" }));
+      const short = (
+        await c.unary(upstream.nseRegister, {
+          ...b,
+          expirationTime: msToTimestamp(Date.now() + 600),
+        })
+      ).response;
+      await c.unary(upstream.nsUnregister, service({ name: "svc-del" }));
+      await eventually(
+        () => nses.events.includes("-del-b") && nss.events.length === 2,
+        4000,
+        "deleted events",
+      );
+      assert.deepEqual(nses.events.slice(2), ["-del-a", "+del-b", "-del-b"]);
+      assert.deepEqual(nses.got[2]!.networkServiceEndpoint, a, "unregister: the stored record");
+      assert.deepEqual(nses.got[4]!.networkServiceEndpoint, short, "expiry: the stored record");
+      assert.deepEqual(nss.events, ["+svc-del", "-svc-del"]);
+      assert.deepEqual(nss.got[1]!.networkService, ns);
+      assert.equal(nss.got[1]!.networkService.payload, "IP");
+    } finally {
+      await Promise.all(watches.map((w) => w.stop()));
+      c.close();
+    }
+  });
+
+  it("Unregister of a name nobody holds (or the empty name): OK, empty, nothing announced", async () => {
+    const c = new GrpcClient(`unix://${sock}`);
+    const watches: { stop(): Promise<void> }[] = [];
+    try {
+      const nses = reader(
+        c.serverStream(upstream.nseFind, { networkServiceEndpoint: endpoint({}), watch: true }),
+        (r) => r.networkServiceEndpoint!.name,
+      );
+      watches.push(nses);
+      const nss = reader(
+        c.serverStream(upstream.nsFind, { networkService: service({}), watch: true }),
+        (r) => r.networkService!.name,
+      );
+      watches.push(nss);
+      await new Promise((r) => setTimeout(r, 200)); // both watches sent their current matches
+      const before = [nses.events.length, nss.events.length];
+      for (const name of ["never-registered", ""]) {
+        const e = await c.unary(upstream.nseUnregister, endpoint({ name }), {
+          metadata: await callerMd("someone"),
+        });
+        assert.deepEqual(e.response, {});
+        assert.deepEqual((await c.unary(upstream.nsUnregister, service({ name }))).response, {});
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual([nses.events.length, nss.events.length], before, "no events");
+    } finally {
+      await Promise.all(watches.map((w) => w.stop()));
+      c.close();
+    }
+  });
+
+  it("an NSE may name a NetworkService nobody registered: stored, found by it, no service created", async () => {
+    const c = new GrpcClient(`unix://${sock}`);
+    try {
+      const r = await c.unary(
+        upstream.nseRegister,
+        endpoint({
+          name: "nse-orphan",
+          networkServiceNames: ["svc-unregistered"],
+          url: "tcp://198.18.9.1:5001",
+        }),
+      );
+      assert.equal(r.response.name, "nse-orphan");
+      const found = await collect(
+        c.serverStream(
+          upstream.nseFind,
+          { networkServiceEndpoint: endpoint({ networkServiceNames: ["svc-unregistered"] }), watch: false },
+          { timeoutMs: 5000 },
+        ),
+      );
+      assert.deepEqual(
+        found.map((f) => f.networkServiceEndpoint!.name),
+        ["nse-orphan"],
+      );
+      const services = await collect(
+        c.serverStream(
+          upstream.nsFind,
+          { networkService: service({ name: "svc-unregistered" }), watch: false },
+          { timeoutMs: 5000 },
+        ),
+      );
+      assert.deepEqual(services, []);
+      await c.unary(upstream.nseUnregister, endpoint({ name: "nse-orphan" }));
+    } finally {
+      c.close();
+    }
+  });
+
   it("bad input: INVALID_ARGUMENT naming the field, nothing stored", async () => {
     const I = grpc.status.INVALID_ARGUMENT;
     await rejectsWith(tcp.registerEndpoint(endpoint({ name: "" })), I, "network_service_endpoint.name");
@@ -422,5 +694,48 @@ describe("registry process", () => {
     const code = await reg.stop();
     assert.equal(code, 0);
     assert.equal(existsSync(sock), false);
+  });
+});
+
+describe("registry process with short-lived tokens of its own", () => {
+  let short: Component;
+  before(async () => {
+    short = await startComponent(
+      [
+        "registry",
+        "--name",
+        "reg-short",
+        "--store",
+        "memory",
+        "--listen-on",
+        "tcp://127.0.0.1:0",
+        "--max-token-lifetime",
+        "20s",
+      ],
+      "registry serving",
+    );
+  });
+  after(async () => {
+    await short?.stop();
+  });
+
+  it("expiration_time is capped by the registry's own token (20 s), under the 1 min default", async () => {
+    const c = new GrpcClient(short.urls[0]!);
+    try {
+      const t0 = Date.now();
+      const r = await c.unary(
+        upstream.nseRegister,
+        endpoint({ name: "nse-own", url: "tcp://198.18.9.2:5001" }),
+        { metadata: await callerMd("nse-own") },
+      );
+      const exp = timestampToMs(r.response.expirationTime!) - t0;
+      // Our token may be reused while it has 90% of its life left: 18–20 s.
+      assert.ok(
+        exp <= 20_100 && exp >= 17_000,
+        `expiration ${exp} ms from now, want the registry token's ~20 s`,
+      );
+    } finally {
+      c.close();
+    }
   });
 });
