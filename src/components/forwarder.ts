@@ -3,6 +3,7 @@
 //   endpoint prefix → discover → roundrobin → mechanisms{KERNEL, VXLAN} → nsmonitor → xconnect(data plane)
 //   → the data plane's own outgoing elements (TF: tf/vm-ifname) → mechanismtranslation
 //   → outgoing preferences → filtermechanisms → connect (NSE or remote nsmgr)
+import type { NetworkServiceEndpoint } from "../api/registry.js";
 import { chain, type NetworkServiceElement } from "../core/chain.js";
 import type { FdTransceiver } from "../core/fdpass/socket.js";
 import { ReceivedEndpointUrls } from "../registry/fdpass.js";
@@ -72,8 +73,12 @@ export function registryEndpointSource(
       (await client.findServices({ name }, { timeoutMs: 5000 }))[0],
     findEndpoints: async (query) => {
       const local = replica?.ready ? replica.endpoints.find(endpoint(query)) : [];
-      const found = local.length > 0 ? local : await client.findEndpoints(query, { timeoutMs: 5000 });
-      return received ? received.resolve(found) : found;
+      const ask = (): Promise<NetworkServiceEndpoint[]> => client.findEndpoints(query, { timeoutMs: 5000 });
+      const found = local.length > 0 ? local : await ask();
+      if (!received) return found;
+      const usable = await received.resolve(found);
+      // A passed socket not (or no longer) held: a fresh Find through the nsmgr passes it again.
+      return usable.length < found.length && local.length > 0 ? received.resolve(await ask()) : usable;
     },
   };
 }

@@ -23,7 +23,9 @@ export class LinkDeleter {
     return new Promise((resolve, reject) => {
       this.pending.set(id, { ns, name, resolve, reject });
       if (this.pending.size === 1) w.ref();
-      w.postMessage({ id, netns: ns.path, name });
+      // The handle's own descriptor, not the path it was opened by: that may be a passed descriptor's
+      // /proc/<pid>/fd/<n>, closed (and its number reused) as soon as the connection is gone.
+      w.postMessage({ id, netns: `/proc/self/fd/${ns.fd}`, name });
     });
   }
 

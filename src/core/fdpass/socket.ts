@@ -17,8 +17,11 @@ export interface FdTransceiver {
 }
 
 const readBuffer = Buffer.allocUnsafe(64 * 1024);
-// A peer could send descriptors nobody asks for: keep a bounded number per connection.
+// A descriptor nobody asks for (a peer may send any, e.g. the namespace of a response we already know) is held
+// for a while, then closed: it pins what it names (a deleted pod's namespace lives on while a descriptor of it
+// is open). Upstream's grpcfd holds them until the connection closes; peers resend with every call anyway.
 const maxHeldFds = 256;
+const unclaimedTtlMs = 5 * 60_000;
 
 interface Waiter {
   resolve(fd: number): void;
@@ -27,7 +30,10 @@ interface Waiter {
 
 export class FdSocket extends Duplex implements FdTransceiver {
   private readonly watcher: Watcher;
-  private readonly received = new Map<string, number>();
+  // Received, not yet asked for; oldest first.
+  // Several may name one inode (two calls from one pod, each with its own copy): each is claimed once.
+  private readonly received = new Map<number, { url: string; fd: number; timer: NodeJS.Timeout }>();
+  private receivedCount = 0;
   private readonly waiters = new Map<string, Set<Waiter>>();
   private toSend: number[] = [];
   private pendingWrite: { buf: Buffer; cb: (err?: Error | null) => void } | undefined;
@@ -51,9 +57,14 @@ export class FdSocket extends Duplex implements FdTransceiver {
     this.toSend.push(copy);
   }
 
+  /** The descriptor becomes the caller's: asking twice needs the peer to send it twice (it does, per call). */
   recvFd(inodeUrl: string, signal?: AbortSignal): Promise<number> {
-    const have = this.received.get(inodeUrl);
-    if (have !== undefined) return Promise.resolve(dupFd(have));
+    for (const [id, h] of this.received) {
+      if (h.url !== inodeUrl) continue;
+      clearTimeout(h.timer);
+      this.received.delete(id);
+      return Promise.resolve(h.fd);
+    }
     if (this.isClosed) return Promise.reject(new Error(`connection closed before ${inodeUrl} arrived`));
     return new Promise((resolve, reject) => {
       const set = this.waiters.get(inodeUrl) ?? new Set<Waiter>();
@@ -86,21 +97,33 @@ export class FdSocket extends Duplex implements FdTransceiver {
       closeQuietly(fd);
       return;
     }
-    if (this.received.has(url) || this.received.size >= maxHeldFds) {
-      closeQuietly(fd);
+    const set = this.waiters.get(url);
+    if (set && set.size > 0) {
+      this.waiters.delete(url);
+      let first = true;
+      for (const w of set) {
+        try {
+          w.resolve(first ? fd : dupFd(fd));
+        } catch (err) {
+          w.reject(err as Error);
+        }
+        first = false;
+      }
       return;
     }
-    this.received.set(url, fd);
-    const set = this.waiters.get(url);
-    if (!set) return;
-    this.waiters.delete(url);
-    for (const w of set) {
-      try {
-        w.resolve(dupFd(fd));
-      } catch (err) {
-        w.reject(err as Error);
-      }
-    }
+    if (this.received.size >= maxHeldFds) this.release(this.received.keys().next().value as number);
+    const id = this.receivedCount++;
+    const timer = setTimeout(() => this.release(id), unclaimedTtlMs);
+    timer.unref();
+    this.received.set(id, { url, fd, timer });
+  }
+
+  private release(id: number): void {
+    const h = this.received.get(id);
+    if (!h) return;
+    clearTimeout(h.timer);
+    closeQuietly(h.fd);
+    this.received.delete(id);
   }
 
   private events(): void {
@@ -194,8 +217,7 @@ export class FdSocket extends Duplex implements FdTransceiver {
       this.isClosed = true;
       fdpass().unwatch(this.watcher);
       closeQuietly(this.fd);
-      for (const fd of this.received.values()) closeQuietly(fd);
-      this.received.clear();
+      for (const id of [...this.received.keys()]) this.release(id);
       for (const fd of this.toSend) closeQuietly(fd);
       this.toSend = [];
       const gone = new Error("connection closed before the descriptor arrived");

@@ -1,9 +1,11 @@
 // `nsmonitor` (forwarder; upstream sdk-kernel's netns monitor): a connection whose client network namespace
 // is gone (its pod was deleted) is closed at once, here and downstream, instead of living until its token
 // expires. A namespace held open only by this forwarder's own handles no longer appears under /proc/*/ns/net
-// or /var/run/netns: that is "gone". One scan for all connections every `intervalMs`.
+// or /var/run/netns (descriptors passed to us keep it alive, but name no process's): that is "gone". One scan
+// for all connections every `intervalMs`.
 import type { NetworkServiceElement } from "../../core/chain.js";
 import type { Logger } from "../../core/log.js";
+import { inodeUrlOf } from "../../core/netns.js";
 import { listNamespaces } from "../../dataplane/index.js";
 import { eventFactory, type EventFactory } from "../begin/begin.js";
 import { kernelParams as K, types } from "../mechanisms/common.js";
@@ -15,6 +17,17 @@ interface Watched {
 
 export interface NsMonitor extends NetworkServiceElement {
   stop(): void;
+}
+
+/** The inode URL a mechanism's namespace reference names (a received descriptor's file:// path included). */
+function inodeOf(url: string | undefined): string | undefined {
+  if (url?.startsWith("inode://")) return url;
+  if (!url?.startsWith("file://")) return undefined;
+  try {
+    return inodeUrlOf(url.slice("file://".length));
+  } catch {
+    return undefined;
+  }
 }
 
 export function nsMonitorServer(log: Logger, intervalMs = 500): NsMonitor {
@@ -44,9 +57,9 @@ export function nsMonitorServer(log: Logger, intervalMs = 500): NsMonitor {
       const mech = req.connection?.mechanism;
       const id = req.connection!.id;
       const out = await next.request(req, ctx);
-      const inode = mech?.type === types.KERNEL ? mech.parameters[K.inodeURL] : undefined;
+      const inode = mech?.type === types.KERNEL ? inodeOf(mech.parameters[K.inodeURL]) : undefined;
       const factory = eventFactory(ctx);
-      if (inode?.startsWith("inode://") && factory) {
+      if (inode && factory) {
         watched.set(id, { inode, factory });
         if (!timer) {
           timer = setInterval(scan, intervalMs);
