@@ -126,8 +126,14 @@ export class FdSocket extends Duplex implements FdTransceiver {
     this.received.delete(id);
   }
 
+  // Readiness set last (bit 1 read, bit 2 write): most calls change nothing and need not cross into C.
+  private watching = 0;
+
   private events(): void {
-    if (!this.isClosed) fdpass().setEvents(this.watcher, this.wantRead, this.pendingWrite !== undefined);
+    const want = (this.wantRead ? 1 : 0) | (this.pendingWrite !== undefined ? 2 : 0);
+    if (this.isClosed || want === this.watching) return;
+    this.watching = want;
+    fdpass().setEvents(this.watcher, this.wantRead, this.pendingWrite !== undefined);
   }
 
   override _read(): void {
@@ -166,6 +172,8 @@ export class FdSocket extends Duplex implements FdTransceiver {
         this.wantRead = false;
         this.events();
       }
+      // A short read drained the socket: readiness is level-triggered, so anything later wakes us again.
+      if (n < readBuffer.length) return;
     }
   }
 
