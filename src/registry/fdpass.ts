@@ -3,15 +3,13 @@
 // inode://<dev>/<ino>; the nsmgr dials it through unix:///proc/<pid>/fd/<n> (the endpoint may live in another
 // mount namespace, where its path means nothing to us). The descriptor is held while the registration lives
 // and closed on Unregister or expiry. Finds answered on a unix socket pass such endpoints back the same way.
-import { status } from "@grpc/grpc-js";
 import {
   NetworkServiceEndpointResponse,
   type NetworkServiceEndpoint,
   type NetworkServiceEndpointQuery,
 } from "../api/registry.js";
-import type { CallContext } from "../core/context.js";
-import { StatusError } from "../core/errors.js";
 import { closeFd, inodeUrlPattern, openToSend, procFdPath } from "../core/fdpass/files.js";
+import { recvFdForCall } from "../core/fdpass/recv.js";
 import type { FdTransceiver } from "../core/fdpass/socket.js";
 import { asMessage, type RegistryServer } from "../core/registrychain.js";
 
@@ -20,19 +18,6 @@ type NSEServer = RegistryServer<
   NetworkServiceEndpointQuery,
   NetworkServiceEndpointResponse
 >;
-
-// Without a deadline on the call, as long as upstream's default registry timeout.
-const defaultWaitMs = 15_000;
-
-async function receive(ctx: CallContext, inodeUrl: string): Promise<number> {
-  const left = ctx.deadline ? ctx.deadline.getTime() - Date.now() : defaultWaitMs;
-  const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(Math.max(0, left))]);
-  try {
-    return await ctx.fds!.recvFd(inodeUrl, signal);
-  } catch (err) {
-    throw new StatusError(status.DEADLINE_EXCEEDED, `url: ${(err as Error).message}`);
-  }
-}
 
 interface Held {
   inodeUrl: string;
@@ -55,7 +40,7 @@ export function recvfdNSE(): NSEServer {
       const old = byName.get(nse.name);
       let held = old?.inodeUrl === nse.url ? old : undefined;
       if (!held) {
-        const fd = await receive(ctx, nse.url);
+        const fd = await recvFdForCall(ctx.fds, nse.url, ctx, "url");
         held = { inodeUrl: nse.url, fd, url: `unix://${procFdPath(fd)}` };
       }
       let res: NetworkServiceEndpoint;

@@ -3,12 +3,11 @@
 // trusted by this hop's kernel mechanism and data plane), for the rest of the chain. The descriptors live as
 // long as the NSM connection: closed on Close, or when the first Request fails. On TCP nothing arrives and
 // the URL passes unchanged (the data plane may still resolve it on its own node).
-import { status } from "@grpc/grpc-js";
 import type { Mechanism } from "../../../api/connection.js";
 import type { NetworkServiceElement } from "../../../core/chain.js";
 import type { CallContext } from "../../../core/context.js";
-import { StatusError } from "../../../core/errors.js";
 import { closeFd, inodeUrlPattern, procFdPath } from "../../../core/fdpass/files.js";
+import { recvFdForCall } from "../../../core/fdpass/recv.js";
 import type { FdTransceiver } from "../../../core/fdpass/socket.js";
 import { nextHopUrl } from "../../connect/connect.js";
 import { kernelParams as P } from "../common.js";
@@ -29,24 +28,6 @@ class Files {
   }
 }
 
-// Without a deadline on the call, as long as upstream's default request timeout.
-const defaultWaitMs = 15_000;
-
-function waitSignal(ctx: CallContext): { signal: AbortSignal; done(): void } {
-  const ac = new AbortController();
-  const left = ctx.deadline ? ctx.deadline.getTime() - Date.now() : defaultWaitMs;
-  const timer = setTimeout(() => ac.abort(), Math.max(0, left));
-  const onAbort = (): void => ac.abort();
-  ctx.signal.addEventListener("abort", onAbort, { once: true });
-  return {
-    signal: ac.signal,
-    done: () => {
-      clearTimeout(timer);
-      ctx.signal.removeEventListener("abort", onAbort);
-    },
-  };
-}
-
 /** Swaps an inode:// inodeURL for the file that came (or comes, before the deadline) with it. */
 async function recvAndSwap(
   m: Mechanism | undefined,
@@ -58,16 +39,9 @@ async function recvAndSwap(
   if (!m || !inode || !inodeUrlPattern.test(inode)) return;
   let f = files.byInode.get(inode);
   if (!f) {
-    const wait = waitSignal(ctx);
-    try {
-      const fd = await fds.recvFd(inode, wait.signal);
-      f = { fd, url: `file://${procFdPath(fd)}` };
-      files.byInode.set(inode, f);
-    } catch (err) {
-      throw new StatusError(status.DEADLINE_EXCEEDED, (err as Error).message);
-    } finally {
-      wait.done();
-    }
+    const fd = await recvFdForCall(fds, inode, ctx);
+    f = { fd, url: `file://${procFdPath(fd)}` };
+    files.byInode.set(inode, f);
   }
   trustNetnsUrl(ctx, f.url);
   m.parameters[P.inodeURL] = f.url;
