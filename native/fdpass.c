@@ -70,12 +70,17 @@ static watcher_t *unwrap_watcher(napi_env env, napi_value v) {
   return (watcher_t *)data;
 }
 
+// The call's first `n` arguments into argv, the first of them a descriptor.
+static napi_status fd_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv, int32_t *fd) {
+  size_t argc = n;
+  napi_status s = napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  return s != napi_ok ? s : napi_get_value_int32(env, argv[0], fd);
+}
+
 static napi_value js_watch(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
-  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(fd_args(env, info, 2, argv, &fd));
   uv_loop_t *loop;
   CHECK(napi_get_uv_event_loop(env, &loop));
   watcher_t *w = calloc(1, sizeof(*w));
@@ -136,26 +141,41 @@ static napi_value int_result(napi_env env, int v) {
   return out;
 }
 
+// A byte count, or -errno (taken right after the call: later calls may change errno).
+static napi_value size_result(napi_env env, ssize_t n) {
+  if (n < 0) return int_result(env, (int)n);
+  napi_value out;
+  if (napi_create_int64(env, (int64_t)n, &out) != napi_ok) return NULL;
+  return out;
+}
+
+// A message of the one buffer `data`.
+static void one_buffer(struct msghdr *msg, struct iovec *iov, void *data, size_t len) {
+  iov->iov_base = data;
+  iov->iov_len = len;
+  memset(msg, 0, sizeof(*msg));
+  msg->msg_iov = iov;
+  msg->msg_iovlen = 1;
+}
+
 static napi_value js_recv(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
-  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(fd_args(env, info, 2, argv, &fd));
   void *data;
   size_t len;
   CHECK(napi_get_buffer_info(env, argv[1], &data, &len));
 
   char control[CMSG_SPACE(sizeof(int) * MAX_FDS)];
-  struct iovec iov = {.iov_base = data, .iov_len = len};
-  struct msghdr msg = {0};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
+  struct iovec iov;
+  struct msghdr msg;
+  one_buffer(&msg, &iov, data, len);
   msg.msg_control = control;
   msg.msg_controllen = sizeof(control);
   ssize_t n;
   do n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
   while (n < 0 && errno == EINTR);
+  if (n < 0) n = -errno;
 
   napi_value out, fds;
   CHECK(napi_create_array_with_length(env, 2, &out));
@@ -174,19 +194,15 @@ static napi_value js_recv(napi_env env, napi_callback_info info) {
     }
     // Descriptors beyond our room were closed by the kernel; the sender learns nothing, as with grpcfd.
   }
-  napi_value nv = n >= 0 ? NULL : int_result(env, -errno);
-  if (n >= 0) CHECK(napi_create_int64(env, (int64_t)n, &nv));
-  CHECK(napi_set_element(env, out, 0, nv));
+  CHECK(napi_set_element(env, out, 0, size_result(env, n)));
   CHECK(napi_set_element(env, out, 1, fds));
   return out;
 }
 
 static napi_value js_send(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
-  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(fd_args(env, info, 3, argv, &fd));
   void *data;
   size_t len;
   CHECK(napi_get_buffer_info(env, argv[1], &data, &len));
@@ -202,10 +218,9 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
     return NULL;
   }
   char control[CMSG_SPACE(sizeof(int) * MAX_FDS)];
-  struct iovec iov = {.iov_base = data, .iov_len = len};
-  struct msghdr msg = {0};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
+  struct iovec iov;
+  struct msghdr msg;
+  one_buffer(&msg, &iov, data, len);
   if (nfds > 0) {
     memset(control, 0, sizeof(control));
     msg.msg_control = control;
@@ -224,10 +239,7 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
   ssize_t n;
   do n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
   while (n < 0 && errno == EINTR);
-  if (n < 0) return int_result(env, -errno);
-  napi_value out;
-  CHECK(napi_create_int64(env, (int64_t)n, &out));
-  return out;
+  return size_result(env, n < 0 ? -errno : n);
 }
 
 static napi_value js_open_path(napi_env env, napi_callback_info info) {
@@ -242,21 +254,17 @@ static napi_value js_open_path(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_dup(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
-  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(fd_args(env, info, 1, argv, &fd));
   int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   return int_result(env, d < 0 ? -errno : d);
 }
 
 static napi_value js_shutdown_write(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
-  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(fd_args(env, info, 1, argv, &fd));
   return int_result(env, shutdown(fd, SHUT_WR) < 0 ? -errno : 0);
 }
 
