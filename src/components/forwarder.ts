@@ -151,7 +151,7 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
     connect({
       pool,
       security: opts.security,
-      onConnected: (url, conn) => downstream.track(url, conn.id),
+      onConnected: (url, conn) => downstream.track(url, conn),
       onClosed: (url, conn) => downstream.untrack(url, conn.id),
     }),
   ]);

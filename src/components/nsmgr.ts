@@ -219,7 +219,7 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
     connect({
       pool,
       security: opts.security,
-      onConnected: (url, conn) => downstream.track(url, conn.id),
+      onConnected: (url, conn) => downstream.track(url, conn),
       onClosed: (url, conn) => downstream.untrack(url, conn.id),
     }),
   ]);

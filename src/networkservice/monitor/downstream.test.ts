@@ -3,7 +3,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Connection, ConnectionEvent, ConnectionEventType } from "../../api/connection.js";
-import { mentionsTracked } from "./downstream.js";
+import { rootLogger } from "../../core/log.js";
+import type { ClientPool } from "../connect/pool.js";
+import { DownstreamMonitor, mentionsTracked } from "./downstream.js";
+import { MonitorStore } from "./monitor.js";
 
 function conn(id: string, segs: [string, string][]): Connection {
   return Connection.fromPartial({
@@ -92,5 +95,66 @@ describe("mentionsTracked", () => {
   }
   it("is undefined on bytes that do not parse", () => {
     assert.equal(mentionsTracked(Uint8Array.from([0x12, 0x7f, 0x01]), "nsmgr", new Set()), undefined);
+  });
+});
+
+describe("DownstreamMonitor: DELETE events from below", () => {
+  /** A pool whose one stream yields the events pushed with `emit`, as the next hop's monitor would. */
+  function fakePool(): { pool: ClientPool; emit: (ev: Uint8Array) => void } {
+    const queue: Uint8Array[] = [];
+    let wake: (() => void) | undefined;
+    const stream = {
+      cancel: () => undefined,
+      async *[Symbol.asyncIterator]() {
+        for (;;) {
+          while (queue.length > 0) yield Buffer.from(queue.shift()!);
+          await new Promise<void>((r) => (wake = r));
+        }
+      },
+    };
+    const pool = { get: () => ({ serverStream: () => stream }) } as unknown as ClientPool;
+    return {
+      pool,
+      emit: (ev) => {
+        queue.push(ev);
+        wake?.();
+      },
+    };
+  }
+  const downstreamConn = (token: string): Connection =>
+    Connection.fromPartial({
+      // As the next hop answers this hop: with this hop's id.
+      id: "m1",
+      path: {
+        index: 1,
+        pathSegments: [
+          { name: "nsmgr", id: "m1", token: "a" },
+          { name: "fwd", id: "f1", token },
+        ],
+      },
+    });
+  const deleted = (c: Connection): Uint8Array =>
+    ConnectionEvent.encode({ type: ConnectionEventType.DELETE, connections: { [c.id]: c } }).finish();
+
+  it("a DELETE of an earlier incarnation of the id (closed for a reselect) is ignored; of the current one closes it", async () => {
+    const { pool, emit } = fakePool();
+    const closed: string[] = [];
+    const m = new DownstreamMonitor(pool, "nsmgr", new MonitorStore(), rootLogger, (id) => closed.push(id));
+    // Another connection keeps the stream to the next hop open, as on any busy node.
+    m.track(
+      "unix:///fwd.sock",
+      Connection.fromPartial({ id: "f2", path: { pathSegments: [{ name: "nsmgr", id: "m2" }] } }),
+    );
+    // Reselect through the same next hop: the old connection closed, a new one made with the same ids.
+    m.track("unix:///fwd.sock", downstreamConn("old"));
+    m.untrack("unix:///fwd.sock", "m1");
+    m.track("unix:///fwd.sock", downstreamConn("new"));
+    emit(deleted(downstreamConn("old")));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(closed, [], "the late DELETE of the old connection must not close the new one");
+    emit(deleted(downstreamConn("new")));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(closed, ["m1"]);
+    m.close();
   });
 });

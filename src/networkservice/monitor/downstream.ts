@@ -16,6 +16,12 @@ import type { MonitorStore } from "./monitor.js";
 
 interface Peer {
   ids: Set<string>;
+  /**
+   * Per tracked id, the next hop's path segment (id and token) of the latest response: a DELETE that carries
+   * another one is about an earlier incarnation of the id (closed for a reselect that chose the same next
+   * hop, and arriving after the new connection was made), not about the current connection.
+   */
+  incarnation: Map<string, string>;
   cancel?: () => void;
   retry?: NodeJS.Timeout;
 }
@@ -36,19 +42,23 @@ export class DownstreamMonitor {
     private readonly onDeleted?: (id: string) => void,
   ) {}
 
-  track(url: string, connId: string): void {
+  track(url: string, conn: Connection): void {
     let peer = this.peers.get(url);
     if (!peer) {
-      this.peers.set(url, (peer = { ids: new Set() }));
+      this.peers.set(url, (peer = { ids: new Set(), incarnation: new Map() }));
       this.subscribe(url, peer);
     }
-    peer.ids.add(connId);
+    peer.ids.add(conn.id);
+    const next = nextSegment(conn, this.hopName);
+    if (next) peer.incarnation.set(conn.id, next);
+    else peer.incarnation.delete(conn.id);
   }
 
   untrack(url: string, connId: string): void {
     const peer = this.peers.get(url);
     if (!peer) return;
     peer.ids.delete(connId);
+    peer.incarnation.delete(connId);
     if (peer.ids.size === 0) {
       peer.cancel?.();
       clearTimeout(peer.retry);
@@ -103,9 +113,14 @@ export class DownstreamMonitor {
     for (const down of Object.values(ev.connections)) {
       const ours = down.path?.pathSegments.find((s) => s.name === this.hopName);
       if (!ours || !peer.ids.has(ours.id)) continue;
+      if (ev.type === ConnectionEventType.DELETE) {
+        const current = peer.incarnation.get(ours.id);
+        if (current !== undefined && nextSegment(down, this.hopName) !== current) continue;
+      }
       if (ev.type === ConnectionEventType.DELETE && this.onDeleted) {
         // A Close this hop sent itself untracked the id first: this one came from below.
         peer.ids.delete(ours.id);
+        peer.incarnation.delete(ours.id);
         this.onDeleted(ours.id);
         continue;
       }
@@ -190,4 +205,12 @@ function segment(r: BinaryReader, end: number): { name: string; id: string } {
     else r.skip(w, f);
   }
   return { name, id };
+}
+
+/** The path segment after `hop`'s own in `c` (as "id token"), if any. */
+function nextSegment(c: Connection, hop: string): string | undefined {
+  const segs = c.path?.pathSegments ?? [];
+  const i = segs.findIndex((s) => s.name === hop);
+  const next = i >= 0 ? segs[i + 1] : undefined;
+  return next ? `${next.id} ${next.token}` : undefined;
 }
