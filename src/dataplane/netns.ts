@@ -216,6 +216,10 @@ function checkNetnsFd(fd: number, ctx: OpContext, path: string): void {
 export function inNetns<T>(fd: number, ctx: OpContext, fn: () => T): T {
   const orig = openSync(SELF_NETNS, "r");
   try {
+    // Already there (a pod's NSC pinging over its own interface): setns needs CAP_SYS_ADMIN, which an
+    // unprivileged container lacks, and would change nothing.
+    const [target, self] = [fstatSync(fd), fstatSync(orig)];
+    if (target.ino === self.ino && target.dev === self.dev) return fn();
     const e = setns(fd, CLONE_NEWNET);
     if (e !== 0) {
       throw new DataplaneError(
