@@ -30,8 +30,17 @@ export function registryCommand(program: Command): void {
     )
     .option(
       "--store <kind>",
-      "sqlite (durable) or memory (NSM_REGISTRY_STORE)",
+      "sqlite (durable), memory, or k8s (NetworkService/NetworkServiceEndpoint custom resources) (NSM_REGISTRY_STORE)",
       env("NSM_REGISTRY_STORE", "sqlite"),
+    )
+    .option(
+      "--namespace <namespace>",
+      "namespace of the custom resources, store k8s (NSM_NAMESPACE)",
+      env("NSM_NAMESPACE", "default"),
+    )
+    .option(
+      "--kubeconfig <path>",
+      "kubeconfig file, store k8s (default: in-cluster, else KUBECONFIG or ~/.kube/config)",
     )
     .option(
       "--db <path>",
@@ -44,14 +53,25 @@ export function registryCommand(program: Command): void {
       env("NSM_EXPIRE_PERIOD", "1m"),
     )
     .action(
-      async (o: SecurityFlags & { listenOn: string; store: string; db: string; expirePeriod: string }) => {
-        if (o.store !== "sqlite" && o.store !== "memory")
-          throw new Error(`--store: "${o.store}" is not sqlite or memory`);
+      async (
+        o: SecurityFlags & {
+          listenOn: string;
+          store: string;
+          db: string;
+          namespace: string;
+          kubeconfig?: string;
+          expirePeriod: string;
+        },
+      ) => {
+        if (o.store !== "sqlite" && o.store !== "memory" && o.store !== "k8s")
+          throw new Error(`--store: "${o.store}" is not sqlite, memory or k8s`);
         const running = await startRegistry({
           name: o.name,
           listenOn: listOf(o.listenOn),
           store: o.store,
           dbPath: o.db,
+          namespace: o.namespace,
+          kubeconfig: o.kubeconfig,
           expirePeriodMs: parseDuration(o.expirePeriod, "--expire-period"),
           security: await securityFrom(o, listOf(o.listenOn)),
         });

@@ -4,11 +4,18 @@ import { hostname } from "node:os";
 import { NsmServer } from "../core/grpc.js";
 import { componentLogger } from "../core/log.js";
 import { expire, setPayload, validateNS, validateNSE } from "../registry/elements.js";
-import { EndpointTable, ServiceTable, memoryNSEServer, memoryNSServer } from "../registry/memory.js";
+import {
+  EndpointTable,
+  ServiceTable,
+  followStore,
+  memoryNSEServer,
+  memoryNSServer,
+} from "../registry/memory.js";
 import { nsRegistryService, nseRegistryService, type NSChain, type NSEChain } from "../registry/server.js";
 import { nsRegistryChain, nseRegistryChain } from "../registry/types.js";
 import { MemoryStore, type RegistryStore } from "../registry/store/store.js";
 import { SqliteStore } from "../registry/store/sqlite.js";
+import { K8sStore } from "../registry/store/k8s.js";
 import { updatePathServer } from "../registry/updatepath.js";
 import { authorizeRegistry, updateTokenRegistry } from "../registry/security.js";
 import type { Security } from "./security.js";
@@ -16,9 +23,13 @@ import type { Security } from "./security.js";
 export interface RegistryOptions {
   name?: string;
   listenOn: string[];
-  store: "sqlite" | "memory";
+  store: "sqlite" | "memory" | "k8s";
   /** sqlite database file (store=sqlite). */
   dbPath?: string;
+  /** Namespace of the custom resources (store=k8s; default "default", as upstream). */
+  namespace?: string;
+  /** kubeconfig file (store=k8s); default: in-cluster, else KUBECONFIG or ~/.kube/config. */
+  kubeconfig?: string;
   /** Default and maximum NSE registration lifetime. */
   expirePeriodMs: number;
   /** Identity, tokens and transport (`createSecurity`: an SVID, or explicitly insecure). */
@@ -42,14 +53,24 @@ export async function startRegistry(opts: RegistryOptions): Promise<RunningRegis
   const name = opts.name ?? `registry-${hostname()}`;
   const log = componentLogger("registry", name);
   const store: RegistryStore =
-    opts.store === "memory" ? new MemoryStore() : new SqliteStore(opts.dbPath ?? registryDefaults.dbPath);
+    opts.store === "memory"
+      ? new MemoryStore()
+      : opts.store === "k8s"
+        ? new K8sStore({ namespace: opts.namespace, kubeconfig: opts.kubeconfig, log })
+        : new SqliteStore(opts.dbPath ?? registryDefaults.dbPath);
 
   const security = opts.security;
   const limits = security.limits;
   const services = new ServiceTable(store, limits.registrations);
   const endpoints = new EndpointTable(store, log, limits.registrations);
-  await services.load();
-  await endpoints.load();
+  try {
+    await services.load();
+    await endpoints.load();
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  followStore(store, services, endpoints, log);
 
   const sign = security.sign;
   const nsChain: NSChain = nsRegistryChain([

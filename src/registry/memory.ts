@@ -1,6 +1,7 @@
 // The terminal registry elements (upstream: `memory`): the working set of NetworkServices and
 // NetworkServiceEndpoints with their indexes, written through to a RegistryStore, expiring endpoints on
-// time, and streaming Find/watch results. Writes for one name are serialised so the store and the working
+// time, and streaming Find/watch results; what other writers change in a shared store (the k8s store) comes
+// in through `followStore`. Writes for one name are serialised so the store and the working
 // set never disagree. A table is bounded: each identity (callerId, the direct caller) may hold only so many
 // live registrations, and the table so many in all; past either a Register gets RESOURCE_EXHAUSTED.
 import {
@@ -200,6 +201,22 @@ export class EndpointTable {
     });
   }
 
+  /**
+   * A change someone else made in a shared store (another replica, `kubectl delete nse`): it reaches the
+   * working set, the expiry timer and watchers as a local one would, and is not written back. Nobody here
+   * owns the record any more.
+   */
+  external(name: string, nse: NetworkServiceEndpoint | undefined): Promise<void> {
+    return this.serial.run(name, () => {
+      const prev = this.byName.get(name);
+      this.owners.drop(name);
+      if (prev) this.unindex(prev);
+      if (nse) this.index(nse);
+      if (nse || prev) this.watchers.notify(nse ?? prev!, !nse);
+      return Promise.resolve();
+    });
+  }
+
   /** Current records matching the query, using the name or service index when the query allows. */
   find(query: NetworkServiceEndpoint | undefined): NetworkServiceEndpoint[] {
     const out: NetworkServiceEndpoint[] = [];
@@ -340,6 +357,18 @@ export class ServiceTable {
     });
   }
 
+  /** A change someone else made in a shared store; see EndpointTable.external. */
+  external(name: string, ns: NetworkService | undefined): Promise<void> {
+    return this.serial.run(name, () => {
+      const prev = this.byName.get(name);
+      this.owners.drop(name);
+      if (ns) this.byName.set(name, ns);
+      else this.byName.delete(name);
+      if (ns || prev) this.watchers.notify(ns ?? prev!, !ns);
+      return Promise.resolve();
+    });
+  }
+
   find(query: NetworkService | undefined): NetworkService[] {
     if (query?.name) {
       const ns = this.byName.get(query.name);
@@ -347,6 +376,24 @@ export class ServiceTable {
     }
     return [...this.byName.values()].filter((ns) => matchService(query, ns));
   }
+}
+
+/** Keeps the tables in step with what other writers change in a shared store (one with `subscribe`). */
+export function followStore(
+  store: RegistryStore,
+  services: ServiceTable,
+  endpoints: EndpointTable,
+  log: Logger,
+): void {
+  store.subscribe?.((change) => {
+    const applied =
+      change.kind === "endpoint"
+        ? endpoints.external(change.name, change.value as NetworkServiceEndpoint | undefined)
+        : services.external(change.name, change.value as NetworkService | undefined);
+    applied.catch((err: unknown) =>
+      log.error({ err, change: change.name }, "failed to apply a store change"),
+    );
+  });
 }
 
 export function memoryNSEServer(table: EndpointTable): NSEServer {

@@ -1,8 +1,7 @@
 // Persistence behind the registry. The registry keeps its working set (and indexes) in memory and writes
 // every change through a RegistryStore, then reloads from it at start. A store only persists; it decides
-// nothing. `memory` keeps nothing (tests), `sqlite` is the durable default. A shared store (the Kubernetes
-// custom resources of the Kubernetes issue; none exists yet) would implement the same interface and report other
-// replicas' writes through `subscribe`.
+// nothing. `memory` keeps nothing (tests), `sqlite` is the durable default, `k8s` (k8s.ts) keeps records as
+// custom resources that several replicas share: it reports the others' writes through `subscribe`.
 import type { NetworkService, NetworkServiceEndpoint } from "../../api/registry.js";
 
 export interface StoreChange {
