@@ -5,6 +5,7 @@ import { componentCommands } from "./components.js";
 import { demoCommand } from "./demo.js";
 import { registryCommand } from "./registry.js";
 import { tfCommands } from "./tf.js";
+import { webhookCommand } from "./webhook.js";
 
 const program = new Command()
   .name("nsm")
@@ -16,6 +17,7 @@ registryCommand(program);
 componentCommands(program);
 tfCommands(program);
 demoCommand(program);
+webhookCommand(program);
 
 try {
   await program.parseAsync(process.argv);
