@@ -166,6 +166,30 @@ export const scenarios: Scenario[] = [
   }),
 ];
 
+/** Until a new client named `name` in `pod` gets a connection to `service` (then closes it); 20 s at most. */
+async function untilServed(
+  m: HealMesh,
+  pod: string,
+  name: string,
+  service: string,
+  ifname: string,
+): Promise<void> {
+  const c = m.client(name, pod);
+  try {
+    await eventually(
+      () =>
+        c.request({ service, ifname }).then(
+          () => true,
+          () => false,
+        ),
+      20_000,
+      `${service} after the registry restart`,
+    );
+  } finally {
+    await c.closeAll();
+  }
+}
+
 /**
  * The registry restarts: live connections carry on untouched (no heal is needed), and new ones work again once
  * endpoints re-registered (`newConnectionMs`, from the kill).
@@ -180,21 +204,11 @@ export async function registryRestart(m: HealMesh): Promise<ScenarioResult & { n
     const c0 = healCounts(client);
     const t0 = performance.now();
     await m.restart("registry");
-    const other = m.client("nsc-registry-new", pod);
-    try {
-      await eventually(
-        async () =>
-          other.request({ service: "remote-svc", ifname: "nsm-new" }).then(
-            () => true,
-            () => false,
-          ),
-        20_000,
-        "a new connection after the registry restart",
-      );
-    } finally {
-      await other.closeAll();
-    }
+    await untilServed(m, pod, "nsc-registry-new", "remote-svc", "nsm-new");
     const newConnectionMs = Math.round(performance.now() - t0);
+    // The registry keeps nothing across the restart (memory store): each service is back once its endpoint
+    // re-registered. Later scenarios need local-svc too, whose endpoint may refresh later than remote-svc's.
+    await untilServed(m, pod, "nsc-registry-local", "local-svc", "nsm-loc");
     await sleep(300);
     const r = await probe.stop();
     const c = healCounts(client);

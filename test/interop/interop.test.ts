@@ -69,6 +69,25 @@ async function peer(name: string, args: string[], netns?: string): Promise<PeerP
   return p;
 }
 
+/** `nsm nse icmp-responder` named `name`, serving `service` from `cidr` in the namespace at `netns`. */
+function icmpResponder(
+  name: string,
+  listenOn: string,
+  connectTo: string,
+  service: string,
+  cidr: string,
+  netns: string,
+): Promise<Component> {
+  const args = ["--listen-on", listenOn, "--connect-to", connectTo, "--services", service, "--cidr", cidr];
+  return nsm(name, ["nse", "icmp-responder", "--name", name, ...args, "--netns", netns], "endpoint ready");
+}
+
+/** An `nsm registry` (memory store) on a free loopback port, for endpoints to register with directly. */
+function ownRegistry(name: string): Promise<Component> {
+  const args = ["--name", name, "--store", "memory", "--listen-on", "tcp://127.0.0.1:0"];
+  return nsm(name, ["registry", ...args], "registry serving");
+}
+
 /** What the Go nsmgr reported about a failed request (waiting a little: it may report after its caller gave up). */
 async function nsmgrSays(mgr: PeerProc): Promise<string> {
   const e = await mgr
@@ -147,11 +166,7 @@ describe("interop with upstream NSM (Go peer), mTLS", { timeout: 300_000 }, () =
   });
 
   it("a. Go registry-suite → nsm registry (tcp)", async () => {
-    const reg = await nsm(
-      "a-registry",
-      ["registry", "--name", "a-registry", "--store", "memory", "--listen-on", "tcp://127.0.0.1:0"],
-      "registry serving",
-    );
+    const reg = await ownRegistry("a-registry");
     const other = await svid("a-intruder");
     const r = await runPeer(
       [
@@ -184,26 +199,7 @@ describe("interop with upstream NSM (Go peer), mTLS", { timeout: 300_000 }, () =
     const c = net.add("bc");
     const e = net.add("be");
     await controlPlane("b", node, true);
-    await nsm(
-      "b-nse",
-      [
-        "nse",
-        "icmp-responder",
-        "--name",
-        "b-nse",
-        "--listen-on",
-        sock("b-nse"),
-        "--connect-to",
-        sock("b-nsmgr"),
-        "--services",
-        "b-svc",
-        "--cidr",
-        "169.254.140.0/24",
-        "--netns",
-        net.path(e),
-      ],
-      "endpoint ready",
-    );
+    await icmpResponder("b-nse", sock("b-nse"), sock("b-nsmgr"), "b-svc", "169.254.140.0/24", net.path(e));
     const client = startPeer(
       [
         "client",
@@ -365,31 +361,8 @@ describe("interop with upstream NSM (Go peer), mTLS", { timeout: 300_000 }, () =
   it("d. nsm nsc → Go nsmgr (insists on descriptors) → nsm icmp-responder (unix)", async () => {
     const c = net.add("dc");
     const e = net.add("de");
-    const reg = await nsm(
-      "d-registry",
-      ["registry", "--name", "d-registry", "--store", "memory", "--listen-on", "tcp://127.0.0.1:0"],
-      "registry serving",
-    );
-    await nsm(
-      "d-nse",
-      [
-        "nse",
-        "icmp-responder",
-        "--name",
-        "d-nse",
-        "--listen-on",
-        sock("d-nse"),
-        "--connect-to",
-        reg.urls[0]!,
-        "--services",
-        "d-svc",
-        "--cidr",
-        "169.254.160.0/24",
-        "--netns",
-        net.path(e),
-      ],
-      "endpoint ready",
-    );
+    const reg = await ownRegistry("d-registry");
+    await icmpResponder("d-nse", sock("d-nse"), reg.urls[0]!, "d-svc", "169.254.160.0/24", net.path(e));
     const mgr = await peer("d-nsmgr", [
       "nsmgr",
       "--listen-on",
@@ -427,31 +400,8 @@ describe("interop with upstream NSM (Go peer), mTLS", { timeout: 300_000 }, () =
   it("e. Go client → Go nsmgr → nsm icmp-responder (unix: descriptors both ways)", async () => {
     const c = net.add("ec");
     const e = net.add("ee");
-    const reg = await nsm(
-      "e-registry",
-      ["registry", "--name", "e-registry", "--store", "memory", "--listen-on", "tcp://127.0.0.1:0"],
-      "registry serving",
-    );
-    await nsm(
-      "e-nse",
-      [
-        "nse",
-        "icmp-responder",
-        "--name",
-        "e-nse",
-        "--listen-on",
-        sock("e-nse"),
-        "--connect-to",
-        reg.urls[0]!,
-        "--services",
-        "e-svc",
-        "--cidr",
-        "169.254.170.0/24",
-        "--netns",
-        net.path(e),
-      ],
-      "endpoint ready",
-    );
+    const reg = await ownRegistry("e-registry");
+    await icmpResponder("e-nse", sock("e-nse"), reg.urls[0]!, "e-svc", "169.254.170.0/24", net.path(e));
     const mgr = await peer("e-nsmgr", [
       "nsmgr",
       "--listen-on",
@@ -489,30 +439,14 @@ describe("interop with upstream NSM (Go peer), mTLS", { timeout: 300_000 }, () =
 
   it("e (tcp). Go client → Go nsmgr → nsm icmp-responder on tcp: tokens and policies both ways, no descriptors", async () => {
     const e = net.add("et");
-    const reg = await nsm(
-      "et-registry",
-      ["registry", "--name", "et-registry", "--store", "memory", "--listen-on", "tcp://127.0.0.1:0"],
-      "registry serving",
-    );
-    const nse = await nsm(
+    const reg = await ownRegistry("et-registry");
+    const nse = await icmpResponder(
       "et-nse",
-      [
-        "nse",
-        "icmp-responder",
-        "--name",
-        "et-nse",
-        "--listen-on",
-        "tcp://127.0.0.1:0",
-        "--connect-to",
-        reg.urls[0]!,
-        "--services",
-        "et-svc",
-        "--cidr",
-        "169.254.180.0/24",
-        "--netns",
-        net.path(e),
-      ],
-      "endpoint ready",
+      "tcp://127.0.0.1:0",
+      reg.urls[0]!,
+      "et-svc",
+      "169.254.180.0/24",
+      net.path(e),
     );
     const mgr = await peer("et-nsmgr", [
       "nsmgr",
