@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Launcher: runs the transpiled CLI from dist/ when it is up to date (npm run build; npm ci does it), else
 // the TypeScript sources through tsx, so a checkout being edited never runs stale code.
-import { readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -16,6 +16,8 @@ function newestSource(dir) {
 }
 
 function distIsFresh() {
+  // An install without sources (the container image) has only dist/.
+  if (!existsSync(join(root, "src"))) return true;
   try {
     return statSync(join(root, "dist", ".built")).mtimeMs >= newestSource(join(root, "src"));
   } catch {
