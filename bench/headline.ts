@@ -191,6 +191,21 @@ const rows: Row[] = [
       `no traffic at the end in ${v("heal_no_traffic_at_end")} runs; baseline gap ${ms(v("baseline_outage_ms"))}`,
   },
   {
+    bench: "k8s",
+    figure: "Kubernetes: client pod applied → injected NSC connected, p50 (across nodes)",
+    value: (v) => ms(v("connect_ms_p50")),
+    target: "(report)",
+    beside: (v) =>
+      `the NSC's own Request ${ms(v("nsc_request_ms_p50"))}; ${v("rounds") - v("rounds_failed")} of ${v("rounds")} rounds ok`,
+  },
+  {
+    bench: "k8s",
+    figure: "Kubernetes: data-path outage, client's nsmgr / kernel forwarder pod deleted, max",
+    value: (v) => `${ms(v("outage_nsmgr_delete_ms_max"))} / ${ms(v("outage_forwarder_delete_ms_max"))}`,
+    target: "≤ 1,000 ms",
+    beside: (v) => `50 ms pings; undisturbed baseline gap ${ms(v("baseline_gap_ms_max"))}`,
+  },
+  {
     bench: "tf",
     figure: "setup p50 through the TF forwarder, 1 / 10 in flight",
     value: (v) => `${ms(v("tf_setup_p50_ms"))} / ${ms(v("tf_setup_p50_ms_c10"))}`,
