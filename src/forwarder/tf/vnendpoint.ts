@@ -93,7 +93,10 @@ export function tfVnServer(opts: TfVnOptions): TfVnElement {
         port = await opts.ports.create(conn.id, vn, ifname, opts.fipPoolOf?.(conn.networkService));
         meta.set(portKey, port);
         live.add(conn.id);
-        ctx.log.info({ connId: conn.id, vn: port.vnName, ip: port.ip, vm: port.vmUuid }, "TF port created");
+        ctx.log.info(
+          { connId: conn.id, vn: port.vnName, ips: port.addrs.map((a) => a.ip), vm: port.vmUuid },
+          "TF port created",
+        );
       }
       conn.context = withPort(conn.context, port);
       try {
@@ -119,12 +122,15 @@ export function tfVnServer(opts: TfVnOptions): TfVnElement {
 
 function withPort(context: ConnectionContext | undefined, p: TfPort): ConnectionContext {
   const c = ConnectionContext.fromPartial(context ?? {});
+  // One address per family, each family's routes through its own gateway (NSM's dual-stack IP context).
   c.ipContext = IPContext.fromPartial({
     ...(c.ipContext ?? {}),
-    srcIpAddrs: [`${p.ip}/${p.plen}`],
-    srcRoutes: p.routes.map((prefix) => ({ prefix, nextHop: p.gateway })),
+    srcIpAddrs: p.addrs.map((a) => `${a.ip}/${a.plen}`),
+    srcRoutes: p.addrs.flatMap((a) => a.routes.map((prefix) => ({ prefix, nextHop: a.gateway }))),
   });
   c.ethernetContext = EthernetContext.fromPartial({ srcMac: p.mac, dstMac: tfGatewayMac });
+  const v4 = p.addrs.find((a) => a.family === "v4");
+  const v6 = p.addrs.find((a) => a.family === "v6");
   c.extraContext = {
     ...c.extraContext,
     [tfKeys.vmUuid]: p.vmUuid,
@@ -132,9 +138,8 @@ function withPort(context: ConnectionContext | undefined, p: TfPort): Connection
     [tfKeys.vmiUuid]: p.vmiUuid,
     [tfKeys.vnUuid]: p.vnUuid,
     [tfKeys.vnName]: p.vnName,
-    [tfKeys.iipUuid]: p.iipUuid,
-    [tfKeys.gateway]: p.gateway,
-    [tfKeys.dns]: p.dns,
+    ...(v4 ? { [tfKeys.iipUuid]: v4.iipUuid, [tfKeys.gateway]: v4.gateway, [tfKeys.dns]: v4.dns } : {}),
+    ...(v6 ? { [tfKeys.iip6Uuid]: v6.iipUuid, [tfKeys.gateway6]: v6.gateway, [tfKeys.dns6]: v6.dns } : {}),
     [tfKeys.vrouter]: p.vrUuid,
     ...(p.floatingIp ? { [tfKeys.floatingIp]: p.floatingIp, [tfKeys.fipUuid]: p.fipUuid ?? "" } : {}),
   };

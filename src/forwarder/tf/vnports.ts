@@ -1,15 +1,44 @@
 // The TF virtual-network endpoint's work against the VNC config API, in kube-manager's order (spec §5): per
 // connection a virtual-machine, a virtual-machine-interface (annotated index/network/interface), an
-// instance-ip, optionally a floating-ip, and the virtual-router → virtual-machine ref that makes the control
-// node push the config to the compute. Names derive from the connection id, so every create is idempotent
-// (409 → read) and a restarted endpoint finds the objects of a connection again. Removal runs in TF's order
-// (VR ref, FIP, IIP, VMI, VM) and tolerates objects already gone; a failed create removes what it made.
+// instance-ip per address family the VN has a subnet of (v4, v6 or both), optionally a floating-ip, and the
+// virtual-router → virtual-machine ref that makes the control node push the config to the compute. Names
+// derive from the connection id, so every create is idempotent (409 → read) and a restarted endpoint finds
+// the objects of a connection again. Removal runs in TF's order (VR ref, FIP, the IIPs, VMI, VM) and
+// tolerates objects already gone; a failed create removes what it made.
 import { status } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { StatusError } from "../../core/errors.js";
+import { canonicalCidr } from "../../networkservice/ipam/cidr.js";
 import { VncError, type VncClient, type VncObject } from "./vnc.js";
-import { textOf, vmNameOf } from "./keys.js";
-import { refsOf, vnHasSnat, vnSubnets, type IpamSubnet } from "./vnview.js";
+import { iipNameOf, textOf, vmNameOf } from "./keys.js";
+import { refsOf, subnetFamily, vnHasSnat, vnSubnets, type IpamSubnet } from "./vnview.js";
+
+/** The VNC calls the endpoint makes: a VncClient, or a stand-in in tests. */
+export type VnPortsVnc = Pick<
+  VncClient,
+  | "list"
+  | "createOrRead"
+  | "read"
+  | "tryRead"
+  | "readByFqName"
+  | "fqNameToId"
+  | "refUpdate"
+  | "deleteIfExists"
+>;
+
+export type TfFamily = "v4" | "v6";
+
+/** The port's address of one family: TF's instance-ip and what its subnet says. */
+export interface TfAddress {
+  family: TfFamily;
+  iipUuid: string;
+  ip: string;
+  plen: number;
+  gateway: string;
+  dns: string;
+  /** Prefixes of this family the client routes through this family's gateway. */
+  routes: string[];
+}
 
 export interface TfPort {
   connId: string;
@@ -18,18 +47,15 @@ export interface TfPort {
   vmiUuid: string;
   vnUuid: string;
   vnName: string;
-  iipUuid: string;
-  ip: string;
-  plen: number;
-  gateway: string;
-  dns: string;
+  /** One per family the VN has a subnet of, IPv4 first. */
+  addrs: TfAddress[];
   mac: string;
   fipUuid?: string;
   floatingIp?: string;
   vrUuid: string;
-  /** Prefixes the client routes through the VN gateway. */
-  routes: string[];
 }
+
+const defaultPrefix: Record<TfFamily, string> = { v4: "0.0.0.0/0", v6: "::/0" };
 
 export interface VnPortsOptions {
   /** This node's virtual-router name (the compute's hostname). */
@@ -40,7 +66,7 @@ export interface VnPortsOptions {
 
 export class VnPorts {
   constructor(
-    private readonly vnc: VncClient,
+    private readonly vnc: VnPortsVnc,
     private readonly opts: VnPortsOptions,
     private readonly log: Logger,
   ) {}
@@ -59,11 +85,15 @@ export class VnPorts {
       () => new StatusError(status.NOT_FOUND, `TF virtual network ${vnFq.join(":")} does not exist`),
     );
     const subnets = await vnSubnets(this.vnc, vn);
-    const sn = subnets.find((x) => !x.subnet?.ip_prefix?.includes(":"));
-    if (!sn?.subnet_uuid || !sn.subnet?.ip_prefix) {
+    // One instance-ip per family the VN has a subnet of (the first of each), as TF gives a dual-stack port.
+    const wanted = (["v4", "v6"] as const).flatMap((family) => {
+      const sn = subnets.find((x) => subnetFamily(x) === family && x.subnet_uuid && x.subnet?.ip_prefix);
+      return sn ? [{ family, sn }] : [];
+    });
+    if (wanted.length === 0) {
       throw new StatusError(
         status.FAILED_PRECONDITION,
-        `TF virtual network ${vnFq.join(":")} has no IPv4 IPAM subnet`,
+        `TF virtual network ${vnFq.join(":")} has no IPAM subnet (IPv4 or IPv6) with an ip_prefix and subnet_uuid`,
       );
     }
     const vr = await this.readOr(
@@ -99,13 +129,28 @@ export class VnPorts {
           "nsm-connection": connId,
         }),
       });
-      const iip = await this.make(made, "instance-ip", {
-        fq_name: [vmName],
-        subnet_uuid: sn.subnet_uuid,
-        instance_ip_family: "v4",
-        virtual_network_refs: [{ to: vnFq }],
-        virtual_machine_interface_refs: [{ to: [...project, vmName] }],
-      });
+      const iips: { family: TfFamily; sn: IpamSubnet; iip: VncObject }[] = [];
+      for (const { family, sn } of wanted) {
+        // The server picks the address (top-down) and the subnet; the read-back (make) has both.
+        const iip = await this.make(made, "instance-ip", {
+          fq_name: [iipNameOf(connId, family)],
+          subnet_uuid: sn.subnet_uuid,
+          instance_ip_family: family,
+          virtual_network_refs: [{ to: vnFq }],
+          virtual_machine_interface_refs: [{ to: [...project, vmName] }],
+        });
+        if (!textOf(iip["instance_ip_address"])) {
+          throw new StatusError(
+            status.INTERNAL,
+            `TF instance-ip ${iip.uuid} (${family}) has no instance_ip_address after creation`,
+          );
+        }
+        this.log.debug(
+          { connId, family, iip: iip.uuid, ip: iip["instance_ip_address"], subnet: iip["subnet_uuid"] },
+          "TF instance-ip of the connection",
+        );
+        iips.push({ family, sn, iip });
+      }
       let fip: VncObject | undefined;
       if (fipPool) {
         fip = await this.make(made, "floating-ip", {
@@ -117,11 +162,22 @@ export class VnPorts {
       }
       await this.vnc.refUpdate("virtual-router", vr.uuid, "virtual-machine", vm.uuid, "ADD");
       made.push(() => this.vnc.refUpdate("virtual-router", vr.uuid, "virtual-machine", vm.uuid, "DELETE"));
-      const ip = textOf(iip["instance_ip_address"]);
       const mac =
         (vmi["virtual_machine_interface_mac_addresses"] as { mac_address?: string[] } | undefined)
           ?.mac_address?.[0] ?? "";
-      const used = subnets.find((x) => x.subnet_uuid === iip["subnet_uuid"]) ?? sn;
+      const external = await this.external(vn, fip !== undefined);
+      const addrs = iips.map(({ family, sn, iip }): TfAddress => {
+        const used = subnets.find((x) => x.subnet_uuid === iip["subnet_uuid"]) ?? sn;
+        return {
+          family,
+          iipUuid: iip.uuid,
+          ip: textOf(iip["instance_ip_address"]),
+          plen: used.subnet?.ip_prefix_len ?? (family === "v4" ? 32 : 128),
+          gateway: used.default_gateway ?? "",
+          dns: used.dns_server_address ?? "",
+          routes: routesOf(used, family, external),
+        };
+      });
       return {
         connId,
         vmName,
@@ -129,15 +185,10 @@ export class VnPorts {
         vmiUuid: vmi.uuid,
         vnUuid: vn.uuid,
         vnName: vnFq.join(":"),
-        iipUuid: iip.uuid,
-        ip,
-        plen: used.subnet?.ip_prefix_len ?? 32,
-        gateway: used.default_gateway ?? "",
-        dns: used.dns_server_address ?? "",
+        addrs,
         mac,
         ...(fip ? { fipUuid: fip.uuid, floatingIp: textOf(fip["floating_ip_address"]) } : {}),
         vrUuid: vr.uuid,
-        routes: await this.routes(vn, used, fip !== undefined),
       };
     } catch (err) {
       for (const undo of made.reverse()) await undo().catch(() => undefined);
@@ -191,12 +242,10 @@ export class VnPorts {
       .map((n) => n.slice(vmNameOf("").length));
   }
 
-  private async routes(vn: VncObject, sn: IpamSubnet, hasFip: boolean): Promise<string[]> {
-    const out = (sn.host_routes?.route ?? []).map((r) => r.prefix);
+  /** Whether the client gets default routes: the VN reaches outside (SNAT, a floating IP) or always. */
+  private async external(vn: VncObject, hasFip: boolean): Promise<boolean> {
     const mode = this.opts.defaultRoute ?? "auto";
-    const external = mode === "always" || (mode === "auto" && (hasFip || (await vnHasSnat(this.vnc, vn))));
-    if (external && !out.includes("0.0.0.0/0")) out.push("0.0.0.0/0");
-    return out;
+    return mode === "always" || (mode === "auto" && (hasFip || (await vnHasSnat(this.vnc, vn))));
   }
 
   private async make(
@@ -231,6 +280,19 @@ export class VnPorts {
       throw err;
     }
   }
+}
+
+/**
+ * The subnet's host routes of `family` (a route of the other family cannot go through this gateway), plus
+ * the family's default route when the VN reaches outside and the host routes do not have it already.
+ */
+export function routesOf(sn: IpamSubnet, family: TfFamily, external: boolean): string[] {
+  const out = (sn.host_routes?.route ?? [])
+    .map((r) => r.prefix)
+    .filter((p) => (p.includes(":") ? "v6" : "v4") === family);
+  const dflt = defaultPrefix[family];
+  if (external && !out.some((p) => canonicalCidr(p) === canonicalCidr(dflt))) out.push(dflt);
+  return out;
 }
 
 function kv(o: Record<string, string>): { key_value_pair: { key: string; value: string }[] } {

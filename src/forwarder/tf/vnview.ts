@@ -4,6 +4,9 @@
 // network — through a router-interface VMI, as Neutron/TF attach them, or a direct VN ref).
 import type { VncClient, VncObject } from "./vnc.js";
 
+/** The reads these views need: a VncClient, or a stand-in in tests. */
+export type VncReader = Pick<VncClient, "tryRead" | "list">;
+
 export interface IpamSubnet {
   subnet?: { ip_prefix?: string; ip_prefix_len?: number };
   subnet_uuid?: string;
@@ -11,6 +14,10 @@ export interface IpamSubnet {
   dns_server_address?: string;
   host_routes?: { route?: { prefix: string }[] };
 }
+
+/** A subnet's family as TF's instance_ip_family names it. */
+export const subnetFamily = (s: IpamSubnet): "v4" | "v6" =>
+  s.subnet?.ip_prefix?.includes(":") ? "v6" : "v4";
 
 interface Ref {
   uuid: string;
@@ -22,7 +29,7 @@ export const refsOf = (o: VncObject | undefined, key: string): Ref[] =>
   Array.isArray(o?.[key]) ? (o[key] as Ref[]) : [];
 
 /** The VN's subnets, IPv4 first; from a flat-subnet IPAM when the VN's refs carry none. */
-export async function vnSubnets(vnc: VncClient, vn: VncObject): Promise<IpamSubnet[]> {
+export async function vnSubnets(vnc: VncReader, vn: VncObject): Promise<IpamSubnet[]> {
   const out: IpamSubnet[] = [];
   for (const r of refsOf(vn, "network_ipam_refs")) {
     const own = (r.attr as { ipam_subnets?: IpamSubnet[] } | null)?.ipam_subnets ?? [];
@@ -33,7 +40,7 @@ export async function vnSubnets(vnc: VncClient, vn: VncObject): Promise<IpamSubn
     const ipam = await vnc.tryRead("network-ipam", r.uuid);
     out.push(...((ipam?.["ipam_subnets"] as { subnets?: IpamSubnet[] } | undefined)?.subnets ?? []));
   }
-  const v6 = (s: IpamSubnet): number => (s.subnet?.ip_prefix?.includes(":") ? 1 : 0);
+  const v6 = (s: IpamSubnet): number => (subnetFamily(s) === "v6" ? 1 : 0);
   return out.sort((a, b) => v6(a) - v6(b));
 }
 
@@ -41,7 +48,7 @@ const lrType = (r: Ref): string | undefined =>
   (r.attr as { logical_router_virtual_network_type?: string } | null)?.logical_router_virtual_network_type;
 
 /** Whether traffic of the VN leaves the cluster through SNAT. */
-export async function vnHasSnat(vnc: VncClient, vn: VncObject): Promise<boolean> {
+export async function vnHasSnat(vnc: VncReader, vn: VncObject): Promise<boolean> {
   if (vn["fabric_snat"] === true) return true;
   for (const lr of await vnc.list("logical-router", { detail: true })) {
     const vnRefs = refsOf(lr, "virtual_network_refs");
