@@ -2,10 +2,12 @@
 // or a flat-subnet IPAM's subnets shared by every VN that refers to it), which addresses are taken (derived
 // from the instance-ips and floating-ips themselves, so the state file needs no separate bitmap and a delete
 // frees its address by construction), and the allocation used by instance-ip and floating-ip creates.
-import { badRequest, exhausted, ipInUse, show } from "./errors.js";
+import { badRequest, exhausted, ipInUse } from "./errors.js";
+import { pyRepr } from "./pyrepr.js";
+import { canonicalIp, formatIp, parseIp, type Family } from "./ip.js";
 import { pyList } from "./schema.js";
 import type { StoredObject, VncStore } from "./store.js";
-import { allocate, contains, formatIPv4, isReserved, parseIPv4, toSubnet, type Subnet } from "./subnets.js";
+import { allocate, contains, isReserved, toSubnet, type Subnet } from "./subnets.js";
 
 export interface VnSubnet {
   subnet: Subnet;
@@ -43,10 +45,10 @@ function sharers(store: VncStore, vn: StoredObject, s: VnSubnet): StoredObject[]
 }
 
 /** Addresses held by instance-ips referring to `vns` and by floating-ips in the pools under `vns`. */
-export function addressesInUse(store: VncStore, vns: readonly StoredObject[]): Set<number> {
-  const used = new Set<number>();
+export function addressesInUse(store: VncStore, vns: readonly StoredObject[]): Set<string> {
+  const used = new Set<string>();
   const add = (a: unknown): void => {
-    const ip = parseIPv4(a);
+    const ip = canonicalIp(a);
     if (ip !== undefined) used.add(ip);
   };
   for (const vn of vns) {
@@ -69,6 +71,8 @@ export interface AllocRequest {
   subnetUuids?: readonly string[];
   /** A requested address: checked for conflicts instead of allocated. */
   requested?: unknown;
+  /** Only subnets of this family (an instance-ip's `instance_ip_family`); any family when absent. */
+  family?: Family;
   /** Status of the exhaustion error: 400 for instance-ips, 500 for floating-ips (as the real server). */
   exhaustedStatus?: number;
 }
@@ -78,8 +82,15 @@ export interface Allocation {
   subnet: Subnet;
   /** The requested address is the subnet's gateway (allowed, but not for a VM's port). */
   isGateway: boolean;
+  /** The subnet belongs to a flat-subnet IPAM. */
+  flat: boolean;
 }
 
+/**
+ * The real server's _net_ip_alloc_req: the VN's subnets in order, skipping those of another family (when
+ * one is asked for), those not holding the requested address, and exhausted ones. Subnets it tried are
+ * named in the exhaustion error, so an address outside every subnet answers "exhausted subnet([])".
+ */
 export function allocateAddress(store: VncStore, req: AllocRequest): Allocation {
   const { vn } = req;
   let subnets = vnSubnets(store, vn);
@@ -88,30 +99,31 @@ export function allocateAddress(store: VncStore, req: AllocRequest): Allocation 
     const found = subnets.filter((s) => wanted.has(s.subnet.uuid));
     if (found.length === 0)
       throw badRequest(
-        `Subnet ${[...wanted].join(", ")} is not a subnet of Virtual-Network(${pyList(vn.fq_name)}); its subnets are ${pyList(subnets.map((s) => `${s.subnet.cidr} (${s.subnet.uuid})`))}`,
+        `Virtual-Network(${pyList(vn.fq_name)}) has invalid subnet(${[...wanted].join(", ")})`,
       );
     subnets = found;
   }
+  if (req.family) subnets = subnets.filter((s) => s.subnet.family === req.family);
 
-  if (req.requested !== undefined && req.requested !== null && req.requested !== "") {
-    if (typeof req.requested === "string" && req.requested.includes(":"))
-      throw badRequest(`IPv6 address ${req.requested} is not supported by the TF emulator (IPv4 only)`);
-    const ip = parseIPv4(req.requested);
-    if (ip === undefined) throw badRequest(`Invalid IP address ${show(req.requested)}`);
+  const requested = req.requested;
+  if (requested !== undefined && requested !== null && requested !== "") {
+    const ip = parseIp(requested);
+    if (!ip) throw badRequest(`failed to detect a valid IP address from ${pyRepr(requested)}`);
     const s = subnets.find((c) => contains(c.subnet, ip));
-    if (!s)
-      throw badRequest(
-        `Requested IP address ${formatIPv4(ip)} is not in any subnet of Virtual-Network(${pyList(vn.fq_name)}): ${pyList(subnets.map((c) => c.subnet.cidr))}`,
-      );
-    const isGateway = ip === s.subnet.gateway;
-    if (addressesInUse(store, sharers(store, vn, s)).has(ip) || (isReserved(s.subnet, ip) && !isGateway))
+    if (!s) throw exhausted(vn.fq_name, [], req.exhaustedStatus);
+    const address = formatIp(ip);
+    const isGateway = ip.value === s.subnet.gateway;
+    if (
+      addressesInUse(store, sharers(store, vn, s)).has(address) ||
+      (isReserved(s.subnet, ip.value) && !isGateway)
+    )
       throw ipInUse();
-    return { address: formatIPv4(ip), subnet: s.subnet, isGateway };
+    return { address, subnet: s.subnet, isGateway, flat: s.flat };
   }
 
   for (const s of subnets) {
-    const ip = allocate(s.subnet, addressesInUse(store, sharers(store, vn, s)));
-    if (ip !== undefined) return { address: formatIPv4(ip), subnet: s.subnet, isGateway: false };
+    const address = allocate(s.subnet, addressesInUse(store, sharers(store, vn, s)));
+    if (address !== undefined) return { address, subnet: s.subnet, isGateway: false, flat: s.flat };
   }
   throw exhausted(
     vn.fq_name,

@@ -18,6 +18,7 @@ import {
 } from "./errors.js";
 import { href, renderObject } from "./render.js";
 import { typeHooks, type HookContext } from "./resources.js";
+import { isProperty, validateRequest } from "./validate.js";
 import {
   childrenKey,
   configRoot,
@@ -187,6 +188,7 @@ export class VncApi {
     const fqName = body.fq_name;
     if (!isStringArray(fqName) || fqName.length === 0 || fqName.some((s) => s === ""))
       throw badRequest(`Bad Request: ${type} create needs fq_name, a non-empty list of names`);
+    validateRequest(type, body, "create");
     const { props, refs } = this.splitBody(type, body, "create");
 
     const uuid = body.uuid === undefined || body.uuid === null ? randomUUID() : body.uuid;
@@ -273,7 +275,8 @@ export class VncApi {
       if (identityKeys.has(key) || key.endsWith("_back_refs") || childKeys.has(key)) continue;
       const toType = refKeyTarget(key);
       if (toType === undefined) {
-        props[key] = value;
+        // Keys that are not properties of the type are dropped, as the real server stores prop_fields only.
+        if (isProperty(type, key)) props[key] = value;
         continue;
       }
       if (value === null || (Array.isArray(value) && value.length === 0)) {
@@ -346,6 +349,7 @@ export class VncApi {
       throw badRequest(`Bad Request: fq_name of ${type} ${uuid} cannot change (is ${pyList(prev.fq_name)})`);
     if (body.uuid !== undefined && body.uuid !== uuid)
       throw badRequest(`Bad Request: uuid ${show(body.uuid)} in the body differs from the URL's ${uuid}`);
+    validateRequest(type, body, "http_put");
     const { props, refs } = this.splitBody(type, body, "update");
     const next: StoredObject = structuredClone(prev);
     for (const [key, value] of Object.entries(props)) {

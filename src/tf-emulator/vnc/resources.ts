@@ -4,9 +4,17 @@
 // ref), instance-ip and floating-ip (address allocation). Every other type is plain CRUD.
 import { allocateAddress, addressesInUse, vnSubnets } from "./addressing.js";
 import { badRequest, conflict, VncHttpError } from "./errors.js";
-import { ipFabricFqName, linkLocalFqName, pyList, sameFqName } from "./schema.js";
+import { ipFabricFqName, linkLocalFqName, sameFqName } from "./schema.js";
 import type { StoredObject, VncStore } from "./store.js";
-import { contains, normalizeIpamSubnet, toSubnet } from "./subnets.js";
+import { ipNetworkRepr, parseIp, type Family } from "./ip.js";
+import {
+  checkIpamSubnet,
+  contains,
+  normalizeIpamSubnet,
+  overlaps,
+  toSubnet,
+  type Subnet,
+} from "./subnets.js";
 
 export interface HookContext {
   store: VncStore;
@@ -39,42 +47,44 @@ export const vnIdCounter = "virtual_network_network_id";
 
 // ---------------------------------------------------------------- virtual-network
 
-/** Fills each ipam subnet's defaults; `prevVn` lets an update keep subnet uuids and addresses by prefix. */
-function normalizeVnSubnets(
-  ctx: HookContext,
-  vn: StoredObject,
-  op: "create" | "update",
-  prevVn?: StoredObject,
-): void {
+/**
+ * Checks and fills each ipam subnet of a VN, in the real server's order: every subnet's own check
+ * (net_check_subnet, 409), then overlaps between the VN's subnets (400; other VNs may overlap), then the
+ * defaults. `prevVn` lets an update keep subnet uuids and addresses by prefix.
+ */
+function normalizeVnSubnets(ctx: HookContext, vn: StoredObject, prevVn?: StoredObject): void {
   const prevByCidr = new Map<string, Record<string, unknown>>();
   for (const ref of prevVn?.refs["network-ipam"] ?? [])
     for (const e of Array.isArray(ref.attr?.ipam_subnets) ? ref.attr.ipam_subnets : [])
       if (isRecord(e)) prevByCidr.set(toSubnet(e).cidr, e);
 
-  const seen: { cidr: string; network: number; broadcast: number }[] = [];
+  const entriesOf = (attr: Record<string, unknown> | null): Record<string, unknown>[] =>
+    (Array.isArray(attr?.ipam_subnets) ? attr.ipam_subnets : []).filter(isRecord);
+  const seen: Subnet[] = [];
+  for (const ref of vn.refs["network-ipam"] ?? []) for (const e of entriesOf(ref.attr)) checkIpamSubnet(e);
+  for (const ref of vn.refs["network-ipam"] ?? [])
+    for (const e of entriesOf(ref.attr)) {
+      const s = toSubnet(e);
+      const overlap = seen.find((o) => overlaps(o, s));
+      if (overlap)
+        throw badRequest(`Overlapping addresses: [${ipNetworkRepr(overlap.cidr)}, ${ipNetworkRepr(s.cidr)}]`);
+      seen.push(s);
+    }
   for (const ref of vn.refs["network-ipam"] ?? []) {
-    const attr = ref.attr ?? {};
-    const entries = Array.isArray(attr.ipam_subnets) ? attr.ipam_subnets : [];
-    const normalized = entries.map((e) => {
-      if (!isRecord(e)) throw badRequest(`Bad property in ${op}: ipam_subnets entry ${JSON.stringify(e)}`);
-      const draft = normalizeIpamSubnet(e, `Bad property in ${op}`);
-      const s = toSubnet(draft);
-      const overlap = seen.find((o) => s.network <= o.broadcast && o.network <= s.broadcast);
-      if (overlap) throw badRequest(`Overlapping addresses: ${pyList([overlap.cidr, s.cidr])}`);
-      seen.push({ cidr: s.cidr, network: s.network, broadcast: s.broadcast });
-      return normalizeIpamSubnet(e, `Bad property in ${op}`, prevByCidr.get(s.cidr));
-    });
-    ref.attr = { ...attr, ipam_subnets: normalized };
+    if (!ref.attr || !Array.isArray(ref.attr.ipam_subnets)) continue;
+    ref.attr = {
+      ...ref.attr,
+      ipam_subnets: entriesOf(ref.attr).map((e) => normalizeIpamSubnet(e, prevByCidr.get(toSubnet(e).cidr))),
+    };
   }
 
   if (prevVn) {
     // A subnet may only go away when none of its addresses is held.
     const kept = new Set(seen.map((s) => s.cidr));
-    const used = addressesInUse(ctx.store, [prevVn]);
+    const used = [...addressesInUse(ctx.store, [prevVn])].flatMap((a) => parseIp(a) ?? []);
     for (const s of vnSubnets(ctx.store, prevVn)) {
       if (s.flat || kept.has(s.subnet.cidr)) continue;
-      if ([...used].some((ip) => contains(s.subnet, ip)))
-        throw conflict("Cannot Delete IP Block, IP(s) in use");
+      if (used.some((ip) => contains(s.subnet, ip))) throw conflict("Cannot Delete IP Block, IP(s) in use");
     }
   }
 }
@@ -89,7 +99,7 @@ const virtualNetwork: TypeHooks = {
   beforeCreate(ctx, vn) {
     if (vn.props.virtual_network_network_id !== undefined)
       throw new VncHttpError(403, "Cannot set the virtual network ID, it's allocated by the server");
-    normalizeVnSubnets(ctx, vn, "create");
+    normalizeVnSubnets(ctx, vn);
     const id = ctx.store.nextCounter(vnIdCounter);
     vn.props.virtual_network_network_id = id;
     const rtl = vn.props.route_target_list;
@@ -115,32 +125,39 @@ const virtualNetwork: TypeHooks = {
     )
       throw new VncHttpError(403, "Cannot update the virtual network ID");
     next.props.virtual_network_network_id = prev.props.virtual_network_network_id;
-    if ("network_ipam_refs" in given) normalizeVnSubnets(ctx, next, "update", prev);
+    if ("network_ipam_refs" in given) normalizeVnSubnets(ctx, next, prev);
   },
 };
 
 // ---------------------------------------------------------------- network-ipam
 
-function normalizeIpamSubnets(ipam: StoredObject, op: "create" | "update", prev?: StoredObject): void {
+function normalizeIpamSubnets(ipam: StoredObject, prev?: StoredObject): void {
   const subnets = ipam.props.ipam_subnets;
   if (!isRecord(subnets) || !Array.isArray(subnets.subnets)) return;
+  const entries = subnets.subnets.filter(isRecord);
   const prevSubnets = isRecord(prev?.props.ipam_subnets) ? prev.props.ipam_subnets.subnets : undefined;
   const prevByCidr = new Map<string, Record<string, unknown>>();
   for (const e of Array.isArray(prevSubnets) ? prevSubnets : [])
     if (isRecord(e)) prevByCidr.set(toSubnet(e).cidr, e);
+  // Overlap first (400), then each subnet's own check (409), as network_ipam.py does.
+  const seen: Subnet[] = [];
+  for (const e of entries) {
+    const s = toSubnet(e);
+    const overlap = seen.find((o) => overlaps(o, s));
+    if (overlap)
+      throw badRequest(`Overlapping addresses: [${ipNetworkRepr(overlap.cidr)}, ${ipNetworkRepr(s.cidr)}]`);
+    seen.push(s);
+  }
+  for (const e of entries) checkIpamSubnet(e);
   ipam.props.ipam_subnets = {
     ...subnets,
-    subnets: subnets.subnets.map((e) => {
-      if (!isRecord(e)) throw badRequest(`Bad property in ${op}: ipam_subnets entry ${JSON.stringify(e)}`);
-      const cidr = toSubnet(normalizeIpamSubnet(e, `Bad property in ${op}`)).cidr;
-      return normalizeIpamSubnet(e, `Bad property in ${op}`, prevByCidr.get(cidr));
-    }),
+    subnets: entries.map((e) => normalizeIpamSubnet(e, prevByCidr.get(toSubnet(e).cidr))),
   };
 }
 
 const networkIpam: TypeHooks = {
-  beforeCreate: (_ctx, ipam) => normalizeIpamSubnets(ipam, "create"),
-  beforeUpdate: (_ctx, prev, next) => normalizeIpamSubnets(next, "update", prev),
+  beforeCreate: (_ctx, ipam) => normalizeIpamSubnets(ipam),
+  beforeUpdate: (_ctx, prev, next) => normalizeIpamSubnets(next, prev),
 };
 
 // ---------------------------------------------------------------- virtual-machine-interface
@@ -194,6 +211,8 @@ function portOfVm(store: VncStore, iip: StoredObject): boolean {
   );
 }
 
+const familyOf: Readonly<Record<string, Family>> = { v4: 4, v6: 6 };
+
 const instanceIp: TypeHooks = {
   beforeCreate(ctx, iip) {
     const vnRef = iip.refs["virtual-network"]?.[0];
@@ -201,8 +220,6 @@ const instanceIp: TypeHooks = {
       throw badRequest(
         "Instance IP needs virtual_network_refs: the TF emulator allocates instance-ips from a virtual network only (network_ipam_refs and virtual_router_refs allocation is not emulated)",
       );
-    if (iip.props.instance_ip_family === "v6")
-      throw badRequest("instance_ip_family v6 is not supported by the TF emulator (IPv4 only)");
     const vn = ctx.store.record(vnRef.uuid)!;
     if (isWellKnownVn(vn)) return; // the real server does not allocate on ip-fabric / link-local
     const subnetUuid = iip.props.subnet_uuid;
@@ -210,12 +227,17 @@ const instanceIp: TypeHooks = {
       vn,
       subnetUuids: typeof subnetUuid === "string" && subnetUuid !== "" ? [subnetUuid] : undefined,
       requested: iip.props.instance_ip_address,
+      // No family given: the VN's subnets in order, whatever their family (ip_alloc_req).
+      family: familyOf[String(iip.props.instance_ip_family)],
     });
     if (a.isGateway && portOfVm(ctx.store, iip)) throw badRequest("Gateway IP cannot be used by VM port");
-    const [prefix, len] = a.subnet.cidr.split("/");
     iip.props.instance_ip_address = a.address;
     iip.props.subnet_uuid = a.subnet.uuid;
-    iip.props.instance_ip_subnet = { ip_prefix: prefix, ip_prefix_len: Number(len) };
+    // The real server records the subnet only for flat-subnet (IPAM) allocations.
+    if (a.flat) {
+      const [prefix, len] = a.subnet.cidr.split("/");
+      iip.props.instance_ip_subnet = { ip_prefix: prefix, ip_prefix_len: Number(len) };
+    }
   },
   beforeUpdate(_ctx, prev, next, given) {
     if (
