@@ -396,8 +396,20 @@ export class VncApi {
       .filter((r, i, all) => !going.has(r.uuid) && all.findIndex((x) => x.uuid === r.uuid) === i);
     if (referrers.length > 0) throw stillReferred(referrers.map((r) => href(baseUrl, r.type, r.uuid)));
 
+    const removed = [...children, obj];
     for (const c of children) this.store.remove(c.uuid);
     this.store.remove(uuid);
+    // Server-made objects only the removed ones referred to (a VRF's auto route target) go with them, as
+    // the schema transformer deletes them in real TF.
+    const targets = removed.flatMap((o) =>
+      Object.values(o.refs)
+        .flat()
+        .map((r) => r.uuid),
+    );
+    for (const t of new Set(targets)) {
+      const rec = this.store.record(t);
+      if (rec?.auto && this.store.referrersOf(t).length === 0) this.store.remove(t);
+    }
   }
 
   // ---------------------------------------------------------------- list

@@ -102,21 +102,23 @@ const virtualNetwork: TypeHooks = {
     normalizeVnSubnets(ctx, vn);
     const id = ctx.store.nextCounter(vnIdCounter);
     vn.props.virtual_network_network_id = id;
-    const rtl = vn.props.route_target_list;
-    const given = isRecord(rtl) && Array.isArray(rtl.route_target) && rtl.route_target.length > 0;
-    if (!given)
-      vn.props.route_target_list = {
-        route_target: [`target:${routeTargetAsn(ctx.store)}:${autoRouteTargetBase + id}`],
-      };
   },
   afterCreate(ctx, vn) {
-    // The VN's own VRF; the fabric's is the well-known `...:ip-fabric:__default__`.
+    // What the schema transformer adds a moment later in real TF: the VN's own VRF (the fabric's is the
+    // well-known `...:ip-fabric:__default__`) and its auto route target, a `route-target` object the VRF
+    // refers to. The VN's route_target_list stays the user's.
     const name = sameFqName(vn.fq_name, ipFabricFqName) ? "__default__" : vn.fq_name.at(-1)!;
-    ctx.create(
+    const ri = ctx.create(
       "routing-instance",
       { fq_name: [...vn.fq_name, name], parent_type: "virtual-network", routing_instance_is_default: true },
       { auto: true },
     );
+    const id = Number(vn.props.virtual_network_network_id);
+    const rtName = `target:${routeTargetAsn(ctx.store)}:${autoRouteTargetBase + id}`;
+    const rt =
+      ctx.store.recordByFqName("route-target", [rtName]) ??
+      ctx.create("route-target", { fq_name: [rtName] }, { auto: true });
+    ctx.addRef(ri, "route-target", rt.uuid, { import_export: null });
   },
   beforeUpdate(ctx, prev, next, given) {
     if (

@@ -20,6 +20,7 @@ const parents: Record<string, readonly string[]> = {
   "floating-ip": ["floating-ip-pool", "instance-ip"],
   "logical-router": ["project"],
   "routing-instance": ["virtual-network"],
+  "route-target": [configRoot],
   "global-system-config": [configRoot],
   "global-vrouter-config": ["global-system-config"],
   "security-group": ["project"],

@@ -675,9 +675,16 @@ describe("VNC emulator: address management", () => {
     assert.equal(sn.dns_server_address, "10.1.0.253");
     assert.equal(sn.enable_dhcp, true);
     assert.equal(typeof read.virtual_network_network_id, "number");
-    assert.deepEqual(read.route_target_list, {
-      route_target: [`target:64512:${8_000_000 + Number(read.virtual_network_network_id)}`],
-    });
+    // No auto route target in route_target_list (real TF leaves it to the user): the schema transformer's
+    // route-target object hangs off the VN's routing-instance instead.
+    assert.equal(read.route_target_list, undefined);
+    const rtName = `target:64512:${8_000_000 + Number(read.virtual_network_network_id)}`;
+    const rt = await c.readByFqName("route-target", [rtName]);
+    const ri = await c.readByFqName("routing-instance", [...project, "am-defaults", "am-defaults"]);
+    assert.deepEqual(
+      refs(ri, "route_target_refs").map((r) => [r.uuid, r.to, r.attr]),
+      [[rt.uuid, [rtName], { import_export: null }]],
+    );
 
     // A PUT that repeats the subnet keeps its uuid.
     await c.update("virtual-network", vn.uuid, {
@@ -691,6 +698,8 @@ describe("VNC emulator: address management", () => {
       sn.subnet_uuid,
     );
     await c.delete("virtual-network", vn.uuid);
+    // The auto route target goes with the VN's routing-instance.
+    assert.equal(await c.fqNameToId("route-target", [rtName]).catch(() => undefined), undefined);
   });
 
   it("allocates top-down in a /29 until it is exhausted, and frees on delete", async () => {
