@@ -4,6 +4,7 @@
 import http from "node:http";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { canonicalCidr, formatIp, tryParseIp } from "../../networkservice/ipam/cidr.js";
 
 /** Which agent generation: `/vm-cfg` and the port directory are keyed by VM name from R2011 on (§1.2). */
 export type AgentGeneration = "r2011" | "r2005";
@@ -28,10 +29,47 @@ export interface PortInfo {
   "vn-id": string;
   "mac-address": string;
   "system-name": string;
+  /** IPv4, when the VN has an IPv4 subnet. */
   "ip-address"?: string;
   plen?: number;
   gateway?: string;
   "dns-server"?: string;
+  /** IPv6, when the VN has an IPv6 subnet; the agent gives no IPv6 prefix length. */
+  "v6-ip-address"?: string;
+  "v6-gateway"?: string;
+  "v6-dns-server"?: string;
+}
+
+/**
+ * The port's addresses as the agent reports them: "<v4>/<plen>" (bare when plen is missing) and the bare
+ * IPv6 address, canonical. An unspecified address ("0.0.0.0", "::", as an agent may print for a family the
+ * port lacks) counts as absent.
+ */
+export function agentAddresses(doc: PortInfo): { v4?: string; v6?: string } {
+  const v4 = hostText(doc["ip-address"], 4);
+  const v6 = hostText(doc["v6-ip-address"], 6);
+  return {
+    ...(v4 ? { v4: doc.plen !== undefined ? `${v4}/${doc.plen}` : v4 } : {}),
+    ...(v6 ? { v6 } : {}),
+  };
+}
+
+/**
+ * The agent's addresses the connection context does not have (normally none: the endpoint read the same
+ * instance-ips). Without a prefix length (always for IPv6) only the address is compared.
+ */
+export function addressesNotInContext(doc: PortInfo, contextAddrs: readonly string[]): string[] {
+  const cidrs = new Set(contextAddrs.map((a) => canonicalCidr(a)));
+  const hosts = new Set(contextAddrs.map((a) => hostText(a.split("/")[0])));
+  return Object.values(agentAddresses(doc)).filter((a) =>
+    a.includes("/") ? !cidrs.has(canonicalCidr(a)) : !hosts.has(a),
+  );
+}
+
+function hostText(text: string | undefined, family?: 4 | 6): string | undefined {
+  const ip = text ? tryParseIp(text) : undefined;
+  if (!ip || (family && ip.family !== family) || ip.value === 0n) return undefined;
+  return formatIp(ip);
 }
 
 /** One entry of GET /vm-cfg/<key> (§1.4). */

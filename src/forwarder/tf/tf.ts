@@ -2,13 +2,20 @@
 // endpoint accepted. With the TF ids from the connection context it waits for the agent to have the VM's
 // config (/vm-cfg), creates a veth (host end `tap…` named as the CNI names it, in the compute namespace; the
 // other end in the pod with TF's MAC), writes the port file, POSTs /vm, polls GET /vm/<uuid>, and applies
-// address and routes in the pod. The vRouter carries the traffic (between computes too): no tunnel here.
-// Close: DELETE /vm, port files, veth. Any failure half-way undoes the steps before it.
+// the addresses (IPv4, IPv6 or both) and routes in the pod. The vRouter carries the traffic (between
+// computes too): no tunnel here. Close: DELETE /vm, port files, veth. Any failure half-way undoes the steps
+// before it.
 import { status } from "@grpc/grpc-js";
 import type { Connection, Mechanism } from "../../api/connection.js";
 import type { CallContext } from "../../core/context.js";
 import { invalidArgument, permissionDenied, StatusError } from "../../core/errors.js";
-import { Dataplane, NetnsRefusedError, writeSysctl, type NetnsHandle } from "../../dataplane/index.js";
+import {
+  Dataplane,
+  isErrno,
+  NetnsRefusedError,
+  writeSysctl,
+  type NetnsHandle,
+} from "../../dataplane/index.js";
 import { isTrustedNetnsUrl } from "../../networkservice/mechanisms/kernel.js";
 import { LinkDeleter } from "../../dataplane/deleter.js";
 import { NetnsRefs } from "../../dataplane/refs.js";
@@ -16,6 +23,7 @@ import { kernelParams as K } from "../../networkservice/mechanisms/common.js";
 import { dataplaneStatus, type DataPlane, type Leg } from "../dataplane.js";
 import { applySide, emptySide, sideConfig, type SideConfig } from "../kernel/ipcontext.js";
 import {
+  addressesNotInContext,
   AgentClient,
   AgentError,
   cniPollPolicy,
@@ -134,9 +142,13 @@ export class TfDataPlane implements DataPlane {
     }
     const want = podConfig(conn.context?.ipContext);
     if (state) {
-      await applySide(state.pod, state.ifname, state.applied, want).catch((err: unknown) => {
+      try {
+        // A refresh that brings the first IPv6 address (the VN got an IPv6 subnet) needs IPv6 on too.
+        if (hasIpv6(want) && !hasIpv6(state.applied)) podIpv6(state.pod, state.ifname, conn.id);
+        await applySide(state.pod, state.ifname, state.applied, want);
+      } catch (err) {
         throw toStatus(err, conn.id);
-      });
+      }
       state.applied = want;
       return;
     }
@@ -256,11 +268,10 @@ export class TfDataPlane implements DataPlane {
     const doc = docs.find((d) => d.id === vmiUuid);
     if (!doc)
       throw new AgentError(`vRouter agent GET /vm/${s.vmUuid} does not list interface ${vmiUuid}`, 404);
-    const tfAddr =
-      doc["ip-address"] && doc.plen !== undefined ? `${doc["ip-address"]}/${doc.plen}` : undefined;
-    if (tfAddr && !want.addrs.includes(tfAddr)) {
+    const differ = addressesNotInContext(doc, want.addrs);
+    if (differ.length > 0) {
       ctx.log.warn(
-        { connId: conn.id, agent: tfAddr, context: want.addrs },
+        { connId: conn.id, agent: differ, context: want.addrs },
         "the agent's address differs from the endpoint's",
       );
     }
@@ -268,6 +279,7 @@ export class TfDataPlane implements DataPlane {
       s.applied = want;
       return;
     }
+    if (hasIpv6(want)) podIpv6(s.pod, s.ifname, conn.id);
     await applySide(s.pod, s.ifname, emptySide, want);
     s.applied = want;
   }
@@ -351,6 +363,31 @@ export class TfDataPlane implements DataPlane {
     }
     log.info({ removed }, "orphaned TF ports removed");
     return removed;
+  }
+}
+
+const hasIpv6 = (c: SideConfig): boolean => c.addrs.some((a) => a.includes(":"));
+
+/**
+ * Makes IPv6 usable at once on the pod end: router advertisements off first (TF's agent answers router
+ * solicitations; an RA default route or SLAAC address would compete with TF's), then IPv6 on (a namespace
+ * may default to disabled). The addresses themselves go in without DAD (the data plane's default for IPv6),
+ * so routes can use them as source right away.
+ */
+function podIpv6(pod: NetnsHandle, ifname: string, connId: string): void {
+  for (const [key, value] of [
+    ["accept_ra", "0"],
+    ["disable_ipv6", "0"],
+  ] as const) {
+    try {
+      writeSysctl(pod, `net/ipv6/conf/${ifname}/${key}`, value);
+    } catch (err) {
+      if (!isErrno(err, "ENOENT")) throw err;
+      throw new StatusError(
+        status.FAILED_PRECONDITION,
+        `TF port of connection ${connId}: the VN gives an IPv6 address, but the pod's network namespace has no IPv6 (no /proc/sys/net/ipv6/conf/${ifname}); enable IPv6 in the kernel or use an IPv4-only VN`,
+      );
+    }
   }
 }
 
