@@ -16,9 +16,9 @@ import { tfVnServer } from "./vnendpoint.js";
 import { VnPorts } from "./vnports.js";
 
 const log = pino({ level: "silent" });
-const v4 = ipamSubnet("10.0.0.0/24", "sn-v4", ["192.0.2.0/24"]);
+const v4 = ipamSubnet("100.64.0.0/24", "sn-v4", ["192.0.2.0/24"]);
 const v6 = ipamSubnet("2001:db8:1::/64", "sn-v6", ["2001:db8:99::/48"]);
-const gw4 = "10.0.0.254";
+const gw4 = "100.64.0.254";
 const gw6 = "2001:db8:1:0:ffff:ffff:ffff:fffe";
 
 function endpoint(vn: FakeVnOptions, defaultRoute: "auto" | "always" | "never" = "auto") {
@@ -57,14 +57,14 @@ describe("tfvn connection context", () => {
     const e = endpoint({ subnets: [v4] }, "always");
     const conn = await e.request();
     const ip = conn.context!.ipContext!;
-    assert.deepEqual(ip.srcIpAddrs, ["10.0.0.252/24"]);
+    assert.deepEqual(ip.srcIpAddrs, ["100.64.0.252/24"]);
     assert.deepEqual(ip.srcRoutes, [
       { prefix: "192.0.2.0/24", nextHop: gw4 },
       { prefix: "0.0.0.0/0", nextHop: gw4 },
     ]);
     const x = conn.context!.extraContext;
     assert.equal(x[tfKeys.gateway], gw4);
-    assert.equal(x[tfKeys.dns], "10.0.0.253");
+    assert.equal(x[tfKeys.dns], "100.64.0.253");
     assert.equal(x[tfKeys.iipUuid], e.vnc.all("instance-ip")[0]!.uuid);
     for (const k of [tfKeys.iip6Uuid, tfKeys.gateway6, tfKeys.dns6]) assert.equal(x[k], undefined, k);
     assert.equal(conn.context!.ethernetContext!.dstMac, "00:00:5e:00:01:00");
@@ -90,7 +90,7 @@ describe("tfvn connection context", () => {
     const e = endpoint({ subnets: [v4, v6], fabricSnat: true });
     const conn = await e.request();
     const ip = conn.context!.ipContext!;
-    assert.deepEqual(ip.srcIpAddrs, ["10.0.0.252/24", "2001:db8:1:0:ffff:ffff:ffff:fffc/64"]);
+    assert.deepEqual(ip.srcIpAddrs, ["100.64.0.252/24", "2001:db8:1:0:ffff:ffff:ffff:fffc/64"]);
     assert.deepEqual(ip.srcRoutes, [
       { prefix: "192.0.2.0/24", nextHop: gw4 },
       { prefix: "0.0.0.0/0", nextHop: gw4 },

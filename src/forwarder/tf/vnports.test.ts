@@ -11,7 +11,7 @@ import { VncError } from "./vnc.js";
 import { routesOf, VnPorts, type VnPortsOptions } from "./vnports.js";
 
 const log = pino({ level: "silent" });
-const v4 = (routes: string[] = []) => ipamSubnet("10.0.0.0/24", "sn-v4", routes);
+const v4 = (routes: string[] = []) => ipamSubnet("100.64.0.0/24", "sn-v4", routes);
 const v6 = (routes: string[] = []) => ipamSubnet("2001:db8:1::/64", "sn-v6", routes);
 
 function setup(vn: FakeVnOptions, opts: Partial<VnPortsOptions> = {}) {
@@ -45,10 +45,10 @@ describe("VnPorts address families", () => {
       {
         family: "v4",
         iipUuid: iips[0]!.uuid,
-        ip: "10.0.0.252",
+        ip: "100.64.0.252",
         plen: 24,
-        gateway: "10.0.0.254",
-        dns: "10.0.0.253",
+        gateway: "100.64.0.254",
+        dns: "100.64.0.253",
         routes: ["192.0.2.0/24"],
       },
     ]);
@@ -83,7 +83,7 @@ describe("VnPorts address families", () => {
       assert.deepEqual(
         p.addrs.map((a) => [a.family, a.ip, a.plen]),
         [
-          ["v4", "10.0.0.252", 24],
+          ["v4", "100.64.0.252", 24],
           ["v6", "2001:db8:1:0:ffff:ffff:ffff:fffc", 64],
         ],
       );
@@ -108,7 +108,7 @@ describe("VnPorts address families", () => {
     const p = await ports.create("c2", fq, undefined);
     assert.deepEqual(
       p.addrs.map((a) => a.ip),
-      ["10.0.0.251", "2001:db8:1:0:ffff:ffff:ffff:fffb"],
+      ["100.64.0.251", "2001:db8:1:0:ffff:ffff:ffff:fffb"],
     );
   });
 
