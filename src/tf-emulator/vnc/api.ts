@@ -28,6 +28,7 @@ import {
   plural,
   pyList,
   refKeyTarget,
+  refsKey,
   resourceTypes,
 } from "./schema.js";
 import type { StoredObject, StoredRef, VncStore, VncView } from "./store.js";
@@ -527,7 +528,7 @@ export class VncApi {
     const target = this.store.record(refUuid);
     if (operation === "ADD" && target?.type !== refType) throw notFound(`UUID ${refUuid} not found`);
     const attr = isRecord(body.attr) ? structuredClone(body.attr) : null;
-    this.setRef(obj, refType, refUuid, operation, attr);
+    this.setRef(obj, refType, refUuid, operation, attr, true);
     return { uuid };
   }
 
@@ -538,8 +539,11 @@ export class VncApi {
     refUuid: string,
     op: "ADD" | "DELETE",
     attr: Record<string, unknown> | null,
+    /** Run the type's update checks, as the real ref-update does (with the whole new ref list). */
+    checked = false,
   ): void {
-    const next: StoredObject = structuredClone(this.store.record(obj.uuid)!);
+    const prev = this.store.record(obj.uuid)!;
+    const next: StoredObject = structuredClone(prev);
     const list = (next.refs[refType] ?? []).filter((r) => op === "ADD" || r.uuid !== refUuid);
     if (op === "ADD") {
       const at = list.findIndex((r) => r.uuid === refUuid);
@@ -550,6 +554,7 @@ export class VncApi {
     else delete next.refs[refType];
     const perms = next.props.id_perms as Record<string, unknown>;
     next.props.id_perms = { ...perms, last_modified: now() };
+    if (checked) typeHooks[next.type]?.beforeUpdate?.(this.ctx, prev, next, { [refsKey(refType)]: list });
     this.store.replace(next);
   }
 }

@@ -5,7 +5,7 @@
 import { allocateAddress, addressesInUse, vnSubnets } from "./addressing.js";
 import { badRequest, conflict, VncHttpError } from "./errors.js";
 import { ipFabricFqName, linkLocalFqName, sameFqName } from "./schema.js";
-import type { StoredObject, VncStore } from "./store.js";
+import type { StoredObject, StoredRef, VncStore } from "./store.js";
 import { ipNetworkRepr, parseIp, type Family } from "./ip.js";
 import {
   checkIpamSubnet,
@@ -289,7 +289,63 @@ const floatingIp: TypeHooks = {
   },
 };
 
+// ---------------------------------------------------------------- logical-router
+
+/** logical_router.py: a port of a VM cannot be a router interface (409; the text names the port's parent). */
+function portsFreeOfVms(store: VncStore, lr: StoredObject): void {
+  for (const r of lr.refs["virtual-machine-interface"] ?? []) {
+    const vmi = store.record(r.uuid);
+    if (vmi && (vmi.parent_type === "virtual-machine" || (vmi.refs["virtual-machine"] ?? []).length > 0))
+      throw conflict(`Port(${vmi.uuid}) already in use by virtual-machine(${String(vmi.parent_uuid)})`);
+  }
+}
+
+/** logical_router.py: the gateway VN must not be the VN of a router interface (400, TF's spacing). */
+function gatewayNotOnInterfaceVn(
+  store: VncStore,
+  vmiRefs: readonly StoredRef[],
+  vnRefs: readonly StoredRef[],
+): void {
+  const interfaceVns = new Set<string>();
+  for (const r of vmiRefs) {
+    const vn = store.record(r.uuid)?.refs["virtual-network"]?.[0];
+    if (vn) interfaceVns.add(vn.uuid);
+    for (const g of vnRefs)
+      if (interfaceVns.has(g.uuid))
+        throw badRequest(`Logical router interface and gateway cannot be inVN(${g.uuid})`);
+  }
+}
+
+const logicalRouter: TypeHooks = {
+  beforeCreate(ctx, lr) {
+    gatewayNotOnInterfaceVn(
+      ctx.store,
+      lr.refs["virtual-machine-interface"] ?? [],
+      lr.refs["virtual-network"] ?? [],
+    );
+    portsFreeOfVms(ctx.store, lr);
+  },
+  beforeUpdate(ctx, prev, next, given) {
+    // As on create, but each changed ref list is checked against the stored other one.
+    if ("virtual_network_refs" in given)
+      gatewayNotOnInterfaceVn(
+        ctx.store,
+        prev.refs["virtual-machine-interface"] ?? [],
+        next.refs["virtual-network"] ?? [],
+      );
+    if ("virtual_machine_interface_refs" in given) {
+      gatewayNotOnInterfaceVn(
+        ctx.store,
+        next.refs["virtual-machine-interface"] ?? [],
+        prev.refs["virtual-network"] ?? [],
+      );
+      portsFreeOfVms(ctx.store, next);
+    }
+  },
+};
+
 export const typeHooks: Readonly<Record<string, TypeHooks>> = {
+  "logical-router": logicalRouter,
   "virtual-network": virtualNetwork,
   "network-ipam": networkIpam,
   "virtual-machine-interface": virtualMachineInterface,
