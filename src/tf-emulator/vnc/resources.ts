@@ -344,7 +344,29 @@ const logicalRouter: TypeHooks = {
   },
 };
 
+// ---------------------------------------------------------------- project
+
+const defaultAps = "default-application-policy-set";
+
+const project: TypeHooks = {
+  afterCreate(ctx, proj) {
+    // project.py: every project gets a default application-policy-set child, referred to by the project.
+    const aps = ctx.create(
+      "application-policy-set",
+      {
+        fq_name: [...proj.fq_name, defaultAps],
+        parent_type: "project",
+        display_name: defaultAps,
+        all_applications: true,
+      },
+      { auto: true },
+    );
+    ctx.addRef(proj, "application-policy-set", aps.uuid, null);
+  },
+};
+
 export const typeHooks: Readonly<Record<string, TypeHooks>> = {
+  project,
   "logical-router": logicalRouter,
   "virtual-network": virtualNetwork,
   "network-ipam": networkIpam,

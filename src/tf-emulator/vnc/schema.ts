@@ -21,6 +21,7 @@ const parents: Record<string, readonly string[]> = {
   "logical-router": ["project"],
   "routing-instance": ["virtual-network"],
   "route-target": [configRoot],
+  "application-policy-set": ["project"],
   "global-system-config": [configRoot],
   "global-vrouter-config": ["global-system-config"],
   "security-group": ["project"],
