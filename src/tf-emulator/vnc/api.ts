@@ -18,6 +18,7 @@ import {
 } from "./errors.js";
 import { href, renderObject } from "./render.js";
 import { typeHooks, type HookContext } from "./resources.js";
+import { pyRepr, pyStr } from "./pyrepr.js";
 import { isProperty, validateRequest } from "./validate.js";
 import {
   childrenKey,
@@ -30,6 +31,7 @@ import {
   refKeyTarget,
   refsKey,
   resourceTypes,
+  underscored,
 } from "./schema.js";
 import type { StoredObject, StoredRef, VncStore, VncView } from "./store.js";
 
@@ -243,15 +245,17 @@ export class VncApi {
 
   private placeUnderParent(obj: StoredObject, givenParentType: unknown): void {
     const allowed = parentTypes(obj.type);
+    // validate_parent_type: types without a parent list config-root as their only allowed parent.
+    const shown = allowed.length === 0 ? [configRoot] : allowed;
+    if (givenParentType !== undefined && givenParentType !== null && givenParentType !== "") {
+      if (typeof givenParentType !== "string" || !shown.includes(givenParentType))
+        throw badRequest(
+          `Invalid parent type: ${pyStr(givenParentType)}. Allowed types: ${pyList([...shown])}`,
+        );
+    }
     if (allowed.length === 0) return; // virtual-machine, instance-ip: no parent
     let parentType = allowed[0]!;
-    if (givenParentType !== undefined && givenParentType !== null) {
-      if (typeof givenParentType !== "string" || !allowed.includes(givenParentType))
-        throw badRequest(
-          `Bad Request: invalid parent_type ${show(givenParentType)} for ${obj.type}; allowed: ${pyList([...allowed])}`,
-        );
-      parentType = givenParentType;
-    }
+    if (typeof givenParentType === "string" && givenParentType !== "") parentType = givenParentType;
     if (parentType === configRoot) {
       if (obj.fq_name.length !== 1)
         throw badRequest(`Bad Request: ${obj.type} hangs under config-root: its fq_name has one element`);
@@ -287,23 +291,29 @@ export class VncApi {
       if (!isResourceType(toType))
         throw badRequest(`Bad reference in ${op}: ${type} cannot refer to ${toType} (not emulated)`);
       if (!Array.isArray(value)) throw badRequest(`Bad reference in ${op}: ${key} must be a list`);
-      refs[toType] = this.resolveRefs(toType, value, op);
+      // The real server prints the whole request dict when a ref's target is missing.
+      const unknown = (): VncHttpError =>
+        badRequest(
+          op === "create"
+            ? `Unknown reference in resource create ${pyRepr(body)}.`
+            : `Unknown reference in resource update ${underscored(type)} ${pyRepr(body)}.`,
+        );
+      refs[toType] = this.resolveRefs(toType, value, op, unknown);
     }
     return { props, refs };
   }
 
-  private resolveRefs(toType: string, list: unknown[], op: string): StoredRef[] {
+  private resolveRefs(toType: string, list: unknown[], op: string, unknown: () => VncHttpError): StoredRef[] {
     const out: StoredRef[] = [];
     for (const item of list) {
       if (!isRecord(item)) throw badRequest(`Bad reference in ${op}: ${JSON.stringify(item)} is not a ref`);
       let target: StoredObject | undefined;
       if (typeof item.uuid === "string" && item.uuid !== "") {
         target = this.store.record(item.uuid);
-        if (target?.type !== toType)
-          throw badRequest(`Bad reference in ${op}: ${toType} ${item.uuid} does not exist`);
+        if (target?.type !== toType) throw unknown();
       } else if (isStringArray(item.to)) {
         target = this.store.recordByFqName(toType, item.to);
-        if (!target) throw badRequest(`Bad reference in ${op}: ${toType} ${pyList(item.to)} does not exist`);
+        if (!target) throw unknown();
       } else {
         throw badRequest(
           `Bad reference in ${op}: ${toType} ref ${JSON.stringify(item)} has neither uuid nor to`,
@@ -319,9 +329,14 @@ export class VncApi {
 
   // ---------------------------------------------------------------- read
 
-  private mustGet(type: string, uuid: string): StoredObject {
+  /** GET and PUT answer a missing uuid with NoIdError's text; DELETE with its own (see delete). */
+  private mustGet(
+    type: string,
+    uuid: string,
+    missing = (u: string): VncHttpError => notFound(`Unknown id: ${u}`),
+  ): StoredObject {
     const obj = this.store.record(uuid);
-    if (!obj) throw idNotFound(uuid);
+    if (!obj) throw missing(uuid);
     if (obj.type !== type) throw wrongType(type, uuid);
     return obj;
   }
@@ -380,7 +395,7 @@ export class VncApi {
   // ---------------------------------------------------------------- delete
 
   delete(type: string, uuid: string, baseUrl: string): void {
-    const obj = this.mustGet(type, uuid);
+    const obj = this.mustGet(type, uuid, idNotFound);
     const children = this.store.childrenOf(uuid);
     // Server-made children and childless `default-<type>` ones go with the parent (api_server.py skips
     // `default-*` children in this check); anything else must be deleted first.

@@ -98,7 +98,7 @@ function routeTargetAsn(store: VncStore): number {
 const virtualNetwork: TypeHooks = {
   beforeCreate(ctx, vn) {
     if (vn.props.virtual_network_network_id !== undefined)
-      throw new VncHttpError(403, "Cannot set the virtual network ID, it's allocated by the server");
+      throw new VncHttpError(403, "Cannot set the virtual network ID");
     normalizeVnSubnets(ctx, vn);
     const id = ctx.store.nextCounter(vnIdCounter);
     vn.props.virtual_network_network_id = id;

@@ -440,20 +440,33 @@ describe("VNC emulator: API surface", () => {
         virtual_network_refs: [{ to: [...project, "nope"] }],
       }),
       400,
-      /^Bad reference in create: virtual-network \['default-domain', 'k8s-default', 'nope'\] does not exist/,
+      // TF prints the request dict (Python repr) when a ref's target is unknown.
+      "Unknown reference in resource create {'fq_name': ['default-domain', 'k8s-default', 'err-vmi'], " +
+        "'virtual_network_refs': [{'to': ['default-domain', 'k8s-default', 'nope']}]}.",
+    );
+    await rejectsWith(
+      c.create("virtual-network", { fq_name: ["default-domain", "err-vn-parent"], parent_type: "domain" }),
+      400,
+      "Invalid parent type: domain. Allowed types: ['project']",
     );
     await rejectsWith(c.create("instance-ip", { fq_name: ["err-iip"] }), 400, /virtual_network_refs/);
     await rejectsWith(
       c.read("virtual-network", "00000000-0000-4000-8000-000000000000"),
       404,
-      "ID 00000000-0000-4000-8000-000000000000 does not exist",
+      "Unknown id: 00000000-0000-4000-8000-000000000000",
+    );
+    await rejectsWith(
+      c.update("virtual-network", "00000000-0000-4000-8000-000000000000", { display_name: "x" }),
+      404,
+      "Unknown id: 00000000-0000-4000-8000-000000000000",
     );
     await rejectsWith(c.read("project", vn.uuid), 404, `No project object found for id ${vn.uuid}`);
     await rejectsWith(
       c.delete("virtual-network", "00000000-0000-4000-8000-000000000000"),
       404,
-      /does not exist/,
+      "ID 00000000-0000-4000-8000-000000000000 does not exist",
     );
+    await rejectsWith(c.delete("project", vn.uuid), 404, `No project object found for id ${vn.uuid}`);
     assert.equal(await c.deleteIfExists("virtual-network", "00000000-0000-4000-8000-000000000000"), false);
 
     const proj = await c.readByFqName("project", project);
