@@ -407,10 +407,20 @@ export class VncApi {
 
     // Default children go with their parent, so refs to them block the delete as well.
     const going = new Set([uuid, ...children.map((c) => c.uuid)]);
-    const referrers = [obj, ...children]
-      .flatMap((o) => this.store.referrersOf(o.uuid))
-      .filter((r, i, all) => !going.has(r.uuid) && all.findIndex((x) => x.uuid === r.uuid) === i);
+    // A ref relaxed for delete (/ref-relax-for-delete) does not block; it is removed with the target.
+    const pairs = [obj, ...children].flatMap((o) =>
+      this.store.referrersOf(o.uuid).map((r) => ({ r, to: o.uuid })),
+    );
+    const relaxed = pairs.filter(({ r, to }) => !going.has(r.uuid) && this.store.isRelaxed(r.uuid, to));
+    const referrers = pairs
+      .filter(({ r, to }) => !going.has(r.uuid) && !this.store.isRelaxed(r.uuid, to))
+      .map(({ r }) => r)
+      .filter((r, i, all) => all.findIndex((x) => x.uuid === r.uuid) === i);
     if (referrers.length > 0) throw stillReferred(referrers.map((r) => href(baseUrl, r.type, r.uuid)));
+    for (const { r, to } of relaxed) {
+      const target = this.store.record(to)!;
+      this.setRef(this.store.record(r.uuid)!, target.type, to, "DELETE", null);
+    }
 
     const removed = [...children, obj];
     for (const c of children) this.store.remove(c.uuid);
@@ -509,10 +519,17 @@ export class VncApi {
       case "ref-update":
         return this.refUpdate(body);
       default: {
-        // ref-relax-for-delete: accepted and ignored (the emulator has no relaxed refs).
-        if (typeof body.uuid !== "string" || typeof body["ref-uuid"] !== "string")
-          throw badRequest('Bad Request: /ref-relax-for-delete needs {"uuid": "...", "ref-uuid": "..."}');
-        return { uuid: body.uuid };
+        // ref-relax-for-delete, with api_server.py's texts.
+        const from = body.uuid;
+        const to = body["ref-uuid"];
+        if (from === undefined || from === null || to === undefined || to === null)
+          throw badRequest(
+            `Bad Request: Both uuid and ref-uuid should be specified: ${pyStr(from ?? null)}, ${pyStr(to ?? null)}.`,
+          );
+        if (typeof from !== "string" || !this.store.record(from))
+          throw notFound(`uuid ${pyStr(from)} not found`);
+        this.store.relax(from, pyStr(to));
+        return { uuid: from };
       }
     }
   }

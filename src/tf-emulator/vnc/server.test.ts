@@ -513,7 +513,9 @@ describe("VNC emulator: API surface", () => {
       method: "POST",
       body: JSON.stringify({ uuid: "a", "ref-uuid": "b" }),
     });
-    assert.equal(relax.status, 200);
+    // An unknown uuid is a 404 with api_server.py's text (it used to be accepted and ignored).
+    assert.equal(relax.status, 404);
+    assert.equal(await relax.text(), "uuid a not found");
   });
 
   it("derives a VMI's MAC from its uuid and keeps a given one", async () => {

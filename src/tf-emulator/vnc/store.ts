@@ -42,6 +42,8 @@ export interface StoreSnapshot {
   version: 1;
   counters: Record<string, number>;
   objects: StoredObject[];
+  /** Refs marked with /ref-relax-for-delete, as [from uuid, to uuid] (absent in older state files). */
+  relaxed?: [string, string][];
 }
 
 const fqKey = (type: string, fqName: readonly string[]): string => JSON.stringify([type, ...fqName]);
@@ -54,6 +56,8 @@ export class VncStore {
   private readonly referrers = new Map<string, Set<string>>();
   private readonly listeners = new Set<(ev: StoreEvent) => void>();
   private counters: Record<string, number> = {};
+  /** `from>to` for each ref relaxed for delete: it no longer blocks deleting `to`. */
+  private relaxedRefs = new Set<string>();
   /** Base of the hrefs in views read straight from the store (the REST API uses the request's Host). */
   baseUrl = "http://127.0.0.1:8082";
 
@@ -145,7 +149,20 @@ export class VncStore {
     this.byFq.delete(fqKey(obj.type, obj.fq_name));
     removeFrom(this.byType, obj.type, uuid);
     if (obj.parent_uuid) removeFrom(this.children, obj.parent_uuid, uuid);
+    for (const k of [...this.relaxedRefs])
+      if (k.startsWith(`${uuid}>`) || k.endsWith(`>${uuid}`)) this.relaxedRefs.delete(k);
     this.emit({ op: "delete", type: obj.type, uuid, fq_name: obj.fq_name });
+  }
+
+  /** Marks `from`'s ref to `to` as relaxed for delete (real: a relaxbackref column on `to`). */
+  relax(from: string, to: string): void {
+    this.relaxedRefs.add(`${from}>${to}`);
+    const obj = this.objects.get(from);
+    if (obj) this.emit({ op: "update", type: obj.type, uuid: from, fq_name: obj.fq_name });
+  }
+
+  isRelaxed(from: string, to: string): boolean {
+    return this.relaxedRefs.has(`${from}>${to}`);
   }
 
   /** Next value of a persistent counter (1, 2, ...). Values are never handed out twice. */
@@ -160,7 +177,12 @@ export class VncStore {
   }
 
   snapshot(): StoreSnapshot {
-    return { version: 1, counters: { ...this.counters }, objects: [...this.objects.values()] };
+    return {
+      version: 1,
+      counters: { ...this.counters },
+      objects: [...this.objects.values()],
+      relaxed: [...this.relaxedRefs].map((k) => k.split(">") as [string, string]),
+    };
   }
 
   /** Replaces the whole state (at start, from the state file). Listeners are not told. */
@@ -171,6 +193,7 @@ export class VncStore {
       for (const uuid of [...this.objects.keys()]) this.remove(uuid);
       this.counters = { ...snap.counters };
       for (const obj of snap.objects) this.insert(obj);
+      this.relaxedRefs = new Set((snap.relaxed ?? []).map(([from, to]) => `${from}>${to}`));
     } finally {
       for (const l of listeners) this.listeners.add(l);
     }
