@@ -113,6 +113,11 @@ export class GrpcClient {
     };
   }
 
+  /** Whether the channel has a live connection now (a failed call with none never reached the peer). */
+  isReady(): boolean {
+    return this.raw.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
+  }
+
   /** Resolves when the channel is connected, or rejects at the deadline. */
   waitReady(timeoutMs: number): Promise<void> {
     return new Promise((resolve, reject) =>

@@ -12,6 +12,9 @@ import { markForwarded } from "../trimpath/trimpath.js";
 import type { ClientPool } from "./pool.js";
 
 const urlKey = Symbol("connect.url");
+/** How long a Request waits for a channel that is reconnecting (a little over the maximum backoff, 1 s). */
+const reconnectWaitMs = 1500;
+const ok = [(): boolean => true, (): boolean => false] as const;
 
 /** Produces the per-call metadata (tokens) for a call to `url`; see src/components/security.ts. */
 export type CallMetadata = (
@@ -60,12 +63,24 @@ export function connect(opts: ConnectOptions): NetworkServiceElement {
         throw new StatusError(status.INTERNAL, "connect: no next-hop URL was chosen for this request");
       markForwarded(ctx);
       const client = opts.pool.get(url);
-      try {
+      const send = async (): Promise<Connection> => {
         const md = opts.security ? await opts.security.callMetadata(ctx, url, client) : new Metadata();
         const { response } = await client.unary(NetworkServiceService.request, req, {
           metadata: md,
           timeoutMs: timeout(ctx),
           signal: ctx.signal,
+        });
+        return response;
+      };
+      try {
+        const response = await send().catch(async (err: unknown) => {
+          // A restarted peer is served again within one reconnect backoff (max_reconnect_backoff_ms), but a
+          // channel still backing off fails calls at once. When the call never reached the peer, wait for
+          // the channel once, briefly, and resend: the peer did not see the first one.
+          if (toStatusError(err).code !== status.UNAVAILABLE || client.isReady()) throw err;
+          const wait = Math.min(reconnectWaitMs, timeout(ctx) - 1);
+          if (wait <= 0 || !(await client.waitReady(wait).then(...ok))) throw err;
+          return send();
         });
         meta.set(urlKey, url);
         opts.security?.learnPeer?.(url, response);
