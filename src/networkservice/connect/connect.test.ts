@@ -16,6 +16,7 @@ import { unaryHandler } from "../../core/handlers.js";
 import { rootLogger } from "../../core/log.js";
 import { setClientUrl } from "../clienturl/clienturl.js";
 import { emptyConnection } from "../updatepath/updatepath.js";
+import { chain } from "../../core/chain.js";
 import { connect } from "./connect.js";
 import { ClientPool } from "./pool.js";
 
@@ -27,6 +28,7 @@ function peer(calls: { n: number }, fail?: StatusError): NsmServer {
   };
   return new NsmServer([
     {
+      name: "networkservice.NetworkService",
       definition: NetworkServiceService,
       implementation: {
         request: unaryHandler(rootLogger, "Request", handle),
@@ -64,7 +66,7 @@ describe("connect", () => {
   it("waits for a channel that is reconnecting to a restarted peer, and sends once", async () => {
     const url = `unix://${join(dir, "restart.sock")}`;
     const pool = new ClientPool();
-    const el = connect({ pool });
+    const el = chain([connect({ pool })]);
     try {
       // Nobody serves yet: the first attempt fails and the channel backs off.
       await assert.rejects(el.request(request(), callContext(url)), (e: StatusError) => {
@@ -90,7 +92,7 @@ describe("connect", () => {
     await s.listen(url);
     const pool = new ClientPool();
     try {
-      await assert.rejects(connect({ pool }).request(request(), callContext(url)), /next hop down/);
+      await assert.rejects(chain([connect({ pool })]).request(request(), callContext(url)), /next hop down/);
       assert.equal(calls.n, 1);
     } finally {
       pool.close();
