@@ -16,7 +16,11 @@ import {
   VncHttpError,
   wrongType,
 } from "./errors.js";
+import { bulkListQuery } from "./bulk.js";
+import { storeWhole } from "./collections.js";
+import { propCollectionGet, propCollectionUpdate } from "./propcoll.js";
 import { href, renderObject } from "./render.js";
+import { useragentKv } from "./useragentkv.js";
 import { typeHooks, type HookContext } from "./resources.js";
 import { pyRepr, pyStr } from "./pyrepr.js";
 import { isProperty, validateRequest } from "./validate.js";
@@ -72,11 +76,16 @@ const identityKeys = new Set([
 ]);
 const childKeys = new Set(resourceTypes.map(childrenKey));
 
+/** The emulated action URIs, in the order of the real server's _ACTION_RESOURCES (its homepage order). */
 const actions = [
-  { path: "/fqname-to-id", name: "name-to-id" },
-  { path: "/id-to-fqname", name: "id-to-name" },
-  { path: "/ref-update", name: "ref-update" },
-  { path: "/ref-relax-for-delete", name: "ref-relax-for-delete" },
+  { path: "/prop-collection-get", name: "prop-collection-get", method: "GET" },
+  { path: "/prop-collection-update", name: "prop-collection-update", method: "POST" },
+  { path: "/ref-update", name: "ref-update", method: "POST" },
+  { path: "/ref-relax-for-delete", name: "ref-relax-for-delete", method: "POST" },
+  { path: "/fqname-to-id", name: "name-to-id", method: "POST" },
+  { path: "/id-to-fqname", name: "id-to-name", method: "POST" },
+  { path: "/useragent-kv", name: "useragent-keyvalue", method: "POST" },
+  { path: "/list-bulk-collection", name: "list-bulk-collection", method: "POST" },
 ] as const;
 
 /** `2024-03-26T10:00:00.123000`, the real server's (Python utcnow().isoformat()) timestamp shape. */
@@ -141,8 +150,7 @@ export class VncApi {
     if (segs.length === 1) {
       const seg = segs[0]!;
       const action = actions.find((a) => a.path === `/${seg}`);
-      if (action)
-        return method === "POST" ? { status: 200, json: this.action(seg, req.body) } : notAllowed(req);
+      if (action) return method === action.method ? this.action(seg, req) : notAllowed(req);
       const type = seg.endsWith("s") ? seg.slice(0, -1) : "";
       if (isResourceType(type)) {
         if (method === "GET") return { status: 200, json: this.list(type, req.query, req.baseUrl) };
@@ -180,7 +188,7 @@ export class VncApi {
       links.push({ link: { rel: "resource-base", href: `${baseUrl}/${type}`, name: type } });
     }
     for (const a of actions)
-      links.push({ link: { rel: "action", href: `${baseUrl}${a.path}`, name: a.name, method: "POST" } });
+      links.push({ link: { rel: "action", href: `${baseUrl}${a.path}`, name: a.name, method: a.method } });
     return { href: baseUrl, links };
   }
 
@@ -219,6 +227,7 @@ export class VncApi {
 
     const hooks = typeHooks[type];
     hooks?.beforeCreate?.(this.ctx, obj);
+    storeWhole(obj, Object.keys(obj.props));
     this.store.insert(obj);
     hooks?.afterCreate?.(this.ctx, obj);
     return this.store.record(uuid)!;
@@ -389,6 +398,7 @@ export class VncApi {
     });
     next.props.display_name ??= next.fq_name.at(-1);
     typeHooks[type]?.beforeUpdate?.(this.ctx, prev, next, body);
+    storeWhole(next, Object.keys(props));
     this.store.replace(next);
   }
 
@@ -499,7 +509,39 @@ export class VncApi {
 
   // ---------------------------------------------------------------- actions
 
-  private action(name: string, body: unknown): unknown {
+  private action(name: string, req: ApiRequest): ApiResponse {
+    switch (name) {
+      case "prop-collection-get":
+        return { status: 200, json: propCollectionGet(this.store, req.query) };
+      case "prop-collection-update":
+        propCollectionUpdate(this.store, req.body, (prev, next, fields) =>
+          this.commitCollections(prev, next, fields),
+        );
+        return { status: 200, text: "" };
+      case "useragent-kv": {
+        const answer = useragentKv(this.store, req.body);
+        return answer ? { status: 200, json: answer } : { status: 200, text: "" };
+      }
+      case "list-bulk-collection": {
+        const { type, query } = bulkListQuery(req.body);
+        return { status: 200, json: this.list(type, query, req.baseUrl) };
+      }
+      default:
+        return { status: 200, json: this.nameAction(name, req.body) };
+    }
+  }
+
+  /** Stores a prop-collection-update's result: last_modified moves, the type's update checks run. */
+  private commitCollections(prev: StoredObject, next: StoredObject, fields: string[]): void {
+    const perms = next.props.id_perms as Record<string, unknown>;
+    next.props.id_perms = { ...perms, last_modified: now() };
+    const given: Record<string, unknown> = {};
+    for (const f of fields) given[f] = next.props[f] ?? null;
+    typeHooks[next.type]?.beforeUpdate?.(this.ctx, prev, next, given);
+    this.store.replace(next);
+  }
+
+  private nameAction(name: string, body: unknown): unknown {
     if (!isRecord(body)) throw badRequest(`Bad Request: /${name} needs a JSON object body`);
     switch (name) {
       case "fqname-to-id": {

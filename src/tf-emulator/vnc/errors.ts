@@ -41,3 +41,9 @@ export const exhausted = (
 
 /** A client-supplied value in an error text: strings as they are, anything else as JSON. */
 export const show = (v: unknown): string => (typeof v === "string" ? v : (JSON.stringify(v) ?? String(v)));
+
+/**
+ * Where the real server fails with an unhandled Python exception (bottle answers 500), the emulator answers
+ * 500 with that exception's type and text, so the failure is visible and matches TF's status.
+ */
+export const pythonCrash = (text: string): VncHttpError => new VncHttpError(500, text);

@@ -46,3 +46,16 @@ export function pyRepr(v: unknown): string {
 
 /** `str(value)`: a string as it is, anything else as its repr. */
 export const pyStr = (v: unknown): string => (typeof v === "string" ? v : pyRepr(v));
+
+/** Python's `json.dumps(value)` with its defaults: `", "` and `": "` separators, non-ASCII as `\uXXXX`. */
+export function pyJsonDumps(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(pyJsonDumps).join(", ")}]`;
+  if (typeof v === "object" && v !== null)
+    return `{${Object.entries(v as Record<string, unknown>)
+      .map(([k, x]) => `${pyJsonDumps(k)}: ${pyJsonDumps(x)}`)
+      .join(", ")}}`;
+  if (typeof v === "number") return Number.isFinite(v) ? reprNumber(v) : "null";
+  // JSON.stringify escapes like Python except for non-ASCII, which ensure_ascii writes as UTF-16 escapes.
+  const s = JSON.stringify(v ?? null);
+  return s.replace(/[\u0080-\uffff]/g, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}

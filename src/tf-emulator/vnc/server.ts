@@ -51,7 +51,10 @@ export async function startVncServer(opts: VncServerOptions): Promise<RunningVnc
     : undefined;
   const saved = await state?.load();
   if (saved) store.load(saved);
-  if (state) store.on(() => state.schedule(() => store.snapshot()));
+  if (state) {
+    store.on(() => state.schedule(() => store.snapshot()));
+    store.onKvChange(() => state.schedule(() => store.snapshot()));
+  }
 
   const api = new VncApi(store);
   seedDefaults(api, opts.computes ?? []);

@@ -42,7 +42,13 @@ export class StateFile {
         `VNC emulator state file ${this.path} is not a version 1 state ({version: 1, objects: [...]})`,
       );
     const s = snap as StoreSnapshot;
-    return { version: 1, counters: s.counters ?? {}, objects: s.objects, relaxed: s.relaxed ?? [] };
+    return {
+      version: 1,
+      counters: s.counters ?? {},
+      objects: s.objects,
+      relaxed: s.relaxed ?? [],
+      useragent_kv: s.useragent_kv ?? [],
+    };
   }
 
   /** Saves the state at the end of this event-loop turn (one write however many calls). */

@@ -22,6 +22,8 @@ export interface StoredObject {
   refs: Record<string, StoredRef[]>;
   /** A default child the server created itself (a VN's routing-instance): deleted with its parent. */
   auto?: boolean;
+  /** Positions of the elements of list properties (collections.ts); absent means "0".."n-1". */
+  positions?: Record<string, string[]>;
 }
 
 /** A read of an object, shaped as the REST API answers `GET /<type>/<uuid>` (envelope content). */
@@ -44,6 +46,8 @@ export interface StoreSnapshot {
   objects: StoredObject[];
   /** Refs marked with /ref-relax-for-delete, as [from uuid, to uuid] (absent in older state files). */
   relaxed?: [string, string][];
+  /** The user-agent key/value store (/useragent-kv), as [key, value] (absent in older state files). */
+  useragent_kv?: [string, unknown][];
 }
 
 const fqKey = (type: string, fqName: readonly string[]): string => JSON.stringify([type, ...fqName]);
@@ -58,6 +62,9 @@ export class VncStore {
   private counters: Record<string, number> = {};
   /** `from>to` for each ref relaxed for delete: it no longer blocks deleting `to`. */
   private relaxedRefs = new Set<string>();
+  /** /useragent-kv: a table of its own in real TF (useragent_keyval_table), not config objects. */
+  private kv = new Map<string, unknown>();
+  private readonly kvListeners = new Set<() => void>();
   /** Base of the hrefs in views read straight from the store (the REST API uses the request's Host). */
   baseUrl = "http://127.0.0.1:8082";
 
@@ -165,6 +172,35 @@ export class VncStore {
     return this.relaxedRefs.has(`${from}>${to}`);
   }
 
+  // ---- the user-agent key/value table ----
+
+  kvGet(key: string): unknown {
+    return this.kv.get(key);
+  }
+
+  kvHas(key: string): boolean {
+    return this.kv.has(key);
+  }
+
+  kvEntries(): [string, unknown][] {
+    return [...this.kv.entries()];
+  }
+
+  kvSet(key: string, value: unknown): void {
+    this.kv.set(key, value);
+    for (const l of this.kvListeners) l();
+  }
+
+  kvDelete(key: string): void {
+    if (this.kv.delete(key)) for (const l of this.kvListeners) l();
+  }
+
+  /** Calls `listener` after every change of the key/value table (the state file saves then). */
+  onKvChange(listener: () => void): () => void {
+    this.kvListeners.add(listener);
+    return () => this.kvListeners.delete(listener);
+  }
+
   /** Next value of a persistent counter (1, 2, ...). Values are never handed out twice. */
   nextCounter(name: string): number {
     const next = (this.counters[name] ?? 0) + 1;
@@ -182,6 +218,7 @@ export class VncStore {
       counters: { ...this.counters },
       objects: [...this.objects.values()],
       relaxed: [...this.relaxedRefs].map((k) => k.split(">") as [string, string]),
+      useragent_kv: this.kvEntries(),
     };
   }
 
@@ -194,6 +231,7 @@ export class VncStore {
       this.counters = { ...snap.counters };
       for (const obj of snap.objects) this.insert(obj);
       this.relaxedRefs = new Set((snap.relaxed ?? []).map(([from, to]) => `${from}>${to}`));
+      this.kv = new Map(snap.useragent_kv ?? []);
     } finally {
       for (const l of listeners) this.listeners.add(l);
     }

@@ -28,7 +28,7 @@ export const falsy = (v: unknown): boolean =>
 const classRepr = (name: string): string => `<class 'vnc_api.gen.resource_xsd.${name}'>`;
 
 /** Python's type name of a JSON value, for "'str' object has no attribute 'items'" style texts. */
-function pyType(v: unknown): string {
+export function pyType(v: unknown): string {
   if (typeof v === "string") return "str";
   if (typeof v === "boolean") return "bool";
   if (typeof v === "number") return Number.isInteger(v) ? "int" : "float";
@@ -196,3 +196,17 @@ export function validateRequest(type: string, body: Json, api: string): void {
 /** Whether `key` is a property of `type` in the schema (anything else in a body is dropped, as TF does). */
 export const isProperty = (type: string, key: string): boolean =>
   Object.hasOwn(resourceProps[type] ?? {}, key);
+
+/**
+ * _validate_complex_type on one element of a list/map property (prop-collection-update): the error text
+ * (Python's str() of the exception, which the real server answers bare), or undefined when valid.
+ * Coerces the value in place as the real check does.
+ */
+export function elementError(cls: string, value: unknown): string | undefined {
+  try {
+    validateComplex(cls, value);
+    return undefined;
+  } catch (err) {
+    return errorText(err);
+  }
+}
