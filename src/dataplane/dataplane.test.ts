@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   Dataplane,
   DataplaneError,
@@ -130,6 +131,22 @@ describe(
       assert.equal(await a.link.find(`${P}-vb`), undefined);
       const [detail] = ipj<IpLink[]>(nsB, "-d", "link", "show", `${P}-vb`);
       assert.equal(detail?.linkinfo?.info_kind, "veth");
+    });
+
+    it("newNetns: a private namespace that goes, with its interfaces, when its handle closes", async () => {
+      const priv = dp.newNetns();
+      assert.notEqual(priv.inodeUrl, dp.netns().inodeUrl);
+      assert.deepEqual(
+        (await priv.link.list()).map((l) => l.name),
+        ["lo"],
+      );
+      await a.link.createVeth({ name: `${P}-pa`, up: true, peer: { name: `${P}-pb`, netns: priv } });
+      assert.ok(await a.link.find(`${P}-pa`));
+      priv.close();
+      // The namespace is freed asynchronously once its last reference is gone; the veth goes with it.
+      const t0 = Date.now();
+      while ((await a.link.find(`${P}-pa`)) && Date.now() - t0 < 5000) await sleep(50);
+      assert.equal(await a.link.find(`${P}-pa`), undefined);
     });
 
     it("reads links back: kind, mtu, mac, state, peer index, netns id", async () => {

@@ -24,6 +24,7 @@ import {
   checkClientNetnsRef,
   inodeUrlOf,
   openNetnsFile,
+  unshareNetnsFile,
   openRtnlSocketIn,
   type NetnsFile,
 } from "./netns.js";
@@ -176,6 +177,14 @@ export class Dataplane {
       if (open && !open.closed) return open;
     }
     return this.adopt(openNetnsFile(ref));
+  }
+
+  /**
+   * A new, empty namespace of this process's own (unshare): it lives while the handle is open and goes,
+   * with its interfaces, when the handle is closed or the process exits (the TF emulator's per-VN VRFs).
+   */
+  newNetns(): NetnsHandle {
+    return this.adopt(unshareNetnsFile());
   }
 
   /**

@@ -2,7 +2,7 @@
 // namespace (enter, create socket, leave — synchronously on the calling thread), fstatfs(2) and the
 // NS_GET_NSTYPE ioctl to check that a file is a network namespace, and the socket calls icmp.ts needs for
 // ICMP echo (below).
-// unshare(2) is not needed: namespaces are made by whoever owns the pod (tests use `ip netns add`).
+// unshare(2) makes the TF emulator's private per-VN namespaces (pods' namespaces are made by their owners).
 import os from "node:os";
 import koffi from "koffi";
 
@@ -29,6 +29,21 @@ function loadSetns(): SetnsFn {
 export function setns(fd: number, nstype: number = CLONE_NEWNET): number {
   const r = loadSetns()(fd, nstype);
   return r === 0 ? 0 : koffi.errno() || 1;
+}
+
+type UnshareFn = (flags: number) => number;
+let unshareFn: UnshareFn | undefined;
+
+/** Moves the calling thread into new namespaces of `flags`. Returns 0, or the positive errno on failure. */
+export function unshare(flags: number): number {
+  if (!unshareFn) {
+    const fn = koffi.load("libc.so.6").func("int unshare(int flags)");
+    unshareFn = (f) => {
+      const r: unknown = fn(f);
+      return typeof r === "number" ? r : -1;
+    };
+  }
+  return unshareFn(flags) === 0 ? 0 : koffi.errno() || 1;
 }
 
 // ---- Is this file a network namespace? (netns.ts) ----

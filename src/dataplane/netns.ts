@@ -21,6 +21,7 @@ import {
   O_CLOEXEC,
   O_NONBLOCK,
   setns,
+  unshare,
   sysFstatfsType,
   sysIoctl,
 } from "./libc.js";
@@ -264,4 +265,32 @@ export function listNamespaces(): { path: string; inodeUrl: string }[] {
     }
   }
   return [...seen].map(([inodeUrl, path]) => ({ path, inodeUrl }));
+}
+
+/**
+ * A new, empty network namespace, held only by the returned file: it and every interface in it go when the
+ * file is closed (or the process dies), so nothing outlives its owner. unshare(2) on this thread, open, and
+ * straight back: `fn`-less and synchronous like inNetns, so nothing else runs meanwhile.
+ */
+export function unshareNetnsFile(): NetnsFile {
+  const ctx: OpContext = { op: "netns new", object: "anonymous" };
+  const orig = openSync(SELF_NETNS, "r");
+  try {
+    const e = unshare(CLONE_NEWNET);
+    if (e !== 0) throw new DataplaneError(ctx, e);
+    try {
+      return openNetnsFile(SELF_NETNS);
+    } finally {
+      const back = setns(orig, CLONE_NEWNET);
+      if (back !== 0) {
+        process.emitWarning(`dataplane: cannot return to the original network namespace (errno ${back})`);
+        // eslint-disable-next-line no-unsafe-finally
+        throw new DataplaneError({ ...ctx, op: "netns leave" }, back, {
+          detail: "cannot return to the original network namespace; restart the process",
+        });
+      }
+    }
+  } finally {
+    closeSync(orig);
+  }
 }

@@ -6,6 +6,9 @@ import type { NsContext } from "./context.js";
 import { DataplaneError } from "./errors.js";
 import { inNetns } from "./netns.js";
 
+/** Table families used here: `bridge` filters frames on a bridge (the TF emulator's per-VN L2). */
+export type NftFamily = "ip" | "ip6" | "inet" | "bridge";
+
 function run(ns: NsContext, table: string, script: string): void {
   const ctx = ns.ctx("nft", table);
   // The child inherits the namespace of the thread that forks it.
@@ -18,18 +21,13 @@ function run(ns: NsContext, table: string, script: string): void {
 }
 
 /** Replaces table `<family> <name>` in `ns` with `body` (the text inside `table … { }`). */
-export function replaceNftTable(
-  ns: NsContext,
-  family: "ip" | "ip6" | "inet",
-  name: string,
-  body: string,
-): void {
+export function replaceNftTable(ns: NsContext, family: NftFamily, name: string, body: string): void {
   const t = `${family} ${name}`;
   run(ns, t, `table ${t}\ndelete table ${t}\ntable ${t} {\n${body}\n}\n`);
 }
 
 /** Deletes table `<family> <name>` in `ns` if it exists. */
-export function deleteNftTable(ns: NsContext, family: "ip" | "ip6" | "inet", name: string): void {
+export function deleteNftTable(ns: NsContext, family: NftFamily, name: string): void {
   const t = `${family} ${name}`;
   run(ns, t, `table ${t}\ndelete table ${t}\n`);
 }
