@@ -149,6 +149,22 @@ describe(
       assert.equal(await a.link.find(`${P}-pa`), undefined);
     });
 
+    it("proxy neighbours: added (v4 and v6) idempotently, listed by ip, deleted", async () => {
+      await a.link.createBridge({ name: `${P}-px`, up: true });
+      const dev = `${P}-px`;
+      for (const ip of ["198.51.100.77", "2001:db8:77::7"]) {
+        await a.neigh.proxyAdd({ dev, ip });
+        await a.neigh.proxyAdd({ dev, ip });
+      }
+      const shown =
+        sh("ip", "-n", nsA, "neigh", "show", "proxy") + sh("ip", "-n", nsA, "-6", "neigh", "show", "proxy");
+      assert.match(shown, /198\.51\.100\.77 dev/);
+      assert.match(shown, /2001:db8:77::7 dev/);
+      for (const ip of ["198.51.100.77", "2001:db8:77::7"]) await a.neigh.proxyDel({ dev, ip });
+      await a.neigh.proxyDel({ dev, ip: "198.51.100.77" }, { missingOk: true });
+      assert.doesNotMatch(sh("ip", "-n", nsA, "neigh", "show", "proxy"), /198\.51\.100\.77/);
+    });
+
     it("reads links back: kind, mtu, mac, state, peer index, netns id", async () => {
       const va = await a.link.get(`${P}-va`);
       const vb = await b.link.get(`${P}-vb`);

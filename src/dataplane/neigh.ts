@@ -96,6 +96,35 @@ export class NeighOps {
   }
 
   /**
+   * Answers ARP / neighbour solicitations for `ip` on `dev` on behalf of a host routed elsewhere (`ip neigh
+   * add proxy`): the kernel answers when forwarding is on, and for IPv6 also `proxy_ndp`. Idempotent.
+   */
+  async proxyAdd(spec: Omit<NeighSpec, "mac">): Promise<void> {
+    await this.proxyWrite("neigh add proxy", RTM.NEWNEIGH, spec, NLM_F.CREATE | NLM_F.REPLACE);
+  }
+
+  async proxyDel(spec: Omit<NeighSpec, "mac">, opts: NeighDelOptions = {}): Promise<void> {
+    try {
+      await this.proxyWrite("neigh del proxy", RTM.DELNEIGH, spec, 0);
+    } catch (err) {
+      if (opts.missingOk && isErrno(err, "ENOENT", "ENODEV", "ESRCH")) return;
+      throw err;
+    }
+  }
+
+  private async proxyWrite(op: string, type: RtmType, spec: Omit<NeighSpec, "mac">, flags: number) {
+    const ctx = this.ns.ctx(op, `${spec.ip} dev ${linkRefText(spec.dev)}`);
+    const ip = ipArg(spec.ip, ctx);
+    const ifindex = await resolveLinkIndex(this.ns, spec.dev, ctx);
+    await this.ns.rtnl.request(
+      type,
+      neighMsg({ family: afOf(ip.family), ifindex, flags: { proxy: true } }, { dst: ip.bytes }),
+      flags,
+      ctx,
+    );
+  }
+
+  /**
    * Appends a VXLAN FDB entry (`bridge fdb append <mac> dev <vxlan> dst <ip>`): one per remote VTEP for the
    * all-zeros MAC gives head-end replication of broadcast and unknown frames. EEXIST if present.
    */
