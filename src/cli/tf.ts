@@ -360,6 +360,11 @@ export function tfCommands(program: Command): void {
       collect,
     )
     .option("--sync-interval <duration>", "how often config is re-read", "1s")
+    .option(
+      "--stale-cleanup <duration>",
+      "after a /syncports, ports not posted again within this time are removed (TF's stale cleaner)",
+      "60s",
+    )
     .action(
       async (
         o: VncAuthFlags & {
@@ -370,6 +375,7 @@ export function tfCommands(program: Command): void {
           generation: string;
           peerConfigUrl?: string[];
           syncInterval: string;
+          staleCleanup: string;
         },
       ) => {
         const { host, port } = hostPort(o.listen, "--listen");
@@ -383,6 +389,7 @@ export function tfCommands(program: Command): void {
           portsRoot: o.portsRoot,
           generation: generationOf(o.generation, "--generation"),
           syncIntervalMs: parseDuration(o.syncInterval, "--sync-interval"),
+          staleCleanupMs: parseDuration(o.staleCleanup, "--stale-cleanup"),
           log: rootLogger.child({ component: "tf-agent", name: o.hostname }),
         });
         stopOnSignals(() => running.stop());

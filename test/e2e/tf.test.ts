@@ -20,7 +20,7 @@ import { tfForwarderRestart } from "../helpers/healscenarios.js";
 const tcpScript = new URL("../helpers/tcp.mjs", import.meta.url).pathname;
 const cluster = new TfCluster({
   nodes: [{ generation: "r2011" }, { generation: "r2005" }],
-  services: "external,external-fip,nowhere,tiny",
+  services: "external,external-fip,nowhere,tiny,dual,twin-a,twin-b",
   nseArgs: [
     "--vn",
     "external-fip=default-domain:k8s-default:external",
@@ -84,18 +84,19 @@ async function assertNothingLeft(): Promise<void> {
   }
   for (const n of [n1, n2]) {
     await eventually(() => !links(n.ns).some((l) => l.startsWith("tap")), 10_000, `no tap on ${n.name}`);
-    // The emulated vRouter let go too: no VN bridge or VXLAN, no NAT table, no floating IP on the fabric.
+    // The emulated vRouter let go too: no VN bridge, VXLAN or VRF legs, no floating-IP route or ARP answer.
     await eventually(
-      () => !links(n.ns).some((l) => /^tf(br|vx)/.test(l)),
+      () => !links(n.ns).some((l) => /^tf(br|vx|g|u)\d/.test(l)),
       10_000,
       `no VN plumbing on ${n.name}`,
     );
     await eventually(
       () =>
-        !/tfemu/.test(inNs(n.ns, ["nft", "list", "tables"]).out) &&
-        !/198\.51\.100\./.test(ip(["-n", n.ns, "-o", "addr", "show"])),
+        !/198\.51\.100\./.test(ip(["-n", n.ns, "-o", "addr", "show"])) &&
+        !/198\.51\.100\./.test(ip(["-n", n.ns, "route", "show"])) &&
+        !/198\.51\.100\./.test(ip(["-n", n.ns, "neigh", "show", "proxy"])),
       10_000,
-      `no NAT table or floating IP on ${n.name}`,
+      `no floating IP left on ${n.name}`,
     );
     const vmDir = join(n.portsRoot, "vm");
     const files = existsSync(vmDir) ? readdirSync(vmDir) : [];
@@ -107,8 +108,14 @@ describe("TF forwarder e2e", { timeout: 240_000 }, () => {
   before(async () => {
     await cluster.start();
     [n1, n2] = cluster.nodes as [TfNode, TfNode];
-    await cluster.provision([{ name: "tiny", cidr: "100.64.20.0/29" }]);
-    for (const p of ["p1", "p2", "p3", "p4", "p5"]) pods.push(cluster.net.add(p));
+    await cluster.provision([
+      { name: "tiny", cidr: "100.64.20.0/29" },
+      { name: "dual", cidr: ["100.64.30.0/24", "2001:db8:30::/64"] },
+      // Two VNs with the same subnet: each has its own VRF on every compute.
+      { name: "twin-a", cidr: "100.64.40.0/24" },
+      { name: "twin-b", cidr: "100.64.40.0/24" },
+    ]);
+    for (const p of ["p1", "p2", "p3", "p4", "p5", "p6", "p7"]) pods.push(cluster.net.add(p));
   });
   after(async () => {
     await cluster.stop();
@@ -160,6 +167,7 @@ describe("TF forwarder e2e", { timeout: 240_000 }, () => {
       assert.equal(cfg[0]!["vm-uuid"], x[tfKeys.vmUuid]);
       assert.ok(cfg[0]!.annotations.includes("{index:0/1}"));
       assert.ok(cfg[0]!.annotations.includes("{interface:nsm-ext}"), "the client's interface name");
+      assert.equal((cfg[0] as unknown as Record<string, unknown>)["vlan-id"], 65535, "no VLAN: 0xffff");
       assert.ok(ping(p1, x[tfKeys.gateway]!, 2), "ping the VN gateway");
 
       const b = await c2.request({ service: "external", ifname: "nsm-ext" });
@@ -218,12 +226,161 @@ describe("TF forwarder e2e", { timeout: 240_000 }, () => {
       200,
       "DELETE of an unknown VM is fine",
     );
-    const bad = cluster.agentCall(n1, "POST", "/vm", JSON.stringify({ "vm-uuid": vm }));
-    assert.equal(bad.status, 500);
-    assert.match(bad.body, /Invalid or missing data/);
-    assert.equal(cluster.agentCall(n1, "POST", "/vm", "[]").status, 500, "arrays are refused");
+    // TF's texts (port_ipc_handler.cc): members are checked in order, uuids as data, strings as fields.
+    const refusal = (body: string) => {
+      const r = cluster.agentCall(n1, "POST", "/vm", body);
+      return [r.status, (JSON.parse(r.body) as { error: string }).error];
+    };
+    assert.deepEqual(refusal("{}"), [500, "{ Invalid or missing data for <vm-uuid> }"]);
+    assert.deepEqual(refusal(JSON.stringify({ "vm-uuid": vm })), [
+      500,
+      "{ Invalid or missing field for <host-ifname> }",
+    ]);
+    assert.deepEqual(refusal("{not json"), [500, "{ Invalid Json string ==> {not json }"]);
+    assert.deepEqual(refusal("[]"), [500, "{ Unexpected Json string ==> [] }"]);
     assert.equal(cluster.agentCall(n1, "GET", "/vm-cfg/nobody").status, 404);
-    assert.equal(cluster.agentCall(n1, "POST", "/syncports", "{}").status, 200);
+    const port = cluster.agentCall(n1, "POST", "/port", JSON.stringify({ id: vm }));
+    assert.deepEqual(JSON.parse(port.body), { error: "{ Invalid or missing data for <instance-id> }" });
+    const off = cluster.agentCall(n1, "PUT", `/enable-port/${vm}`);
+    assert.deepEqual([off.status, JSON.parse(off.body)], [500, { error: `{Port Not found ${vm}}` }]);
+  });
+
+  it("plumbs a port posted on /port (Nova's vrouter-port-control) and drops it when a /syncports does not renew it", async () => {
+    const pod = pods[5]!;
+    const k8s = ["default-domain", "k8s-default"];
+    const vm = await cluster.vnc.create("virtual-machine", { fq_name: ["nova-vm-1"] });
+    const vmi = await cluster.vnc.create("virtual-machine-interface", {
+      fq_name: [...k8s, "nova-port-1"],
+      parent_type: "project",
+      virtual_machine_refs: [{ uuid: vm.uuid }],
+      virtual_network_refs: [{ to: [...k8s, "external"] }],
+    });
+    const iip = await cluster.vnc.create("instance-ip", {
+      fq_name: ["nova-iip-1"],
+      virtual_network_refs: [{ to: [...k8s, "external"] }],
+      virtual_machine_interface_refs: [{ uuid: vmi.uuid }],
+    });
+    const addr = String((await cluster.vnc.read("instance-ip", iip.uuid))["instance_ip_address"]);
+    const mac = (
+      (await cluster.vnc.read("virtual-machine-interface", vmi.uuid))[
+        "virtual_machine_interface_mac_addresses"
+      ] as { mac_address: string[] }
+    ).mac_address[0]!;
+    const tap = `tapnova${vmi.uuid.slice(0, 6)}`;
+    ip(["-n", n1.ns, "link", "add", tap, "type", "veth", "peer", "name", "eth0", "netns", pod]);
+    ip(["-n", pod, "link", "set", "eth0", "address", mac, "up"]);
+    ip(["-n", pod, "addr", "add", `${addr}/24`, "dev", "eth0"]);
+    ip(["-n", n1.ns, "link", "set", tap, "up"]);
+    try {
+      const doc = {
+        id: vmi.uuid,
+        "instance-id": vm.uuid,
+        "display-name": "nova-vm-1",
+        "ip-address": addr,
+        "ip6-address": "None",
+        "vn-id": (await cluster.vnc.readByFqName("virtual-network", [...k8s, "external"])).uuid,
+        "vm-project-id": String(
+          (await cluster.vnc.read("virtual-machine-interface", vmi.uuid))["parent_uuid"],
+        ),
+        "mac-address": mac,
+        "system-name": tap,
+        type: 0,
+        "rx-vlan-id": -1,
+        "tx-vlan-id": -1,
+      };
+      assert.equal(cluster.agentCall(n1, "POST", "/port", JSON.stringify(doc)).status, 200);
+      assert.ok(existsSync(join(n1.portsRoot, vmi.uuid)), "the port file");
+      await eventually(
+        () => cluster.agentGet(n1, `/port/${vmi.uuid}`).status === 200,
+        5000,
+        "the port's config",
+      );
+      const got = JSON.parse(cluster.agentGet(n1, `/port/${vmi.uuid}`).body) as Record<string, unknown>;
+      assert.equal(got["ip-address"], addr);
+      await eventually(() => ping(pod, "100.64.10.254", 1), 5000, "the gateway through the plumbed tap");
+      // A sync that this port is not posted again after: the stale cleaner (2 s here) removes it.
+      assert.equal(cluster.agentCall(n1, "POST", "/syncports", "{}").status, 200);
+      await eventually(
+        () => cluster.agentGet(n1, `/port/${vmi.uuid}`).status === 404,
+        8000,
+        "the port dropped",
+      );
+      assert.ok(!existsSync(join(n1.portsRoot, vmi.uuid)), "its file too");
+      await eventually(() => !ping(pod, "100.64.10.254", 1), 5000, "the tap unplugged");
+    } finally {
+      ip(["-n", n1.ns, "link", "del", tap]);
+      await cluster.vnc.delete("instance-ip", iip.uuid);
+      await cluster.vnc.delete("virtual-machine-interface", vmi.uuid);
+      await cluster.vnc.delete("virtual-machine", vm.uuid);
+    }
+    await assertNothingLeft();
+  });
+
+  it("IPv6: a dual-stack VN gives pods both addresses; both families reach the gateway and the other compute", async () => {
+    const [pa, pb] = [pods[5]!, pods[6]!];
+    const ca = client("nsc-dual-a", pa, n1);
+    const cb = client("nsc-dual-b", pb, n2);
+    try {
+      const a = await ca.request({ service: "dual", ifname: "nsm-dual" });
+      const b = await cb.request({ service: "dual", ifname: "nsm-dual" });
+      const [a4, a6] = a.context!.ipContext!.srcIpAddrs;
+      const [b4, b6] = b.context!.ipContext!.srcIpAddrs;
+      assert.match(a4!, /^100\.64\.30\.\d+\/24$/);
+      assert.match(a6!, /^2001:db8:30:[0-9a-f:]+\/64$/);
+      assert.match(b6!, /^2001:db8:30:[0-9a-f:]+\/64$/);
+      assert.equal(a.context!.extraContext[tfKeys.gateway6], "2001:db8:30:0:ffff:ffff:ffff:fffe");
+      assert.ok(ping(pa, "2001:db8:30:0:ffff:ffff:ffff:fffe", 2), "the v6 gateway in the VN's VRF");
+      assert.ok(ping(pa, host(b6!), 2), "the pod on the other compute over IPv6");
+      assert.ok(ping(pb, host(a4!), 2), "and over IPv4");
+      const doc = JSON.parse(
+        cluster.agentGet(n2, `/vm/${b.context!.extraContext[tfKeys.vmUuid]!}`).body,
+      ) as Record<string, unknown>[];
+      assert.equal(doc[0]!["v6-ip-address"], host(b6!));
+      assert.equal(doc[0]!["v6-gateway"], "2001:db8:30:0:ffff:ffff:ffff:fffe");
+      assert.equal(doc[0]!["ip-address"], host(b4!));
+    } finally {
+      await ca.closeAll();
+      await cb.closeAll();
+    }
+    await assertNothingLeft();
+  });
+
+  it("two VNs with the same subnet work side by side, each in its own VRF, without reaching each other", async () => {
+    const [a1, a2, b1, b2] = [pods[5]!, pods[6]!, pods[0]!, pods[1]!];
+    const cs = [
+      client("nsc-twa-1", a1, n1),
+      client("nsc-twa-2", a2, n2),
+      client("nsc-twb-1", b1, n1),
+      client("nsc-twb-2", b2, n2),
+    ];
+    try {
+      const conns = [];
+      for (const [i, c] of cs.entries())
+        conns.push(await c.request({ service: i < 2 ? "twin-a" : "twin-b", ifname: "nsm-twin" }));
+      const addrs = conns.map((c) => host(c.context!.ipContext!.srcIpAddrs[0]!));
+      // The same allocation in both VNs: the same addresses, on different networks.
+      assert.deepEqual([addrs[2], addrs[3]], [addrs[0], addrs[1]]);
+      const macOf = (pod: string) =>
+        ip(["-n", pod, "-o", "link", "show", "nsm-twin"]).match(/link\/ether (\S+)/)![1]!;
+      const neighOf = (pod: string, ipAddr: string) =>
+        ip(["-n", pod, "neigh", "show", ipAddr, "dev", "nsm-twin"]).match(/lladdr (\S+)/)?.[1];
+      for (const [from, to] of [
+        [a1, a2],
+        [b1, b2],
+      ] as const) {
+        assert.ok(ping(from, addrs[1]!, 2), `${from} reaches the pod of its own VN`);
+        assert.equal(neighOf(from, addrs[1]!), macOf(to), "and it is that pod that answered");
+        assert.ok(ping(from, "100.64.40.254", 1), "its VN's gateway");
+      }
+      // Without its twin, b1 reaches nothing at that address, though a2 in the other VN still holds it.
+      await cs[3]!.closeAll();
+      ip(["-n", b1, "neigh", "flush", "dev", "nsm-twin"]);
+      assert.ok(!ping(b1, addrs[1]!, 2), "twin-b does not reach twin-a's pod");
+      assert.ok(ping(a1, addrs[1]!, 1), "while twin-a still does");
+    } finally {
+      for (const c of cs) await c.closeAll();
+    }
+    await assertNothingLeft();
   });
 
   it("reaches a pod from the internet through its floating IP", async () => {

@@ -161,6 +161,8 @@ export class TfCluster {
         n.generation,
         "--sync-interval",
         "300ms",
+        "--stale-cleanup",
+        "2s",
       ],
       "vRouter agent emulator ready",
       {},
@@ -313,21 +315,23 @@ export class TfCluster {
   }
 
   /** Creates the VNs of the tests: `external` (SNAT through a logical router) and `public` with a FIP pool. */
-  async provision(extra: { name: string; cidr: string }[] = []): Promise<void> {
-    const vn = (name: string, cidr: string, props: Record<string, unknown> = {}) => {
+  async provision(extra: { name: string; cidr: string | string[] }[] = []): Promise<void> {
+    const subnet = (cidr: string) => {
       const [prefix, len] = cidr.split("/");
-      return this.vnc.create("virtual-network", {
+      return { subnet: { ip_prefix: prefix, ip_prefix_len: Number(len) } };
+    };
+    const vn = (name: string, cidr: string | string[], props: Record<string, unknown> = {}) =>
+      this.vnc.create("virtual-network", {
         fq_name: ["default-domain", "k8s-default", name],
         parent_type: "project",
         network_ipam_refs: [
           {
             to: ["default-domain", "default-project", "default-network-ipam"],
-            attr: { ipam_subnets: [{ subnet: { ip_prefix: prefix, ip_prefix_len: Number(len) } }] },
+            attr: { ipam_subnets: (Array.isArray(cidr) ? cidr : [cidr]).map(subnet) },
           },
         ],
         ...props,
       });
-    };
     await vn("external", "100.64.10.0/24");
     await vn("public", "198.51.100.0/24", { router_external: true });
     await this.vnc.create("floating-ip-pool", {

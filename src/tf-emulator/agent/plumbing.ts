@@ -1,32 +1,63 @@
-// The Linux stand-in for what a vRouter does in its compute (spec §3 table, Appendix A "Data plane"): per
-// virtual network a bridge holding the subnet gateway with TF's gateway MAC, joined to the other computes of
-// the VN by a VXLAN device (VNI = the VN's VNI) with one flood entry per remote VTEP; workload taps enslaved
-// to the bridge; floating IPs as 1:1 NAT and logical-router SNAT as masquerade towards the fabric, in one
-// nftables table. Everything here is made through src/dataplane.
+// The Linux stand-in for what a vRouter does in its compute (spec §3 table, Appendix A "Data plane"). Each
+// virtual network gets its own VRF, as in TF, so VNs with the same subnet live side by side without leaking:
+//   - in the compute: a bridge (L2 only) joining the VN's taps, a VXLAN device to the VN's other computes
+//     (VNI = the VN's VNI, one flood entry per remote VTEP), and two legs into the VRF;
+//   - the VRF: a private network namespace (gone with the agent) holding the subnets' gateways on `gw` with
+//     TF's gateway MAC, and an uplink `up` to the compute for what leaves the VN: floating IPs (1:1 NAT in
+//     the VRF, the compute routing the FIP in and answering ARP/ND for it on the fabric) and logical-router
+//     SNAT (masquerade in the VRF, then to the compute's fabric address).
+// Each compute's gateway answers its own workloads only: its frames never cross the VXLAN tunnels.
+// Everything here is made through src/dataplane.
 import type { Logger } from "pino";
 import {
   isErrno,
   replaceNftTable,
   deleteNftTable,
   writeSysctl,
+  type Dataplane,
   type NetnsHandle,
 } from "../../dataplane/index.js";
-import type { ResolvedPort } from "./resolve.js";
+import { addrOf, type ResolvedPort } from "./resolve.js";
 
 /** The MAC the agent answers with for subnet gateways and DNS (`Agent::vrrp_mac_`). */
 export const gatewayMac = "00:00:5e:00:01:00";
-const nftTable = "tfemu";
+const natTable = "tfemu";
+const l2Table = "tfemu_l2";
 const zeroMac = "00:00:00:00:00:00";
 
 export const bridgeName = (vni: number): string => `tfbr${vni}`;
 export const vxlanName = (vni: number): string => `tfvx${vni}`;
+/** The compute ends of a VRF's gateway leg (on the bridge) and of its uplink. */
+export const gatewayLegName = (vni: number): string => `tfg${vni}`;
+export const uplinkName = (vni: number): string => `tfu${vni}`;
 
-interface VnState {
+/**
+ * A VRF's uplink addresses by slot: /30s from 169.254.128.0/17 and /64s from 2001:db8:ffff::/48 (8192
+ * slots per compute). VN subnets must not use these ranges.
+ */
+export function uplinkAddrs(slot: number): { host4: string; vrf4: string; host6: string; vrf6: string } {
+  const base = `169.254.${128 + (slot >> 6)}.`;
+  const last = (slot & 63) * 4;
+  const net6 = `2001:db8:ffff:${slot.toString(16)}::`;
+  return { host4: `${base}${last + 1}`, vrf4: `${base}${last + 2}`, host6: `${net6}1`, vrf6: `${net6}2` };
+}
+const uplinkSlots = 8192;
+const uplinkRange4 = "169.254.128.0/17";
+
+interface Vrf {
+  ns: NetnsHandle;
+  slot: number;
   gateways: Set<string>;
   peers: Set<string>;
+  /** The VRF's NAT table text as last written. */
+  natText: string;
+  /** Families the VRF has a default route of (only when something leaves the VN that way). */
+  defaults: Set<4 | 6>;
 }
 
 export interface PlumbingOptions {
+  dp: Dataplane;
+  /** The compute's namespace. */
   ns: NetnsHandle;
   /** This compute's fabric address (vhost0): source of the VXLAN tunnels, target of SNAT. */
   vtepIp: string;
@@ -34,70 +65,70 @@ export interface PlumbingOptions {
   log: Logger;
 }
 
+const ignoreExists = (err: unknown): void => {
+  if (!isErrno(err, "EEXIST")) throw err;
+};
+
 export class ComputePlumbing {
-  private readonly vns = new Map<number, VnState>();
-  private fips = new Set<string>();
-  private natText = "";
+  private readonly vrfs = new Map<number, Vrf>();
+  /** Floating IP → the uplink it is routed into. */
+  private fips = new Map<string, { dev: string; via: string }>();
   private underlay: { name: string; mtu: number } | undefined;
 
   constructor(private readonly opts: PlumbingOptions) {}
 
-  /** Routing between VNs and the fabric happens in the compute, as in a vRouter. */
-  init(): void {
-    writeSysctl(this.opts.ns, "net/ipv4/ip_forward", "1");
+  /** Routing to and from the VRFs, ARP/ND answers for floating IPs, the gateways kept off the tunnels. */
+  async init(): Promise<void> {
+    const { ns } = this.opts;
+    writeSysctl(ns, "net/ipv4/ip_forward", "1");
+    writeSysctl(ns, "net/ipv6/conf/all/forwarding", "1");
+    writeSysctl(ns, "net/ipv6/conf/all/proxy_ndp", "1");
+    const ul = await this.underlayLink();
+    replaceNftTable(
+      ns,
+      "ip",
+      natTable,
+      [
+        "  chain postrouting {",
+        "    type nat hook postrouting priority srcnat; policy accept;",
+        `    ip saddr ${uplinkRange4} oifname "${ul.name}" masquerade`,
+        "  }",
+      ].join("\n"),
+    );
+    replaceNftTable(
+      ns,
+      "bridge",
+      l2Table,
+      [
+        "  chain forward {",
+        "    type filter hook forward priority 0; policy accept;",
+        `    iifname "tfvx*" ether saddr ${gatewayMac} drop`,
+        `    oifname "tfvx*" ether saddr ${gatewayMac} drop`,
+        "  }",
+      ].join("\n"),
+    );
   }
 
   get activeVnis(): number[] {
-    return [...this.vns.keys()];
+    return [...this.vrfs.keys()];
   }
 
-  /** Makes the VN's bridge, gateway addresses, VXLAN and flood list exist as given. */
+  /** Makes the VN's bridge, VRF, gateway addresses ("ip/plen"), VXLAN and flood list exist as given. */
   async ensureVn(vni: number, gateways: string[], peers: string[]): Promise<void> {
-    const { ns } = this.opts;
-    const br = bridgeName(vni);
-    const vx = vxlanName(vni);
-    let st = this.vns.get(vni);
-    if (!st) {
-      const ul = await this.underlayLink();
-      if (!(await ns.link.find(br))) {
-        await ns.link.createBridge({ name: br, mac: gatewayMac, up: true, mtu: ul.mtu - 50 });
-      }
-      if (!(await ns.link.find(vx))) {
-        await ns.link.createVxlan({
-          name: vx,
-          vni,
-          local: this.opts.vtepIp,
-          port: this.opts.vxlanPort ?? 4789,
-          learning: true,
-          mtu: ul.mtu - 50,
-          master: br,
-          up: true,
-        });
-      }
-      st = { gateways: new Set(), peers: new Set(await ns.neigh.fdbDsts(vx)) };
-      this.vns.set(vni, st);
-      this.opts.log.info({ vni, bridge: br }, "virtual network plumbed");
+    const v = this.vrfs.get(vni) ?? (await this.createVrf(vni));
+    const want = new Set(gateways);
+    for (const gw of want) {
+      if (v.gateways.has(gw)) continue;
+      await v.ns.addr.add("gw", gw).catch(ignoreExists);
+      v.gateways.add(gw);
     }
-    for (const gw of gateways) {
-      if (st.gateways.has(gw)) continue;
-      await ns.addr.add(br, gw).catch((err: unknown) => {
-        if (!isErrno(err, "EEXIST")) throw err;
-      });
-      st.gateways.add(gw);
+    // A subnet that went (or a port that moved) leaves no gateway behind.
+    for (const gw of [...v.gateways]) {
+      if (want.has(gw)) continue;
+      await v.ns.addr.del("gw", gw).catch(() => undefined);
+      v.gateways.delete(gw);
     }
-    const want = new Set(peers.filter((p) => p !== this.opts.vtepIp));
-    for (const p of want) {
-      if (st.peers.has(p)) continue;
-      await ns.neigh.fdbAppend({ dev: vx, mac: zeroMac, dst: p }).catch((err: unknown) => {
-        if (!isErrno(err, "EEXIST")) throw err;
-      });
-      st.peers.add(p);
-    }
-    for (const p of [...st.peers]) {
-      if (want.has(p)) continue;
-      await ns.neigh.fdbDel({ dev: vx, mac: zeroMac, dst: p }, { missingOk: true });
-      st.peers.delete(p);
-    }
+    await this.syncPeers(vni, v, peers);
   }
 
   /** Enslaves a workload's host interface to its VN's bridge once it exists; true if attached. */
@@ -113,58 +144,198 @@ export class ComputePlumbing {
 
   async removeVn(vni: number): Promise<void> {
     const { ns } = this.opts;
-    await ns.link.delete(vxlanName(vni), { missingOk: true });
-    await ns.link.delete(bridgeName(vni), { missingOk: true });
-    this.vns.delete(vni);
+    const v = this.vrfs.get(vni);
+    this.vrfs.delete(vni);
+    // Closing the VRF's namespace takes both legs with it, and the floating-IP routes through its uplink.
+    v?.ns.close();
+    const ul = await this.underlayLink();
+    for (const [fip, r] of this.fips) {
+      if (r.dev !== uplinkName(vni)) continue;
+      await ns.neigh.proxyDel({ dev: ul.name, ip: fip }, { missingOk: true }).catch(() => undefined);
+      this.fips.delete(fip);
+    }
+    for (const name of [gatewayLegName(vni), uplinkName(vni), vxlanName(vni), bridgeName(vni)])
+      await ns.link.delete(name, { missingOk: true });
     this.opts.log.info({ vni }, "virtual network removed from this compute");
   }
 
-  /** Floating IPs (1:1 NAT, the FIP held on the fabric interface) and SNAT of VNs with external access. */
+  /** Floating IPs (1:1 NAT in the VN's VRF, routed in by the compute) and SNAT of VNs with external access. */
   async syncNat(ports: ResolvedPort[]): Promise<void> {
-    const { ns } = this.opts;
-    const ul = await this.underlayLink();
-    const wantFips = new Map<string, string>();
-    for (const p of ports) for (const f of p.floatingIps) wantFips.set(f, p.ip);
-    const snatSubnets = [...new Set(ports.filter((p) => p.snat).map((p) => p.subnet))];
-    const pre = [...wantFips].map(([f, ip]) => `    ip daddr ${f} dnat to ${ip}`);
-    const post = [
-      ...[...wantFips].map(([f, ip]) => `    ip saddr ${ip} oifname "${ul.name}" snat to ${f}`),
-      ...snatSubnets.map((s) => `    ip saddr ${s} oifname "${ul.name}" masquerade`),
-    ];
-    const text =
-      pre.length + post.length === 0
-        ? ""
-        : [
-            "  chain prerouting {",
-            "    type nat hook prerouting priority dstnat; policy accept;",
-            ...pre,
-            "  }",
-            "  chain postrouting {",
-            "    type nat hook postrouting priority srcnat; policy accept;",
-            ...post,
-            "  }",
-          ].join("\n");
-    if (text !== this.natText) {
-      if (text) replaceNftTable(ns, "ip", nftTable, text);
-      else if (this.natText) deleteNftTable(ns, "ip", nftTable);
-      this.natText = text;
+    const wantFips = new Map<string, { dev: string; via: string }>();
+    for (const [vni, v] of this.vrfs) {
+      const mine = ports.filter((p) => p.vni === vni);
+      const pre: string[] = [];
+      const post: string[] = [];
+      const defaults = new Set<4 | 6>();
+      const up = uplinkAddrs(v.slot);
+      for (const p of mine) {
+        for (const fip of p.floatingIps) {
+          const family = fip.includes(":") ? 6 : 4;
+          const a = addrOf(p, family);
+          if (!a) continue;
+          const k = family === 4 ? "ip" : "ip6";
+          pre.push(`    ${k} daddr ${fip} dnat ${k} to ${a.ip}`);
+          post.push(`    ${k} saddr ${a.ip} oifname "up" snat ${k} to ${fip}`);
+          wantFips.set(fip, { dev: uplinkName(vni), via: family === 4 ? up.vrf4 : up.vrf6 });
+          defaults.add(family);
+        }
+      }
+      // TF's logical-router SNAT is IPv4 only.
+      const snatSubnets = new Set(mine.filter((p) => p.snat).flatMap((p) => addrOf(p, 4)?.subnet ?? []));
+      for (const s of snatSubnets) post.push(`    ip saddr ${s} oifname "up" masquerade`);
+      if (snatSubnets.size > 0) defaults.add(4);
+      await this.syncDefaults(v, defaults);
+      const text =
+        pre.length + post.length === 0
+          ? ""
+          : [
+              "  chain prerouting {",
+              "    type nat hook prerouting priority dstnat; policy accept;",
+              ...pre,
+              "  }",
+              "  chain postrouting {",
+              "    type nat hook postrouting priority srcnat; policy accept;",
+              ...post,
+              "  }",
+            ].join("\n");
+      if (text !== v.natText) {
+        if (text) replaceNftTable(v.ns, "inet", natTable, text);
+        else if (v.natText) deleteNftTable(v.ns, "inet", natTable);
+        v.natText = text;
+      }
     }
-    for (const f of wantFips.keys()) {
-      if (this.fips.has(f)) continue;
-      await ns.addr.add(ul.name, `${f}/32`).catch((err: unknown) => {
-        if (!isErrno(err, "EEXIST")) throw err;
-      });
-    }
-    for (const f of this.fips) {
-      if (!wantFips.has(f)) await ns.addr.del(ul.name, `${f}/32`).catch(() => undefined);
-    }
-    this.fips = new Set(wantFips.keys());
+    await this.syncFipRoutes(wantFips);
   }
 
   /** Removes everything this compute's emulator made. */
   async cleanup(): Promise<void> {
-    for (const vni of [...this.vns.keys()]) await this.removeVn(vni).catch(() => undefined);
-    await this.syncNat([]).catch(() => undefined);
+    for (const vni of [...this.vrfs.keys()]) await this.removeVn(vni).catch(() => undefined);
+    await this.syncFipRoutes(new Map()).catch(() => undefined);
+    for (const [family, name] of [
+      ["ip", natTable],
+      ["bridge", l2Table],
+    ] as const) {
+      try {
+        deleteNftTable(this.opts.ns, family, name);
+      } catch {
+        // gone already
+      }
+    }
+  }
+
+  private async createVrf(vni: number): Promise<Vrf> {
+    const { ns, dp } = this.opts;
+    const ul = await this.underlayLink();
+    const mtu = ul.mtu - 50;
+    const br = bridgeName(vni);
+    if (!(await ns.link.find(br))) await ns.link.createBridge({ name: br, up: true, mtu });
+    const vx = vxlanName(vni);
+    if (!(await ns.link.find(vx))) {
+      await ns.link.createVxlan({
+        name: vx,
+        vni,
+        local: this.opts.vtepIp,
+        port: this.opts.vxlanPort ?? 4789,
+        learning: true,
+        mtu,
+        master: br,
+        up: true,
+      });
+    }
+    const used = new Set([...this.vrfs.values()].map((v) => v.slot));
+    let slot = 0;
+    while (used.has(slot)) slot++;
+    if (slot >= uplinkSlots) throw new Error(`more than ${uplinkSlots} virtual networks on this compute`);
+    const up = uplinkAddrs(slot);
+    // Legs left by an agent that died (its VRFs went with it) would block the names.
+    for (const name of [gatewayLegName(vni), uplinkName(vni)])
+      await ns.link.delete(name, { missingOk: true });
+    const vrf = dp.newNetns();
+    try {
+      writeSysctl(vrf, "net/ipv4/ip_forward", "1");
+      writeSysctl(vrf, "net/ipv6/conf/all/forwarding", "1");
+      await ns.link.createVeth({
+        name: gatewayLegName(vni),
+        mtu,
+        up: true,
+        master: br,
+        peer: { name: "gw", netns: vrf, mac: gatewayMac, up: true },
+      });
+      await ns.link.createVeth({
+        name: uplinkName(vni),
+        up: true,
+        peer: { name: "up", netns: vrf, up: true },
+      });
+      await ns.addr.add(uplinkName(vni), `${up.host4}/30`);
+      await ns.addr.add(uplinkName(vni), `${up.host6}/64`);
+      await vrf.addr.add("up", `${up.vrf4}/30`);
+      await vrf.addr.add("up", `${up.vrf6}/64`);
+    } catch (err) {
+      vrf.close();
+      throw err;
+    }
+    const v: Vrf = {
+      ns: vrf,
+      slot,
+      gateways: new Set(),
+      peers: new Set(await ns.neigh.fdbDsts(vx)),
+      natText: "",
+      defaults: new Set(),
+    };
+    this.vrfs.set(vni, v);
+    this.opts.log.info({ vni, bridge: br, uplink: up.host4 }, "virtual network plumbed (own VRF)");
+    return v;
+  }
+
+  private async syncPeers(vni: number, v: Vrf, peers: string[]): Promise<void> {
+    const { ns } = this.opts;
+    const vx = vxlanName(vni);
+    const want = new Set(peers.filter((p) => p !== this.opts.vtepIp));
+    for (const p of want) {
+      if (v.peers.has(p)) continue;
+      await ns.neigh.fdbAppend({ dev: vx, mac: zeroMac, dst: p }).catch(ignoreExists);
+      v.peers.add(p);
+    }
+    for (const p of [...v.peers]) {
+      if (want.has(p)) continue;
+      await ns.neigh.fdbDel({ dev: vx, mac: zeroMac, dst: p }, { missingOk: true });
+      v.peers.delete(p);
+    }
+  }
+
+  /** A VRF routes out only what may leave the VN (SNAT, floating IPs): the rest has no way out, as in TF. */
+  private async syncDefaults(v: Vrf, want: Set<4 | 6>): Promise<void> {
+    const up = uplinkAddrs(v.slot);
+    for (const family of [4, 6] as const) {
+      const dst = family === 4 ? "0.0.0.0/0" : "::/0";
+      const gateway = family === 4 ? up.host4 : up.host6;
+      if (want.has(family) && !v.defaults.has(family)) {
+        await v.ns.route.replace({ dst, gateway, dev: "up" });
+        v.defaults.add(family);
+      } else if (!want.has(family) && v.defaults.has(family)) {
+        await v.ns.route.del({ dst, gateway, dev: "up" }, { missingOk: true });
+        v.defaults.delete(family);
+      }
+    }
+  }
+
+  private async syncFipRoutes(want: Map<string, { dev: string; via: string }>): Promise<void> {
+    const { ns } = this.opts;
+    const ul = await this.underlayLink();
+    for (const [fip, r] of want) {
+      const had = this.fips.get(fip);
+      if (had?.dev === r.dev && had.via === r.via) continue;
+      const dst = `${fip}/${fip.includes(":") ? 128 : 32}`;
+      await ns.route.replace({ dst, gateway: r.via, dev: r.dev });
+      await ns.neigh.proxyAdd({ dev: ul.name, ip: fip });
+    }
+    for (const fip of this.fips.keys()) {
+      if (want.has(fip)) continue;
+      const dst = `${fip}/${fip.includes(":") ? 128 : 32}`;
+      await ns.route.del({ dst }, { missingOk: true }).catch(() => undefined);
+      await ns.neigh.proxyDel({ dev: ul.name, ip: fip }, { missingOk: true }).catch(() => undefined);
+    }
+    this.fips = new Map(want);
   }
 
   private async underlayLink(): Promise<{ name: string; mtu: number }> {

@@ -6,6 +6,17 @@ import { textOf } from "../../forwarder/tf/keys.js";
 import { contains, tryParseCidr, tryParseIp } from "../../networkservice/ipam/cidr.js";
 import { refsOf, vnHasSnat, vnSubnets, type IpamSubnet } from "../../forwarder/tf/vnview.js";
 
+/** One of the port's addresses (an instance-ip) with its subnet's gateway and DNS. */
+export interface PortAddress {
+  family: 4 | 6;
+  ip: string;
+  plen: number;
+  gateway: string;
+  dns: string;
+  /** The subnet of the address, "prefix/len". */
+  subnet: string;
+}
+
 export interface ResolvedPort {
   vmiUuid: string;
   vmUuid: string;
@@ -14,12 +25,8 @@ export interface ResolvedPort {
   vnName: string;
   projectUuid: string;
   mac: string;
-  ip: string;
-  plen: number;
-  gateway: string;
-  dns: string;
-  /** The subnet of the port's address, "a.b.c.d/len". */
-  subnet: string;
+  /** The port's primary address of each family its instance-ips hold, IPv4 first (the agent's primary_ip*). */
+  addrs: PortAddress[];
   /** The VN's VNI: vxlan_network_identifier if configured, else the VN id. */
   vni: number;
   routeTargets: string[];
@@ -28,6 +35,10 @@ export interface ResolvedPort {
   /** The VN reaches outside through a logical router with an external gateway, or fabric SNAT. */
   snat: boolean;
 }
+
+/** The port's address of `family`, if it has one. */
+export const addrOf = (p: ResolvedPort, family: 4 | 6): PortAddress | undefined =>
+  p.addrs.find((a) => a.family === family);
 
 /** The VN's VNI: vxlan_network_identifier when the global mode is "configured", else the VN id (spec §2.6). */
 export function vnVni(vn: VncObject, mode: string): number {
@@ -55,15 +66,30 @@ export async function resolvePort(
   if (!vnRef) return { missing: "virtual network of the interface" };
   const vn = await vnc.tryRead("virtual-network", vnRef.uuid);
   if (!vn) return { missing: `virtual-network ${vnRef.uuid}` };
-  const iipRef = refsOf(vmi, "instance_ip_back_refs")[0];
-  if (!iipRef) return { missing: "instance-ip of the interface" };
-  const iip = await vnc.tryRead("instance-ip", iipRef.uuid);
-  const ip = iip?.["instance_ip_address"] as string | undefined;
-  if (!iip || !ip) return { missing: `address of instance-ip ${iipRef.uuid}` };
+  const iipRefs = refsOf(vmi, "instance_ip_back_refs");
+  if (iipRefs.length === 0) return { missing: "instance-ip of the interface" };
   const subnets = await vnSubnets(vnc, vn);
-  const sn =
-    subnets.find((s) => s.subnet_uuid === iip["subnet_uuid"]) ?? subnets.find((s) => inSubnet(ip, s));
-  if (!sn?.subnet?.ip_prefix || sn.subnet.ip_prefix_len === undefined) return { missing: "IPAM subnet" };
+  const addrs: PortAddress[] = [];
+  for (const ref of iipRefs) {
+    const iip = await vnc.tryRead("instance-ip", ref.uuid);
+    const ip = iip?.["instance_ip_address"] as string | undefined;
+    if (!iip || !ip) return { missing: `address of instance-ip ${ref.uuid}` };
+    const family = tryParseIp(ip)?.family;
+    // The first instance-ip of each family is the primary address the agent reports.
+    if (!family || addrs.some((a) => a.family === family)) continue;
+    const sn =
+      subnets.find((s) => s.subnet_uuid === iip["subnet_uuid"]) ?? subnets.find((s) => inSubnet(ip, s));
+    if (!sn?.subnet?.ip_prefix || sn.subnet.ip_prefix_len === undefined) return { missing: "IPAM subnet" };
+    addrs.push({
+      family,
+      ip,
+      plen: sn.subnet.ip_prefix_len,
+      gateway: sn.default_gateway ?? "",
+      dns: sn.dns_server_address ?? "",
+      subnet: `${sn.subnet.ip_prefix}/${sn.subnet.ip_prefix_len}`,
+    });
+  }
+  addrs.sort((a, b) => a.family - b.family);
   const macs = (vmi["virtual_machine_interface_mac_addresses"] as { mac_address?: string[] } | undefined)
     ?.mac_address;
 
@@ -82,11 +108,7 @@ export async function resolvePort(
     vnName: vn.fq_name.join(":"),
     projectUuid: textOf(vmi["parent_uuid"]),
     mac: macs?.[0] ?? "",
-    ip,
-    plen: sn.subnet.ip_prefix_len,
-    gateway: sn.default_gateway ?? "",
-    dns: sn.dns_server_address ?? "",
-    subnet: `${sn.subnet.ip_prefix}/${sn.subnet.ip_prefix_len}`,
+    addrs,
     vni: vnVni(vn, vniMode),
     routeTargets: vnRouteTargets(vn),
     floatingIps,
