@@ -261,6 +261,8 @@ export interface FakeVnOptions {
   /** Subnets on a flat-subnet IPAM (kube-manager's style) instead of on the VN's ref. */
   flat?: boolean;
   fabricSnat?: boolean;
+  /** A public network (`router_external`): the gateway routes it in both families. */
+  routerExternal?: boolean;
 }
 
 /** Seeds a VN (with its IPAM) in project default-domain:k8s-default; returns the VN's fq-name. */
@@ -278,6 +280,7 @@ export function seedVn(vnc: FakeVnc, name: string, opts: FakeVnOptions): string[
     fq_name: fq,
     network_ipam_refs: [{ to: ipamFq, attr: { ipam_subnets: opts.flat ? [] : opts.subnets } }],
     ...(opts.fabricSnat ? { fabric_snat: true } : {}),
+    ...(opts.routerExternal ? { router_external: true } : {}),
   });
   return fq;
 }

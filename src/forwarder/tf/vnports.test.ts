@@ -143,21 +143,32 @@ describe("VnPorts routes per family", () => {
     assert.deepEqual(routesOf(v6(["::0/0"]), "v6", true), ["::0/0"]);
   });
 
-  const cases: [string, FakeVnOptions, Partial<VnPortsOptions>, string | undefined, boolean][] = [
-    ["no external access (auto)", { subnets: [v4(), v6()] }, {}, undefined, false],
-    ["fabric SNAT (auto)", { subnets: [v4(), v6()], fabricSnat: true }, {}, undefined, true],
-    ["a floating IP (auto)", { subnets: [v4(), v6()] }, {}, "pool", true],
-    ["always", { subnets: [v4(), v6()] }, { defaultRoute: "always" }, undefined, true],
+  const v4Only = [["0.0.0.0/0"], []];
+  const both = [["0.0.0.0/0"], ["::/0"]];
+  const none = [[], []];
+  // TF's SNAT and the endpoint's floating IPs are IPv4: they give no IPv6 default route.
+  const cases: [string, FakeVnOptions, Partial<VnPortsOptions>, string | undefined, string[][]][] = [
+    ["no external access (auto)", { subnets: [v4(), v6()] }, {}, undefined, none],
+    ["fabric SNAT (auto)", { subnets: [v4(), v6()], fabricSnat: true }, {}, undefined, v4Only],
+    ["a floating IP (auto)", { subnets: [v4(), v6()] }, {}, "pool", v4Only],
+    [
+      "a public (router_external) VN (auto)",
+      { subnets: [v4(), v6()], routerExternal: true },
+      {},
+      undefined,
+      both,
+    ],
+    ["always", { subnets: [v4(), v6()] }, { defaultRoute: "always" }, undefined, both],
     [
       "never, even with SNAT",
       { subnets: [v4(), v6()], fabricSnat: true },
       { defaultRoute: "never" },
       undefined,
-      false,
+      none,
     ],
   ];
-  for (const [what, vn, opts, pool, external] of cases) {
-    it(`default routes of both families: ${what}`, async () => {
+  for (const [what, vn, opts, pool, expected] of cases) {
+    it(`default routes per family: ${what}`, async () => {
       const { vnc, fq, ports } = setup(vn, opts);
       let fipPool: string[] | undefined;
       if (pool) {
@@ -168,7 +179,7 @@ describe("VnPorts routes per family", () => {
       const p = await ports.create("c1", fq, undefined, fipPool);
       assert.deepEqual(
         p.addrs.map((a) => a.routes),
-        external ? [["0.0.0.0/0"], ["::/0"]] : [[], []],
+        expected,
       );
     });
   }

@@ -175,7 +175,7 @@ export class VnPorts {
           plen: used.subnet?.ip_prefix_len ?? (family === "v4" ? 32 : 128),
           gateway: used.default_gateway ?? "",
           dns: used.dns_server_address ?? "",
-          routes: routesOf(used, family, external),
+          routes: routesOf(used, family, external.has(family)),
         };
       });
       return {
@@ -242,10 +242,17 @@ export class VnPorts {
       .map((n) => n.slice(vmNameOf("").length));
   }
 
-  /** Whether the client gets default routes: the VN reaches outside (SNAT, a floating IP) or always. */
-  private async external(vn: VncObject, hasFip: boolean): Promise<boolean> {
+  /**
+   * The families the client gets default routes in: those the VN reaches outside in, or both (`always`). A
+   * public (router_external) VN is routed by the gateway in both; logical-router SNAT and this endpoint's
+   * floating IPs are IPv4 only in TF, so they give no IPv6 default route.
+   */
+  private async external(vn: VncObject, hasFip: boolean): Promise<Set<"v4" | "v6">> {
     const mode = this.opts.defaultRoute ?? "auto";
-    return mode === "always" || (mode === "auto" && (hasFip || (await vnHasSnat(this.vnc, vn))));
+    if (mode === "always" || (mode === "auto" && vn["router_external"] === true))
+      return new Set(["v4", "v6"]);
+    if (mode === "never") return new Set();
+    return hasFip || (await vnHasSnat(this.vnc, vn)) ? new Set(["v4"]) : new Set();
   }
 
   private async make(
