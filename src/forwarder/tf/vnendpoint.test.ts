@@ -76,8 +76,8 @@ describe("tfvn connection context", () => {
     const ip = conn.context!.ipContext!;
     assert.deepEqual(ip.srcIpAddrs, ["2001:db8:1:0:ffff:ffff:ffff:fffc/64"]);
     assert.deepEqual(ip.srcRoutes, [
-      // SNAT is IPv4 in TF: no IPv6 default route through it.
       { prefix: "2001:db8:99::/48", nextHop: gw6 },
+      { prefix: "::/0", nextHop: gw6 },
     ]);
     const x = conn.context!.extraContext;
     assert.equal(x[tfKeys.iip6Uuid], e.vnc.all("instance-ip")[0]!.uuid);
