@@ -30,7 +30,9 @@ export function demoCommand(program: Command): void {
     .requiredOption("--name <name>")
     .action(async (o: { listen: string; name: string }) => {
       const i = o.listen.lastIndexOf(":");
-      const server = await serveHello(o.listen.slice(0, i), Number(o.listen.slice(i + 1)), o.name);
+      // "[2001:db8::1]:80" as in URLs: the host without its brackets.
+      const host = o.listen.slice(0, i).replace(/^\[(.*)\]$/, "$1");
+      const server = await serveHello(host, Number(o.listen.slice(i + 1)), o.name);
       stopOnSignals(() => new Promise((r) => server.close(() => r())));
     });
   demo.command("http-get <url>", { hidden: true }).action(async (url: string) => {

@@ -14,6 +14,8 @@ import {
   gwAIp,
   gwBIp,
   internetIp,
+  internetIp6,
+  publicSubnet6,
   netnsDel,
   netnsPath,
   plan,
@@ -70,6 +72,7 @@ interface Clients {
   remote: Conn;
   snat: Conn;
   fip: Conn;
+  pub: Conn;
   strA: Conn;
   strB: Conn;
 }
@@ -198,18 +201,20 @@ async function startServices(run: DemoRun): Promise<void> {
   await Promise.all([
     ...cloud("a", t.gwA, gwAIp, nodesOf("a")),
     ...cloud("b", t.gwB, gwBIp, nodesOf("b")),
-    procs.start({
-      name: "web-internet",
-      netns: t.inet,
-      args: ["demo", "web-server", "--listen", `${internetIp}:80`, "--name", "the internet"],
-      ready: "web server ready",
-      env,
-    }),
+    ...[internetIp, `[${internetIp6}]`].map((ip, i) =>
+      procs.start({
+        name: `web-internet${i === 0 ? "" : "6"}`,
+        netns: t.inet,
+        args: ["demo", "web-server", "--listen", `${ip}:80`, "--name", "the internet"],
+        ready: "web server ready",
+        env,
+      }),
+    ),
   ]);
-  say("registries, TF config APIs and the internet's web server (203.0.113.10) up");
+  say(`registries, TF config APIs and the internet's web server (${internetIp}, ${internetIp6}) up`);
   await provision(dir);
   say(
-    "TF provisioned: VN external (SNAT via logical router, floating IPs from public), VN stretch in both clouds",
+    "TF provisioned: VN external (SNAT via logical router, floating IPs from public), VN public (dual stack, routed), VN stretch (dual stack) in both clouds",
   );
 
   await Promise.all(t.nodes.map((n) => startNode(procs, t, n, sock, dir, env)));
@@ -254,22 +259,24 @@ async function startClients(run: DemoRun): Promise<Clients> {
     return conn as Conn;
   };
   const [a1, a2, b1] = t.nodes as [DemoNode, DemoNode, DemoNode];
-  const [local, remote, snat, fip, strA, strB] = await Promise.all([
+  const [local, remote, snat, fip, pub, strA, strB] = await Promise.all([
     nsc("nsc-local", a2, t.pods["pod-a2"]!, "kernel://icmp/nsm-icmp"),
     nsc("nsc-remote", a1, t.pods["pod-a1"]!, "kernel://icmp/nsm-icmp"),
     nsc("nsc-snat", a1, t.pods["pod-a1"]!, "kernel://external/nsm-ext"),
     nsc("nsc-fip", a1, t.pods["web-a1"]!, "kernel://external-fip/nsm-fip"),
+    nsc("nsc-public", a2, t.pods["pod-a2"]!, "kernel://public/nsm-pub"),
     nsc("nsc-stretch-a", a1, t.pods["pod-a1"]!, "kernel://stretch/nsm-str"),
     nsc("nsc-stretch-b", b1, t.pods["pod-b1"]!, "kernel://stretch/nsm-str"),
   ]);
 
-  return { local, remote, snat, fip, strA, strB };
+  return { local, remote, snat, fip, pub, strA, strB };
 }
 
 /** Proves each scenario with traffic; a row per scenario, and throws at the first that fails. */
 async function proveScenarios(run: DemoRun, conns: Clients, rows: Row[]): Promise<void> {
   const { t, procs, env } = run;
-  const { local, remote, snat, fip, strA, strB } = conns;
+  const { local, remote, snat, fip, pub, strA, strB } = conns;
+  const v6 = (ips: string[] | undefined): string => host((ips ?? []).find((a) => a.includes(":")));
   const setup = (c: Conn): string => (c.setupMs === undefined ? "" : `${c.setupMs.toFixed(0)} ms`);
   const pings = async (pod: string, src: string, dst: string): Promise<string> => {
     const r = await ping(netnsPath(pod), { src, dst, count: 3, timeoutMs: 3000, stopAfterReplies: 2 });
@@ -311,6 +318,16 @@ async function proveScenarios(run: DemoRun, conns: Clients, rows: Row[]): Promis
     },
     () => Promise.resolve().then(() => httpGet(t.pods["pod-a1"]!, `http://${internetIp}/`, "the internet")),
   );
+  await check(
+    {
+      scenario: "pod → internet (IPv6)",
+      path: "pod-a2 ─TF VN public (routed, no NAT)─ internet",
+      addresses: `${v6(pub.srcIps)} → [${internetIp6}]:80`,
+      setup: setup(pub),
+    },
+    () =>
+      Promise.resolve().then(() => httpGet(t.pods["pod-a2"]!, `http://[${internetIp6}]/`, "the internet")),
+  );
   const webIp = host(fip.srcIps[0]);
   const floating = fip.extra?.["tf.floating-ip"] ?? "";
   await procs.start({
@@ -338,6 +355,16 @@ async function proveScenarios(run: DemoRun, conns: Clients, rows: Row[]): Promis
     },
     async () =>
       `${await pings(t.pods["pod-a1"]!, host(strA.srcIps[0]), host(strB.srcIps[0]))}; back ${await pings(t.pods["pod-b1"]!, host(strB.srcIps[0]), host(strA.srcIps[0]))}`,
+  );
+  await check(
+    {
+      scenario: "cloud A ↔ cloud B (IPv6)",
+      path: "pod-a1 ─TF VN stretch, IPv6 subnet, over the WAN─ pod-b1",
+      addresses: `${v6(strA.srcIps)} ↔ ${v6(strB.srcIps)}`,
+      setup: `${setup(strA)} / ${setup(strB)}`,
+    },
+    async () =>
+      `${await pings(t.pods["pod-a1"]!, v6(strA.srcIps), v6(strB.srcIps))}; back ${await pings(t.pods["pod-b1"]!, v6(strB.srcIps), v6(strA.srcIps))}`,
   );
 }
 
@@ -389,7 +416,7 @@ async function startNode(
       env: { ...env, NODE_NAME: n.name },
     }),
   ]);
-  const services = n.cloud === "a" ? "external,external-fip,stretch" : "stretch";
+  const services = n.cloud === "a" ? "external,external-fip,public,stretch" : "stretch";
   await Promise.all([
     procs.start({
       name: `fwd-kernel-${n.name}`,
@@ -490,21 +517,17 @@ async function startNode(
 async function provision(dir: string): Promise<void> {
   const k8s = ["default-domain", "k8s-default"];
   const ipam = ["default-domain", "default-project", "default-network-ipam"];
-  const vn = (prefix: string, len: number, extra: Record<string, unknown> = {}, pool?: [string, string]) => ({
+  /** A subnet "prefix/len", with an allocation pool when given. */
+  const subnet = (cidr: string, pool?: readonly [string, string]) => {
+    const [prefix, len] = cidr.split("/");
+    return {
+      subnet: { ip_prefix: prefix, ip_prefix_len: Number(len) },
+      ...(pool ? { allocation_pools: [{ start: pool[0], end: pool[1] }] } : {}),
+    };
+  };
+  const vn = (subnets: ReturnType<typeof subnet>[], extra: Record<string, unknown> = {}) => ({
     parent_type: "project",
-    network_ipam_refs: [
-      {
-        to: ipam,
-        attr: {
-          ipam_subnets: [
-            {
-              subnet: { ip_prefix: prefix, ip_prefix_len: len },
-              ...(pool ? { allocation_pools: [{ start: pool[0], end: pool[1] }] } : {}),
-            },
-          ],
-        },
-      },
-    ],
+    network_ipam_refs: [{ to: ipam, attr: { ipam_subnets: subnets } }],
     ...extra,
   });
   // One route target and one configured VNI make `stretch` a single L2 network across both clouds; each
@@ -513,9 +536,9 @@ async function provision(dir: string): Promise<void> {
     route_target_list: { route_target: ["target:64512:7000"] },
     virtual_network_properties: { vxlan_network_identifier: 7000 },
   };
-  for (const [c, pool] of [
-    ["a", ["100.64.30.10", "100.64.30.99"]],
-    ["b", ["100.64.30.100", "100.64.30.199"]],
+  for (const [c, pool, pool6] of [
+    ["a", ["100.64.30.10", "100.64.30.99"], ["2001:db8:30::a:0", "2001:db8:30::a:ffff"]],
+    ["b", ["100.64.30.100", "100.64.30.199"], ["2001:db8:30::b:0", "2001:db8:30::b:ffff"]],
   ] as const) {
     const vnc = new VncClient({ url: "http://tf-config", socketPath: join(dir, `vnc-${c}.sock`) });
     try {
@@ -526,13 +549,16 @@ async function provision(dir: string): Promise<void> {
       await vnc.update("global-vrouter-config", g.uuid, { vxlan_network_identifier_mode: "configured" });
       await vnc.create("virtual-network", {
         fq_name: [...k8s, "stretch"],
-        ...vn("100.64.30.0", 24, stretch, [pool[0], pool[1]]),
+        ...vn([subnet("100.64.30.0/24", pool), subnet("2001:db8:30::/64", pool6)], stretch),
       });
       if (c === "a") {
-        await vnc.create("virtual-network", { fq_name: [...k8s, "external"], ...vn("100.64.10.0", 24) });
+        await vnc.create("virtual-network", {
+          fq_name: [...k8s, "external"],
+          ...vn([subnet("100.64.10.0/24")]),
+        });
         await vnc.create("virtual-network", {
           fq_name: [...k8s, "public"],
-          ...vn("198.51.100.0", 24, { router_external: true }),
+          ...vn([subnet("198.51.100.0/24"), subnet(publicSubnet6)], { router_external: true }),
         });
         await vnc.create("floating-ip-pool", {
           fq_name: [...k8s, "public", "pool"],

@@ -3,7 +3,7 @@
 // `ip netns exec` and every operator tool see them); every link, address, route and sysctl goes through
 // src/dataplane.
 //
-//   internet (203.0.113.10) ── gw-a ══ WAN 198.19.0.0/30 ══ gw-b
+//   internet (203.0.113.10, 2001:db8:203::10) ── gw-a ══ WAN 198.19.0.0/30 ══ gw-b
 //                              │ fabric A 198.18.0.0/24      │ fabric B 198.18.1.0/24
 //                          node a1 (.11), a2 (.12)       node b1 (.11)
 import { execFileSync } from "node:child_process";
@@ -32,6 +32,9 @@ export interface Topology {
 }
 
 export const internetIp = "203.0.113.10";
+/** The internet's IPv6 address, and the public VN's IPv6 subnet (routed on fabric A, no NAT). */
+export const internetIp6 = "2001:db8:203::10";
+export const publicSubnet6 = "2001:db8:100::/64";
 export const gwAIp = "198.18.0.1";
 export const gwBIp = "198.18.1.1";
 
@@ -66,6 +69,9 @@ export function plan(prefix: string): Topology {
 
 export const netnsPath = (name: string): string => `${NETNS_RUN_DIR}/${name}`;
 
+/** A cloud's fabric IPv6 prefix (documentation range); hosts append their fabric IPv4 host number. */
+const fabric6 = (cloud: "a" | "b"): string => (cloud === "a" ? "2001:db8:ff00::" : "2001:db8:ff01::");
+
 function netnsAdd(name: string): void {
   execFileSync("ip", ["netns", "add", name], { stdio: ["ignore", "ignore", "pipe"] });
 }
@@ -94,8 +100,10 @@ export async function build(t: Topology): Promise<void> {
     // Fabrics: a bridge in each cloud's gateway, a veth to each node.
     await gwA.link.createBridge({ name: `${p}fa`, up: true, mtu: fabricMtu });
     await gwA.addr.add(`${p}fa`, `${gwAIp}/24`);
+    await gwA.addr.add(`${p}fa`, `${fabric6("a")}1/64`);
     await gwB.link.createBridge({ name: `${p}fb`, up: true, mtu: fabricMtu });
     await gwB.addr.add(`${p}fb`, `${gwBIp}/24`);
+    await gwB.addr.add(`${p}fb`, `${fabric6("b")}1/64`);
     for (const n of t.nodes) {
       const gw = n.cloud === "a" ? gwA : gwB;
       const node = h[n.ns]!;
@@ -108,6 +116,9 @@ export async function build(t: Topology): Promise<void> {
       });
       await node.addr.add(`${p}${n.name}u`, `${n.ip}/24`);
       await node.route.add({ dst: "0.0.0.0/0", gateway: n.gw });
+      // IPv6 on the fabric too: a compute forwards its public VN's IPv6 traffic (IPv4 keeps the tunnels).
+      await node.addr.add(`${p}${n.name}u`, `${fabric6(n.cloud)}${n.ip.split(".")[3]}/64`);
+      await node.route.add({ dst: "::/0", gateway: `${fabric6(n.cloud)}1` });
     }
     // The WAN between the clouds' gateways, and the internet behind cloud A's.
     await gwA.link.createVeth({
@@ -126,10 +137,16 @@ export async function build(t: Topology): Promise<void> {
     await gwA.addr.add(`${p}ia`, "203.0.113.1/24");
     await inet.addr.add(`${p}ib`, `${internetIp}/24`);
     await inet.route.add({ dst: "0.0.0.0/0", gateway: "203.0.113.1" });
-    // Floating IPs sit on the computes' fabric interfaces: the gateway reaches them on the fabric.
+    await gwA.addr.add(`${p}ia`, "2001:db8:203::1/64");
+    await inet.addr.add(`${p}ib`, `${internetIp6}/64`);
+    await inet.route.add({ dst: "::/0", gateway: "2001:db8:203::1" });
+    // Floating IPs and the public VN's addresses are answered for on fabric A by the compute that holds them.
     await gwA.route.add({ dst: "198.51.100.0/24", dev: `${p}fa` });
-    writeSysctl(gwA, "net/ipv4/ip_forward", "1");
-    writeSysctl(gwB, "net/ipv4/ip_forward", "1");
+    await gwA.route.add({ dst: publicSubnet6, dev: `${p}fa` });
+    for (const gw of [gwA, gwB]) {
+      writeSysctl(gw, "net/ipv4/ip_forward", "1");
+      writeSysctl(gw, "net/ipv6/conf/all/forwarding", "1");
+    }
   } finally {
     dp.close();
   }

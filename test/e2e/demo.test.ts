@@ -48,12 +48,14 @@ describe("nsm demo", { timeout: 240_000 }, () => {
       "pod → pod, same node",
       "pod → pod, across nodes",
       "pod → internet",
+      "pod → internet \\(IPv6\\)",
       "internet → pod",
       "cloud A ↔ cloud B",
+      "cloud A ↔ cloud B \\(IPv6\\)",
     ]) {
-      assert.match(r.stdout, new RegExp(`${s}.*ok: `), `${s}:\n${r.stdout}`);
+      assert.match(r.stdout, new RegExp(`${s} .*ok: `), `${s}:\n${r.stdout}`);
     }
-    const m = /all 5 scenarios passed in ([\d.]+) s/.exec(r.stdout);
+    const m = /all 7 scenarios passed in ([\d.]+) s/.exec(r.stdout);
     assert.ok(m, r.stdout);
     assertNothingLeft();
   });

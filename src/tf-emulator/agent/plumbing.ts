@@ -4,8 +4,9 @@
 //     (VNI = the VN's VNI, one flood entry per remote VTEP), and two legs into the VRF;
 //   - the VRF: a private network namespace (gone with the agent) holding the subnets' gateways on `gw` with
 //     TF's gateway MAC, and an uplink `up` to the compute for what leaves the VN: floating IPs (1:1 NAT in
-//     the VRF, the compute routing the FIP in and answering ARP/ND for it on the fabric) and logical-router
-//     SNAT (masquerade in the VRF, then to the compute's fabric address).
+//     the VRF, the compute routing the FIP in and answering ARP/ND for it on the fabric), the addresses of
+//     a public (router_external) VN (routed the same way, no NAT) and logical-router SNAT (masquerade in
+//     the VRF, then to the compute's fabric address).
 // Each compute's gateway answers its own workloads only: its frames never cross the VXLAN tunnels.
 // Everything here is made through src/dataplane.
 import type { Logger } from "pino";
@@ -71,7 +72,7 @@ const ignoreExists = (err: unknown): void => {
 
 export class ComputePlumbing {
   private readonly vrfs = new Map<number, Vrf>();
-  /** Floating IP → the uplink it is routed into. */
+  /** Floating IP or public address → the uplink it is routed into. */
   private fips = new Map<string, { dev: string; via: string }>();
   private underlay: { name: string; mtu: number } | undefined;
 
@@ -179,6 +180,11 @@ export class ComputePlumbing {
           wantFips.set(fip, { dev: uplinkName(vni), via: family === 4 ? up.vrf4 : up.vrf6 });
           defaults.add(family);
         }
+      }
+      // A public network's addresses are routed as they are, in both families.
+      for (const a of mine.filter((p) => p.routed).flatMap((p) => p.addrs)) {
+        wantFips.set(a.ip, { dev: uplinkName(vni), via: a.family === 4 ? up.vrf4 : up.vrf6 });
+        defaults.add(a.family);
       }
       // TF's logical-router SNAT is IPv4 only.
       const snatSubnets = new Set(mine.filter((p) => p.snat).flatMap((p) => addrOf(p, 4)?.subnet ?? []));

@@ -34,6 +34,8 @@ export interface ResolvedPort {
   floatingIps: string[];
   /** The VN reaches outside through a logical router with an external gateway, or fabric SNAT. */
   snat: boolean;
+  /** The VN is a public (router_external) network: the gateway routes its addresses, no NAT. */
+  routed: boolean;
 }
 
 /** The port's address of `family`, if it has one. */
@@ -113,6 +115,7 @@ export async function resolvePort(
     routeTargets: vnRouteTargets(vn),
     floatingIps,
     snat,
+    routed: vn["router_external"] === true,
   };
 }
 
