@@ -163,6 +163,7 @@ describe(
       for (const ip of ["198.51.100.77", "2001:db8:77::7"]) await a.neigh.proxyDel({ dev, ip });
       await a.neigh.proxyDel({ dev, ip: "198.51.100.77" }, { missingOk: true });
       assert.doesNotMatch(sh("ip", "-n", nsA, "neigh", "show", "proxy"), /198\.51\.100\.77/);
+      await a.link.delete(dev);
     });
 
     it("reads links back: kind, mtu, mac, state, peer index, netns id", async () => {
