@@ -171,12 +171,12 @@ try {
   await all[0]!.request({ service: "external", ifname: "nsm-ip" });
   for (let i = 0; i < cfg.iperfReps; i++) tput.push(iperf(cluster.inet, pods[0]!, internetIp));
   await all[0]!.closeAll();
-  // The emulator's Linux data path (veth → bridge → nft SNAT → fabric), not a TF or an NSM figure; the key
+  // The emulator's Linux data path (veth → bridge → VRF and compute SNAT → fabric), not a TF or an NSM figure; the key
   // keeps its name so that earlier results stay comparable.
   results.pod_to_internet_gbps = median(tput);
   results.pod_to_internet_runs = tput.length;
   printTable(
-    "throughput pod → internet through the TF emulator's Linux data path (veth → bridge → nft SNAT → fabric; not a TF or NSM figure), iperf3 single stream",
+    "throughput pod → internet through the TF emulator's Linux data path (veth → bridge → the VN's VRF, nft SNAT → compute, nft SNAT → fabric; not a TF or NSM figure), iperf3 single stream",
     ["runs", "median Gbit/s", "min", "max"],
     [[String(tput.length), fmt(median(tput)), fmt(Math.min(...tput)), fmt(Math.max(...tput))]],
   );

@@ -299,6 +299,9 @@ export class TfCluster {
             `icmp-${i}`,
             "--cidr",
             `169.254.${i}.0/24`,
+            // Its interfaces in a namespace of its own: an endpoint may not be handed its own namespace.
+            "--netns",
+            this.net.path(this.net.add(`icmp${i}`)),
           ],
           "endpoint ready",
           {},
