@@ -18,7 +18,8 @@ export DEBIAN_FRONTEND=noninteractive
 # iproute2, iputils-ping, iperf3, procps: network namespaces, liveness pings, benchmarks, process control;
 # openssl: tests make X.509-SVIDs for mTLS.
 # nftables: the TF emulator's floating-IP NAT and SNAT.
-packages=(build-essential python3 iproute2 iputils-ping iperf3 procps openssl nftables)
+# python3-venv: TF's official Python client (vnc_api, from PyPI) is run against the TF emulator in the tests.
+packages=(build-essential python3 python3-venv iproute2 iputils-ping iperf3 procps openssl nftables)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -28,3 +29,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 npm ci --no-audit --no-fund --loglevel=error
+
+# TF's official config API client, contrail-api-client R2005 (its vnc_api needs future, six and requests), in a
+# venv of the checkout: test/integration/vnc-python.test.ts drives the emulator with it.
+venv=.cache/vnc-python
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import vnc_api.vnc_api" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check contrail-api-client==2005 future==1.0.0 six==1.17.0 \
+    requests==2.34.2
+fi
