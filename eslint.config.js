@@ -8,6 +8,7 @@ export default tseslint.config(
       "src/api/**",
       "node_modules/**",
       "dist/**",
+      ".cache/**",
       "bin/**",
       "scripts/**",
       "test/helpers/*.mjs",
