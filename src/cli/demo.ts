@@ -10,7 +10,7 @@ export function demoCommand(program: Command): void {
   const demo = program
     .command("demo")
     .description(
-      "two clouds in network namespaces: every component, five scenarios with real traffic (as root)",
+      "two clouds in network namespaces: every component, seven scenarios with real traffic (as root)",
     )
     .option("--keep", "leave the demo running afterwards (remove it with `nsm demo down`)")
     .action(async (o: { keep?: boolean }) => {
