@@ -210,6 +210,17 @@ function checkNetnsFd(fd: number, ctx: OpContext, path: string): void {
     );
 }
 
+/** Moves the calling thread back into the namespace open at `orig`; throws if it cannot. */
+function returnTo(orig: number, ctx: OpContext): void {
+  const back = setns(orig, CLONE_NEWNET);
+  if (back === 0) return;
+  // The main thread is stranded in a foreign namespace: nothing this process does can be trusted now.
+  process.emitWarning(`dataplane: cannot return to the original network namespace (errno ${back})`);
+  throw new DataplaneError({ ...ctx, op: "netns leave" }, back, {
+    detail: "cannot return to the original network namespace; restart the process",
+  });
+}
+
 /**
  * Runs `fn` with the calling thread inside the namespace open at `fd`, then returns to the original
  * namespace. `fn` must be synchronous: nothing else may run on this thread meanwhile.
@@ -232,15 +243,7 @@ export function inNetns<T>(fd: number, ctx: OpContext, fn: () => T): T {
     try {
       return fn();
     } finally {
-      const back = setns(orig, CLONE_NEWNET);
-      if (back !== 0) {
-        // The main thread is stranded in a foreign namespace: nothing this process does can be trusted now.
-        process.emitWarning(`dataplane: cannot return to the original network namespace (errno ${back})`);
-        // eslint-disable-next-line no-unsafe-finally
-        throw new DataplaneError({ ...ctx, op: "netns leave" }, back, {
-          detail: "cannot return to the original network namespace; restart the process",
-        });
-      }
+      returnTo(orig, ctx);
     }
   } finally {
     closeSync(orig);
@@ -281,14 +284,7 @@ export function unshareNetnsFile(): NetnsFile {
     try {
       return openNetnsFile(SELF_NETNS);
     } finally {
-      const back = setns(orig, CLONE_NEWNET);
-      if (back !== 0) {
-        process.emitWarning(`dataplane: cannot return to the original network namespace (errno ${back})`);
-        // eslint-disable-next-line no-unsafe-finally
-        throw new DataplaneError({ ...ctx, op: "netns leave" }, back, {
-          detail: "cannot return to the original network namespace; restart the process",
-        });
-      }
+      returnTo(orig, ctx);
     }
   } finally {
     closeSync(orig);
