@@ -5,61 +5,11 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { VncClient, VncError, type VncObject } from "../../forwarder/tf/vnc.js";
-import { startVncServer, type RunningVncServer, type VncServerOptions } from "./server.js";
+import { VncClient, type VncObject } from "../../forwarder/tf/vnc.js";
+import { startVncServer, type RunningVncServer } from "./server.js";
 import { StateFile } from "./statefile.js";
 import type { StoreSnapshot } from "./store.js";
-
-const ipam = ["default-domain", "default-project", "default-network-ipam"];
-const project = ["default-domain", "k8s-default"];
-
-interface Ref {
-  to: string[];
-  uuid: string;
-  href: string;
-  attr: Record<string, unknown> | null;
-}
-const refs = (o: VncObject, key: string): Ref[] => (Array.isArray(o[key]) ? (o[key] as Ref[]) : []);
-
-async function rejectsWith(p: Promise<unknown>, status: number, text: RegExp | string): Promise<VncError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof VncError, `expected a VncError, got ${String(err)}`);
-    assert.equal(err.status, status, err.message);
-    if (typeof text === "string") assert.equal(err.body, text);
-    else assert.match(err.body, text);
-    return err;
-  }
-  assert.fail(`expected ${status} ${String(text)}, but the call succeeded`);
-}
-
-async function withServer(
-  opts: VncServerOptions = {},
-): Promise<{ s: RunningVncServer; c: VncClient; done: () => Promise<void> }> {
-  const s = await startVncServer({ port: 0, ...opts });
-  const c = new VncClient({ url: s.url, retries: 0 });
-  return {
-    s,
-    c,
-    done: async () => {
-      c.close();
-      await s.stop();
-    },
-  };
-}
-
-/** A VN in k8s-default with one subnet on the default IPAM. */
-function vnBody(
-  name: string,
-  subnet: Record<string, unknown>,
-): Record<string, unknown> & { fq_name: string[] } {
-  return {
-    fq_name: [...project, name],
-    parent_type: "project",
-    network_ipam_refs: [{ to: ipam, attr: { ipam_subnets: [subnet] } }],
-  };
-}
+import { ipam, project, refs, rejectsWith, vnBody, withServer } from "./testkit.js";
 
 describe("VNC emulator: API surface", () => {
   let s: RunningVncServer;
