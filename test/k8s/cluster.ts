@@ -251,3 +251,26 @@ export async function deleteAll(examples: string[]): Promise<void> {
   for (const dir of ["tf", "tf-emulator", "spire"])
     await kubectl(["delete", "-k", `${deployDir}${dir}`, "--wait=true"], 180_000);
 }
+
+/**
+ * Prints the warnings and errors (pino level ≥ 40) of every container of the pods in `namespaces`, previous
+ * instances included, so a failed run carries the evidence of what went wrong.
+ */
+export async function dumpLogs(namespaces: string[]): Promise<void> {
+  for (const ns of namespaces) {
+    for (const p of await pods(ns).catch(() => [])) {
+      for (const c of p.spec.containers) {
+        for (const previous of [false, true]) {
+          const args = ["-n", ns, "logs", p.metadata.name, "-c", c.name, ...(previous ? ["--previous"] : [])];
+          const text = await kubectl(args).catch(() => "");
+          const lines = text.split("\n").filter((l) => /"level":(4|5|6)\d/.test(l));
+          if (lines.length === 0) continue;
+          console.log(
+            `# --- ${ns}/${p.metadata.name}/${c.name}${previous ? " (previous)" : ""} on ${p.spec.nodeName}`,
+          );
+          for (const l of lines.slice(-60)) console.log(`# ${l}`);
+        }
+      }
+    }
+  }
+}

@@ -9,6 +9,7 @@ import {
   nscConnection,
   type NscConnection,
   deleteAll,
+  dumpLogs,
   execIn,
   kubectl,
   kubectlJson,
@@ -73,7 +74,12 @@ async function outageWhileReplacing(app: string): Promise<{ outageMs: number; an
   const outageMs = longestGap * 100;
   timings[`${app} delete: longest ping gap`] = outageMs;
   console.log(`# ${app} delete: ${sent} pings sent, ${answered} answered, longest gap ${outageMs} ms`);
-  assert.match(await ping(ns, "alpine", dst), /3 packets received/);
+  try {
+    assert.match(await ping(ns, "alpine", dst), /3 packets received/);
+  } catch (err) {
+    await dumpLogs(["nsm-system", ns]);
+    throw err;
+  }
   return { outageMs, answered };
 }
 
@@ -172,6 +178,7 @@ describe("nsm-ts on Kubernetes (two nodes)", { timeout: 30 * 60_000 }, () => {
   it("deleting the client's kernel forwarder pod: its successor adopts the connection (outage measured)", async () => {
     const { outageMs } = await outageWhileReplacing("forwarder-kernel");
     // One forwarder name per node: the new one adopts the links instead of failing on them.
+    if (outageMs >= 1000) await dumpLogs(["nsm-system", "ns-kernel2vxlan2kernel"]);
     assert.ok(outageMs < 1000, `longest ping gap ${outageMs} ms`);
   });
 
