@@ -161,13 +161,14 @@ describe("TF forwarder e2e", { timeout: 240_000 }, () => {
       const cfg = JSON.parse(cluster.agentCall(n1, "GET", `/vm-cfg/${x[tfKeys.vmName]!}`).body) as {
         id: string;
         "vm-uuid": string;
+        "vlan-id": number;
         annotations: string[];
       }[];
       assert.equal(cfg[0]!.id, x[tfKeys.vmiUuid]);
       assert.equal(cfg[0]!["vm-uuid"], x[tfKeys.vmUuid]);
       assert.ok(cfg[0]!.annotations.includes("{index:0/1}"));
       assert.ok(cfg[0]!.annotations.includes("{interface:nsm-ext}"), "the client's interface name");
-      assert.equal((cfg[0] as unknown as Record<string, unknown>)["vlan-id"], 65535, "no VLAN: 0xffff");
+      assert.equal(cfg[0]!["vlan-id"], 65535, "no VLAN: 0xffff");
       assert.ok(ping(p1, x[tfKeys.gateway]!, 2), "ping the VN gateway");
 
       const b = await c2.request({ service: "external", ifname: "nsm-ext" });

@@ -14,7 +14,6 @@ import type { ClientPool } from "./pool.js";
 const urlKey = Symbol("connect.url");
 /** How long a Request waits for a channel that is reconnecting (a little over the maximum backoff, 1 s). */
 const reconnectWaitMs = 1500;
-const ok = [(): boolean => true, (): boolean => false] as const;
 
 /** Produces the per-call metadata (tokens) for a call to `url`; see src/components/security.ts. */
 export type CallMetadata = (
@@ -79,7 +78,13 @@ export function connect(opts: ConnectOptions): NetworkServiceElement {
           // the channel once, briefly, and resend: the peer did not see the first one.
           if (toStatusError(err).code !== status.UNAVAILABLE || client.isReady()) throw err;
           const wait = Math.min(reconnectWaitMs, timeout(ctx) - 1);
-          if (wait <= 0 || !(await client.waitReady(wait).then(...ok))) throw err;
+          const ready =
+            wait > 0 &&
+            (await client.waitReady(wait).then(
+              () => true,
+              () => false,
+            ));
+          if (!ready) throw err;
           return send();
         });
         meta.set(urlKey, url);

@@ -37,6 +37,7 @@ export function vmCfgItem(vmi: VncObject, vmUuid: string, vmKey: string): Record
   const props = vmi["virtual_machine_interface_properties"] as
     { sub_interface_vlan_tag?: number } | undefined;
   const tag = props?.sub_interface_vlan_tag;
+  const sub = typeof tag === "number" && tag > 0;
   return {
     id: vmi.uuid,
     [vmKey]: vmUuid,
@@ -45,8 +46,8 @@ export function vmCfgItem(vmi: VncObject, vmUuid: string, vmKey: string): Record
     "mac-address":
       (vmi["virtual_machine_interface_mac_addresses"] as { mac_address?: string[] } | undefined)
         ?.mac_address?.[0] ?? "",
-    "sub-interface": tag !== undefined && tag !== null && tag > 0,
-    "vlan-id": tag !== undefined && tag !== null && tag > 0 ? tag : noVlan,
+    "sub-interface": sub,
+    "vlan-id": sub ? tag : noVlan,
     ...(kv.length > 0 ? { annotations: kv.map((p) => `{${p.key}:${p.value}}`) } : {}),
   };
 }

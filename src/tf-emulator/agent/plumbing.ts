@@ -73,7 +73,7 @@ const ignoreExists = (err: unknown): void => {
 export class ComputePlumbing {
   private readonly vrfs = new Map<number, Vrf>();
   /** Floating IP or public address → the uplink it is routed into. */
-  private fips = new Map<string, { dev: string; via: string }>();
+  private routedIn = new Map<string, { dev: string; via: string }>();
   private underlay: { name: string; mtu: number } | undefined;
 
   constructor(private readonly opts: PlumbingOptions) {}
@@ -150,10 +150,10 @@ export class ComputePlumbing {
     // Closing the VRF's namespace takes both legs with it, and the floating-IP routes through its uplink.
     v?.ns.close();
     const ul = await this.underlayLink();
-    for (const [fip, r] of this.fips) {
+    for (const [fip, r] of this.routedIn) {
       if (r.dev !== uplinkName(vni)) continue;
       await ns.neigh.proxyDel({ dev: ul.name, ip: fip }, { missingOk: true }).catch(() => undefined);
-      this.fips.delete(fip);
+      this.routedIn.delete(fip);
     }
     for (const name of [gatewayLegName(vni), uplinkName(vni), vxlanName(vni), bridgeName(vni)])
       await ns.link.delete(name, { missingOk: true });
@@ -162,7 +162,7 @@ export class ComputePlumbing {
 
   /** Floating IPs (1:1 NAT in the VN's VRF, routed in by the compute) and SNAT of VNs with external access. */
   async syncNat(ports: ResolvedPort[]): Promise<void> {
-    const wantFips = new Map<string, { dev: string; via: string }>();
+    const wantRouted = new Map<string, { dev: string; via: string }>();
     for (const [vni, v] of this.vrfs) {
       const mine = ports.filter((p) => p.vni === vni);
       const pre: string[] = [];
@@ -177,13 +177,13 @@ export class ComputePlumbing {
           const k = family === 4 ? "ip" : "ip6";
           pre.push(`    ${k} daddr ${fip} dnat ${k} to ${a.ip}`);
           post.push(`    ${k} saddr ${a.ip} oifname "up" snat ${k} to ${fip}`);
-          wantFips.set(fip, { dev: uplinkName(vni), via: family === 4 ? up.vrf4 : up.vrf6 });
+          wantRouted.set(fip, { dev: uplinkName(vni), via: family === 4 ? up.vrf4 : up.vrf6 });
           defaults.add(family);
         }
       }
       // A public network's addresses are routed as they are, in both families.
       for (const a of mine.filter((p) => p.routed).flatMap((p) => p.addrs)) {
-        wantFips.set(a.ip, { dev: uplinkName(vni), via: a.family === 4 ? up.vrf4 : up.vrf6 });
+        wantRouted.set(a.ip, { dev: uplinkName(vni), via: a.family === 4 ? up.vrf4 : up.vrf6 });
         defaults.add(a.family);
       }
       // TF's logical-router SNAT is IPv4 only.
@@ -210,13 +210,13 @@ export class ComputePlumbing {
         v.natText = text;
       }
     }
-    await this.syncFipRoutes(wantFips);
+    await this.syncRoutedIn(wantRouted);
   }
 
   /** Removes everything this compute's emulator made. */
   async cleanup(): Promise<void> {
     for (const vni of [...this.vrfs.keys()]) await this.removeVn(vni).catch(() => undefined);
-    await this.syncFipRoutes(new Map()).catch(() => undefined);
+    await this.syncRoutedIn(new Map()).catch(() => undefined);
     for (const [family, name] of [
       ["ip", natTable],
       ["bridge", l2Table],
@@ -325,23 +325,23 @@ export class ComputePlumbing {
     }
   }
 
-  private async syncFipRoutes(want: Map<string, { dev: string; via: string }>): Promise<void> {
+  private async syncRoutedIn(want: Map<string, { dev: string; via: string }>): Promise<void> {
     const { ns } = this.opts;
     const ul = await this.underlayLink();
     for (const [fip, r] of want) {
-      const had = this.fips.get(fip);
+      const had = this.routedIn.get(fip);
       if (had?.dev === r.dev && had.via === r.via) continue;
       const dst = `${fip}/${fip.includes(":") ? 128 : 32}`;
       await ns.route.replace({ dst, gateway: r.via, dev: r.dev });
       await ns.neigh.proxyAdd({ dev: ul.name, ip: fip });
     }
-    for (const fip of this.fips.keys()) {
+    for (const fip of this.routedIn.keys()) {
       if (want.has(fip)) continue;
       const dst = `${fip}/${fip.includes(":") ? 128 : 32}`;
       await ns.route.del({ dst }, { missingOk: true }).catch(() => undefined);
       await ns.neigh.proxyDel({ dev: ul.name, ip: fip }, { missingOk: true }).catch(() => undefined);
     }
-    this.fips = new Map(want);
+    this.routedIn = new Map(want);
   }
 
   private async underlayLink(): Promise<{ name: string; mtu: number }> {

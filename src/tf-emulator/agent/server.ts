@@ -80,7 +80,7 @@ class AgentEmulator {
   private again: Promise<void> | undefined;
   private againFull = false;
   private stopped = false;
-  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly timers = new Set<NodeJS.Timeout>();
 
   readonly routes: readonly Route[] = [
     route("POST", "/port", (r) => this.postPort(r)),
@@ -130,7 +130,7 @@ class AgentEmulator {
       );
     }, opts.syncIntervalMs ?? 1000);
     timer.unref();
-    this.timers.push(timer);
+    this.timers.add(timer);
     return vtepIp;
   }
 
@@ -188,18 +188,22 @@ class AgentEmulator {
   }
 
   private postPort({ body }: AgentRequest): Reply {
+    let d: ReturnType<typeof parseBody>;
     try {
-      const d = parseBody(body, true);
-      if (!Array.isArray(d)) {
-        this.table.addPort(portBody(d), true);
-      } else {
-        // All or none, and — as on a real agent — 200 even when an element is refused and none is added.
-        const checked = d.map((e) => portBody(e));
-        for (const b of checked) this.table.addPort(b, true);
-      }
+      d = parseBody(body, true);
+      if (!Array.isArray(d)) this.table.addPort(portBody(d), true);
     } catch (err) {
-      if (Array.isArray(tryParse(body))) return ok;
       return refused(err);
+    }
+    if (Array.isArray(d)) {
+      let checked: Record<string, string>[];
+      try {
+        checked = d.map((e) => portBody(e));
+      } catch {
+        // All or none, and — as on a real agent — 200 even when an element is refused and none is added.
+        return ok;
+      }
+      for (const b of checked) this.table.addPort(b, true);
     }
     void this.sync().catch(() => undefined);
     return ok;
@@ -235,6 +239,7 @@ class AgentEmulator {
   private syncPorts(): Reply {
     const version = ++this.table.version;
     const timer = setTimeout(() => {
+      this.timers.delete(timer);
       const gone = this.table.dropStale(version);
       if (gone.length > 0) {
         this.opts.log.info({ ports: gone }, "stale ports removed after /syncports");
@@ -242,7 +247,7 @@ class AgentEmulator {
       }
     }, this.opts.staleCleanupMs ?? 60_000);
     timer.unref();
-    this.timers.push(timer);
+    this.timers.add(timer);
     return ok;
   }
 
