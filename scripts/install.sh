@@ -19,13 +19,34 @@ export DEBIAN_FRONTEND=noninteractive
 # openssl: tests make X.509-SVIDs for mTLS.
 # nftables: the TF emulator's floating-IP NAT and SNAT.
 # python3-venv: TF's official Python client (vnc_api, from PyPI) is run against the TF emulator in the tests.
-packages=(build-essential python3 python3-venv iproute2 iputils-ping iperf3 procps openssl nftables)
+# prometheus, chromium: the observability tests start their own Prometheus (it scrapes our /metrics) and drive a
+# headless Chromium with playwright-core (test/helpers/prometheus.ts, chromium.ts). --no-install-recommends
+# matters most for these two: it keeps out prometheus-node-exporter (another system service, on :9100) and
+# ~125 desktop packages chromium recommends (38 packages instead of 165 on Debian 12).
+packages=(build-essential python3 python3-venv iproute2 iputils-ping iperf3 procps openssl nftables prometheus chromium)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "install.sh: installing ${missing[*]}"
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's prometheus package enables its system service (prometheus.service and the SysV rc links) and starts
+# it on :9090 where services may start (a container's policy-rc.d usually denies that). The tests start their
+# own Prometheus on ephemeral 127.0.0.1 ports, so when this run installed the package, stop that service and
+# disable it; a Prometheus installed before is the machine owner's and left alone.
+if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+  if [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  else
+    /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+    if command -v systemctl >/dev/null; then
+      systemctl disable prometheus.service >/dev/null 2>&1 || true # offline: unit symlink and rc links
+    else
+      update-rc.d prometheus disable >/dev/null 2>&1 || true
+    fi
+  fi
 fi
 
 npm ci --no-audit --no-fund --loglevel=error
