@@ -1,0 +1,269 @@
+// Test support: a private Prometheus (Debian's /usr/bin/prometheus, installed by scripts/install.sh) that scrapes
+// the given targets. It listens on 127.0.0.1 on a free port, keeps its config and TSDB in a temp directory, and
+// stop() kills its process group and removes that directory (also done, synchronously, if the test process exits
+// without calling stop()).
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { stringify } from "yaml";
+
+export const prometheusBin = "/usr/bin/prometheus";
+
+/** One element of an instant vector (a scalar result is one sample with no labels). */
+export interface PromSample {
+  metric: Record<string, string>;
+  value: number;
+}
+
+/** One scrape target as Prometheus sees it (/api/v1/targets). */
+export interface PromTarget {
+  scrapeUrl: string;
+  health: "up" | "down" | "unknown";
+  lastError: string;
+  labels: Record<string, string>;
+}
+
+export interface PrometheusOptions {
+  /** `host:port` of the /metrics endpoints to scrape, e.g. "127.0.0.1:4711". */
+  targets: string[];
+  /** Scrape (and scrape timeout) interval; default 500 ms. */
+  scrapeIntervalMs?: number;
+  /** Path of the metrics endpoint on every target; default "/metrics". */
+  metricsPath?: string;
+  /** How long to wait for Prometheus to be ready; default 20 s. */
+  timeoutMs?: number;
+}
+
+export interface Prometheus {
+  /** Base URL of the HTTP API and UI, e.g. http://127.0.0.1:40123. */
+  readonly url: string;
+  /** Instant query at "now" (/api/v1/query); throws with Prometheus' error text when the query fails. */
+  query(expr: string): Promise<PromSample[]>;
+  /** Repeats `query(expr)` until `pred` holds for the result; resolves with that result. Default 15 s. */
+  waitFor(expr: string, pred: (r: PromSample[]) => boolean, timeoutMs?: number): Promise<PromSample[]>;
+  /** The active scrape targets. */
+  targets(): Promise<PromTarget[]>;
+  /** True when there is at least one target and the last scrape of every target succeeded. */
+  targetsUp(): Promise<boolean>;
+  /** The last lines Prometheus logged, for failure messages. */
+  logs(): string;
+  /** Kills the process group and removes the temp directory. Safe to call more than once. */
+  stop(): Promise<void>;
+}
+
+interface PromResponse<T> {
+  status: "success" | "error";
+  data?: T;
+  errorType?: string;
+  error?: string;
+}
+
+type QueryData =
+  | { resultType: "vector"; result: Array<{ metric: Record<string, string>; value: [number, string] }> }
+  | { resultType: "scalar" | "string"; result: [number, string] }
+  | { resultType: "matrix"; result: unknown[] };
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Starts Prometheus scraping `opts.targets`; resolves once its /-/ready answers 200. */
+export async function startPrometheus(opts: PrometheusOptions): Promise<Prometheus> {
+  if (!existsSync(prometheusBin)) {
+    throw new Error(
+      `${prometheusBin} not found: run scripts/install.sh (it installs Debian's prometheus package)`,
+    );
+  }
+  const timeoutMs = opts.timeoutMs ?? 20_000;
+  // A free port can be taken between our probe and Prometheus' bind (parallel runs): retry with another one.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(opts, await freePort(), timeoutMs);
+    } catch (e) {
+      if (attempt >= 3 || !(e instanceof Error) || !/address already in use/.test(e.message)) throw e;
+    }
+  }
+}
+
+async function startOnce(opts: PrometheusOptions, port: number, timeoutMs: number): Promise<Prometheus> {
+  const dir = mkdtempSync(join(tmpdir(), "nsm-ts-prometheus-"));
+  const interval = `${opts.scrapeIntervalMs ?? 500}ms`;
+  const config = {
+    global: { scrape_interval: interval, scrape_timeout: interval, evaluation_interval: interval },
+    scrape_configs: [
+      {
+        job_name: "test",
+        metrics_path: opts.metricsPath ?? "/metrics",
+        static_configs: [{ targets: opts.targets }],
+      },
+    ],
+  };
+  const configFile = join(dir, "prometheus.yml");
+  writeFileSync(configFile, stringify(config));
+  const url = `http://127.0.0.1:${port}`;
+
+  // detached: its own process group, so stop() can signal everything it started.
+  const child: ChildProcess = spawn(
+    prometheusBin,
+    [
+      `--config.file=${configFile}`,
+      `--storage.tsdb.path=${join(dir, "data")}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+    ],
+    { cwd: dir, detached: true, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  const log: string[] = [];
+  const keep = (d: Buffer): void => {
+    log.push(d.toString());
+    if (log.length > 400) log.splice(0, log.length - 400);
+  };
+  child.stdout?.on("data", keep);
+  child.stderr?.on("data", keep);
+  let exited = false;
+  const exit = new Promise<void>((resolve) => {
+    const done = (): void => {
+      exited = true;
+      resolve();
+    };
+    child.once("exit", done);
+    child.once("error", (e) => {
+      keep(Buffer.from(`spawn ${prometheusBin}: ${e.message}\n`));
+      done();
+    });
+  });
+  const logs = (): string => log.join("").split("\n").slice(-40).join("\n");
+
+  const killGroup = (signal: NodeJS.Signals): void => {
+    if (exited || child.pid === undefined) return;
+    try {
+      process.kill(-child.pid, signal);
+    } catch {
+      /* already gone */
+    }
+  };
+  const onExit = (): void => {
+    killGroup("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once("exit", onExit);
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      process.removeListener("exit", onExit);
+      killGroup("SIGTERM");
+      const timer = setTimeout(() => killGroup("SIGKILL"), 5_000);
+      await exit;
+      clearTimeout(timer);
+      rmSync(dir, { recursive: true, force: true });
+    })());
+
+  async function api<T>(path: string): Promise<T> {
+    const res = await fetch(`${url}${path}`, { signal: AbortSignal.timeout(10_000) });
+    const text = await res.text();
+    let body: PromResponse<T>;
+    try {
+      body = JSON.parse(text) as PromResponse<T>;
+    } catch {
+      throw new Error(`Prometheus ${path}: HTTP ${res.status}: ${text.slice(0, 500)}`);
+    }
+    if (body.status !== "success" || body.data === undefined) {
+      throw new Error(
+        `Prometheus ${path}: HTTP ${res.status}: ${body.errorType ?? "error"}: ${body.error ?? text}`,
+      );
+    }
+    return body.data;
+  }
+
+  const query = async (expr: string): Promise<PromSample[]> => {
+    let data: QueryData;
+    try {
+      data = await api<QueryData>(`/api/v1/query?query=${encodeURIComponent(expr)}`);
+    } catch (e) {
+      throw new Error(`query ${JSON.stringify(expr)}: ${(e as Error).message}`);
+    }
+    switch (data.resultType) {
+      case "vector":
+        return data.result.map((s) => ({ metric: s.metric, value: Number(s.value[1]) }));
+      case "scalar":
+      case "string":
+        return [{ metric: {}, value: Number(data.result[1]) }];
+      default:
+        throw new Error(
+          `query ${JSON.stringify(expr)}: a ${data.resultType} result; ask for an instant vector`,
+        );
+    }
+  };
+
+  const targets = async (): Promise<PromTarget[]> => {
+    const data = await api<{ activeTargets: PromTarget[] }>("/api/v1/targets?state=active");
+    return data.activeTargets.map((t) => ({
+      scrapeUrl: t.scrapeUrl,
+      health: t.health,
+      lastError: t.lastError,
+      labels: t.labels,
+    }));
+  };
+
+  const prom: Prometheus = {
+    url,
+    query,
+    async waitFor(expr, pred, waitMs = 15_000) {
+      const deadline = Date.now() + waitMs;
+      let last = "no answer yet";
+      for (;;) {
+        try {
+          const r = await query(expr);
+          if (pred(r)) return r;
+          last = `last result ${JSON.stringify(r)}`;
+        } catch (e) {
+          last = (e as Error).message;
+        }
+        if (Date.now() > deadline) {
+          const ts = await targets().catch(() => []);
+          throw new Error(
+            `Prometheus: ${JSON.stringify(expr)} did not satisfy the predicate within ${waitMs} ms (${last}); ` +
+              `targets: ${JSON.stringify(ts)}`,
+          );
+        }
+        await sleep(200);
+      }
+    },
+    targets,
+    async targetsUp() {
+      const ts = await targets();
+      return ts.length > 0 && ts.every((t) => t.health === "up");
+    },
+    logs,
+    stop,
+  };
+
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (exited) throw new Error(`prometheus exited before it was ready:\n${logs()}`);
+      const ready = await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(2_000) }).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (ready) return prom;
+      if (Date.now() > deadline) throw new Error(`prometheus not ready within ${timeoutMs} ms:\n${logs()}`);
+      await sleep(100);
+    }
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
