@@ -14,10 +14,11 @@ import { parseDnsConfigs } from "../networkservice/dnscontext/dnscontext.js";
 import { table } from "./format.js";
 import { securityFrom, withSecurityFlags, type SecurityFlags } from "./security.js";
 import { env, listOf, stopOnSignals } from "./util.js";
+import { metricsFrom, withMetricsFlags, type MetricsFlags } from "./metrics.js";
 
-/** Where a node-local component serves (`socket` under /var/lib/networkservicemesh) and its nsmgr. */
+/** Where a node-local component serves (`socket` under /var/lib/networkservicemesh), its nsmgr, metrics. */
 function servingFlags(cmd: Command, socket: string): Command {
-  return cmd
+  return withMetricsFlags(cmd)
     .option(
       "--listen-on <url>",
       "unix socket to serve on (NSM_LISTEN_ON)",
@@ -81,7 +82,12 @@ export function componentCommands(program: Command): void {
 
 /** `nsm nsmgr` */
 function nsmgrCommand(program: Command): void {
-  withSecurityFlags(program.command("nsmgr").description("run the per-node network service manager"), "nsmgr")
+  withMetricsFlags(
+    withSecurityFlags(
+      program.command("nsmgr").description("run the per-node network service manager"),
+      "nsmgr",
+    ),
+  )
     .option(
       "--listen-on <urls>",
       "unix:///path and tcp://host:port, comma-separated (NSM_LISTEN_ON)",
@@ -109,14 +115,16 @@ function nsmgrCommand(program: Command): void {
     )
     .action(
       async (
-        o: SecurityFlags & {
-          listenOn: string;
-          publicUrl?: string;
-          registryUrl?: string;
-          forwarderService: string;
-          excludedPrefixesFile?: string;
-        },
+        o: SecurityFlags &
+          MetricsFlags & {
+            listenOn: string;
+            publicUrl?: string;
+            registryUrl?: string;
+            forwarderService: string;
+            excludedPrefixesFile?: string;
+          },
       ) => {
+        const metrics = await metricsFrom(o);
         const running = await startNsmgr({
           name: o.name,
           listenOn: listOf(o.listenOn),
@@ -126,7 +134,10 @@ function nsmgrCommand(program: Command): void {
           excludedPrefixesFile: o.excludedPrefixesFile,
           security: await securityFrom(o, listOf(o.listenOn)),
         });
-        stopOnSignals(() => running.stop());
+        stopOnSignals(async () => {
+          await running.stop();
+          await metrics.stop();
+        });
       },
     );
 }
@@ -159,20 +170,22 @@ function forwarderCommands(program: Command): void {
       )
       .action(
         async (
-          o: SecurityFlags & {
-            listenOn: string;
-            connectTo: string;
-            labels: string;
-            tunnelIp: string;
-            vxlanPort: string;
-            allowHostNetns?: boolean;
-            nsname: string;
-            orphanGrace: string;
-          },
+          o: SecurityFlags &
+            MetricsFlags & {
+              listenOn: string;
+              connectTo: string;
+              labels: string;
+              tunnelIp: string;
+              vxlanPort: string;
+              allowHostNetns?: boolean;
+              nsname: string;
+              orphanGrace: string;
+            },
         ) => {
           const port = Number(o.vxlanPort);
           if (!Number.isInteger(port) || port < 1 || port > 65535)
             throw new Error(`--vxlan-port: "${o.vxlanPort}" is not a port`);
+          const metrics = await metricsFrom(o);
           const kernel =
             kind === "kernel"
               ? new KernelDataPlane({
@@ -202,6 +215,7 @@ function forwarderCommands(program: Command): void {
           stopOnSignals(async () => {
             await running.stop();
             await kernel?.close();
+            await metrics.stop();
           });
         },
       );
@@ -239,20 +253,22 @@ function nseCommands(program: Command): void {
     )
     .action(
       async (
-        o: SecurityFlags & {
-          listenOn: string;
-          connectTo: string;
-          services: string;
-          labels?: string;
-          cidr: string;
-          ipamPolicy: string;
-          payload: string;
-          netns?: string;
-          dnsConfigs?: string;
-        },
+        o: SecurityFlags &
+          MetricsFlags & {
+            listenOn: string;
+            connectTo: string;
+            services: string;
+            labels?: string;
+            cidr: string;
+            ipamPolicy: string;
+            payload: string;
+            netns?: string;
+            dnsConfigs?: string;
+          },
       ) => {
         if (o.ipamPolicy !== "polite" && o.ipamPolicy !== "strict")
           throw new Error(`--ipam-policy: "${o.ipamPolicy}" is not polite or strict`);
+        const metrics = await metricsFrom(o);
         const running = await startIcmpResponder({
           name: o.name,
           listenOn: o.listenOn,
@@ -266,16 +282,21 @@ function nseCommands(program: Command): void {
           dnsConfigs: o.dnsConfigs ? parseDnsConfigs(o.dnsConfigs) : [],
           security: await securityFrom(o, [o.listenOn]),
         });
-        stopOnSignals(() => running.stop());
+        stopOnSignals(async () => {
+          await running.stop();
+          await metrics.stop();
+        });
       },
     );
 }
 
 /** `nsm nsc` */
 function nscCommand(program: Command): void {
-  withSecurityFlags(
-    program.command("nsc").description("request network services for a network namespace"),
-    "nsc",
+  withMetricsFlags(
+    withSecurityFlags(
+      program.command("nsc").description("request network services for a network namespace"),
+      "nsc",
+    ),
   )
     .option(
       "--connect-to <url>",
@@ -299,18 +320,20 @@ function nscCommand(program: Command): void {
     )
     .action(
       async (
-        o: SecurityFlags & {
-          connectTo: string;
-          service?: string;
-          labels?: string;
-          netns?: string;
-          requestTimeout: string;
-          once?: boolean;
-          heal: boolean;
-          livenessCheck: string;
-        },
+        o: SecurityFlags &
+          MetricsFlags & {
+            connectTo: string;
+            service?: string;
+            labels?: string;
+            netns?: string;
+            requestTimeout: string;
+            once?: boolean;
+            heal: boolean;
+            livenessCheck: string;
+          },
       ) => {
         if (!o.service) throw new Error("--service (NSM_NETWORK_SERVICES) is required");
+        const metrics = await metricsFrom(o);
         const client = new NsmClient({
           name: o.name,
           nsmgrUrl: o.connectTo,
@@ -335,7 +358,10 @@ function nscCommand(program: Command): void {
         const printAll = (): void => {
           for (const c of client.connections()) console.log(JSON.stringify(connectionSummary(c)));
         };
-        if (o.once) return client.closeAll();
+        if (o.once) {
+          await client.closeAll();
+          return metrics.stop();
+        }
         process.on("SIGUSR1", printAll);
         console.error(JSON.stringify({ msg: "nsc connected", connections: client.connections().length }));
         // Nothing else keeps the process alive (refresh timers are unref'd): hold it until a signal.
@@ -343,6 +369,7 @@ function nscCommand(program: Command): void {
         stopOnSignals(async () => {
           clearInterval(keepAlive);
           await client.closeAll();
+          await metrics.stop();
         });
       },
     );

@@ -11,17 +11,20 @@ import { endpointCrd, expiresIn, serviceCrd, table, yamlDocs } from "./format.js
 import { env, listOf, stopOnSignals } from "./util.js";
 import { registryCallMetadata } from "../registry/security.js";
 import { securityFrom, withSecurityFlags, type SecurityFlags } from "./security.js";
+import { metricsFrom, withMetricsFlags, type MetricsFlags } from "./metrics.js";
 
 const defaultRegistryUrl = "tcp://127.0.0.1:5002";
 
 export function registryCommand(program: Command): void {
-  const reg = withSecurityFlags(
-    program
-      .command("registry")
-      .description(
-        "run the NetworkService/NetworkServiceEndpoint registry (and, with a subcommand, query one)",
-      ),
-    "registry",
+  const reg = withMetricsFlags(
+    withSecurityFlags(
+      program
+        .command("registry")
+        .description(
+          "run the NetworkService/NetworkServiceEndpoint registry (and, with a subcommand, query one)",
+        ),
+      "registry",
+    ),
   )
     .option(
       "--listen-on <urls>",
@@ -54,17 +57,19 @@ export function registryCommand(program: Command): void {
     )
     .action(
       async (
-        o: SecurityFlags & {
-          listenOn: string;
-          store: string;
-          db: string;
-          namespace: string;
-          kubeconfig?: string;
-          expirePeriod: string;
-        },
+        o: SecurityFlags &
+          MetricsFlags & {
+            listenOn: string;
+            store: string;
+            db: string;
+            namespace: string;
+            kubeconfig?: string;
+            expirePeriod: string;
+          },
       ) => {
         if (o.store !== "sqlite" && o.store !== "memory" && o.store !== "k8s")
           throw new Error(`--store: "${o.store}" is not sqlite, memory or k8s`);
+        const metrics = await metricsFrom(o);
         const running = await startRegistry({
           name: o.name,
           listenOn: listOf(o.listenOn),
@@ -75,7 +80,10 @@ export function registryCommand(program: Command): void {
           expirePeriodMs: parseDuration(o.expirePeriod, "--expire-period"),
           security: await securityFrom(o, listOf(o.listenOn)),
         });
-        stopOnSignals(() => running.stop());
+        stopOnSignals(async () => {
+          await running.stop();
+          await metrics.stop();
+        });
       },
     );
 

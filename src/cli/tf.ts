@@ -15,6 +15,7 @@ import { startVncServer } from "../tf-emulator/vnc/server.js";
 import { endpointFlags, forwarderFlags, labelsOf } from "./components.js";
 import { securityFrom, withSecurityFlags, type SecurityFlags } from "./security.js";
 import { env, listOf, stopOnSignals } from "./util.js";
+import { metricsFrom, type MetricsFlags } from "./metrics.js";
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, ...listOf(v)];
 
@@ -146,19 +147,20 @@ export function tfCommands(program: Command): void {
     .option("--mtu <n>", "MTU of the pod interface (NSM_TF_MTU)", env("NSM_TF_MTU", "1500"))
     .action(
       async (
-        o: SecurityFlags & {
-          listenOn: string;
-          connectTo: string;
-          labels: string;
-          nsname: string;
-          agentUrl: string;
-          agentGeneration: string;
-          portDir: string;
-          pollTimeout: string;
-          pollRetries: string;
-          mtu: string;
-          orphanGrace: string;
-        },
+        o: SecurityFlags &
+          MetricsFlags & {
+            listenOn: string;
+            connectTo: string;
+            labels: string;
+            nsname: string;
+            agentUrl: string;
+            agentGeneration: string;
+            portDir: string;
+            pollTimeout: string;
+            pollRetries: string;
+            mtu: string;
+            orphanGrace: string;
+          },
       ) => {
         const retries = Number(o.pollRetries);
         if (!Number.isInteger(retries) || retries < 0)
@@ -166,6 +168,7 @@ export function tfCommands(program: Command): void {
         const mtu = Number(o.mtu);
         if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535)
           throw new Error(`--mtu: "${o.mtu}" is not an MTU`);
+        const metrics = await metricsFrom(o);
         const tf = new TfDataPlane({
           owner: o.name,
           agent: new AgentClient({
@@ -193,6 +196,7 @@ export function tfCommands(program: Command): void {
         stopOnSignals(async () => {
           await running.stop();
           await tf.close();
+          await metrics.stop();
         });
       },
     );
@@ -249,7 +253,8 @@ export function tfCommands(program: Command): void {
     .action(
       async (
         o: SecurityFlags &
-          VncAuthFlags & {
+          VncAuthFlags &
+          MetricsFlags & {
             listenOn: string;
             connectTo: string;
             services: string;
@@ -265,6 +270,7 @@ export function tfCommands(program: Command): void {
       ) => {
         if (!["auto", "always", "never"].includes(o.defaultRoute))
           throw new Error(`--default-route: "${o.defaultRoute}" is not auto, always or never`);
+        const metrics = await metricsFrom(o);
         const running = await startTfVnEndpoint({
           name: o.name,
           listenOn: o.listenOn,
@@ -281,7 +287,10 @@ export function tfCommands(program: Command): void {
           orphanGraceMs: parseDuration(o.orphanGrace, "--orphan-grace"),
           security: await securityFrom(o, [o.listenOn]),
         });
-        stopOnSignals(() => running.stop());
+        stopOnSignals(async () => {
+          await running.stop();
+          await metrics.stop();
+        });
       },
     );
 
