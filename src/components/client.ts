@@ -1,8 +1,8 @@
 // The NSC as a library and as `nsm nsc`: requests network services for a network namespace, keeps them
 // refreshed, closes them on exit. Chain, top to bottom:
-//   mechanism preference (KERNEL) → updatepath → begin → heal (opt-in) → refresh → excludedprefixes
+//   mechanism preference (KERNEL) → metrics → updatepath → begin → heal (opt-in) → refresh → excludedprefixes
 //   → authorize (client policies on every response) → clienturl (nsmgr) → connect
-import { Connection } from "../api/connection.js";
+import { Connection, State } from "../api/connection.js";
 import { chain, element } from "../core/chain.js";
 import { CallContext } from "../core/context.js";
 import { componentLogger } from "../core/log.js";
@@ -10,6 +10,8 @@ import { beginClient } from "../networkservice/begin/begin.js";
 import { setClientUrl } from "../networkservice/clienturl/clienturl.js";
 import { connect } from "../networkservice/connect/connect.js";
 import { ClientPool } from "../networkservice/connect/pool.js";
+import { metricsClient } from "../networkservice/metrics/metrics.js";
+import { trackConnections } from "../networkservice/metrics/connections.js";
 import { kernelOffer } from "../networkservice/mechanisms/kernel.js";
 import { sendfdClient } from "../networkservice/mechanisms/sendfd/sendfd.js";
 import { preferenceClient } from "../networkservice/mechanisms/mechanisms.js";
@@ -71,6 +73,7 @@ export class NsmClient {
   private readonly netnsUrl: string;
   private readonly log;
   private count = 0;
+  private readonly untrack: () => void;
   /** The heal element, when healing is on (its counts say how often it restored or reselected). */
   readonly heal: HealElement | undefined;
 
@@ -102,7 +105,13 @@ export class NsmClient {
               }),
         })
       : undefined;
+    this.untrack = trackConnections({
+      component: "nsc",
+      connections: () => this.begin.connections(),
+      stateOf: (c) => (this.heal?.healing(c.id) ? "HEALING" : (State[c.state] ?? "UNKNOWN")),
+    });
     this.chain = chain([
+      metricsClient("nsc"),
       updatePathClient(opts.name),
       this.begin,
       ...(this.heal ? [this.heal] : []),
@@ -154,5 +163,6 @@ export class NsmClient {
     this.heal?.stop();
     await Promise.all(this.connections().map((c) => this.close(c.id)));
     this.pool.close();
+    this.untrack();
   }
 }

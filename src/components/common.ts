@@ -11,6 +11,8 @@ import type { Logger } from "../core/log.js";
 import { NsmServer, type RegisteredService } from "../core/grpc.js";
 import { Begin, beginServer } from "../networkservice/begin/begin.js";
 import { MonitorStore, monitorConnectionService, monitorServer } from "../networkservice/monitor/monitor.js";
+import { metricsServer } from "../networkservice/metrics/metrics.js";
+import { trackConnections } from "../networkservice/metrics/connections.js";
 import { timeoutServer } from "../networkservice/timeout/timeout.js";
 import { trimPathServer } from "../networkservice/trimpath/trimpath.js";
 import { updatePathServer } from "../networkservice/updatepath/updatepath.js";
@@ -20,10 +22,17 @@ export interface HopPrefix {
   begin: Begin;
   monitor: MonitorStore;
   elements: NetworkServiceElement[];
+  /** Stops counting the hop's connections in the live-connections gauge (the component's stop). */
+  untrack(): void;
 }
 
-/** updatepath → begin → updatetoken → authorize → timeout → monitor → trimpath (upstream's endpoint prefix). */
+/**
+ * metrics → updatepath → begin → updatetoken → authorize → timeout → monitor → trimpath (upstream's endpoint
+ * prefix, metrics first so that it times the whole hop and counts refusals too). `component` is the hop kind
+ * (nsmgr, forwarder, nse) its metrics are labelled with.
+ */
 export function endpointPrefix(
+  component: string,
   name: string,
   log: Logger,
   security: Security,
@@ -34,7 +43,9 @@ export function endpointPrefix(
   return {
     begin,
     monitor,
+    untrack: trackConnections({ component, connections: () => begin.connections() }),
     elements: [
+      metricsServer(component),
       updatePathServer(name),
       begin,
       security.updateToken(),

@@ -43,7 +43,7 @@ export async function startEndpoint(
   elements: NetworkServiceElement[],
 ): Promise<RunningEndpoint> {
   const log = componentLogger("nse", opts.name);
-  const prefix = endpointPrefix(opts.name, log, opts.security);
+  const prefix = endpointPrefix("nse", opts.name, log, opts.security);
   // sendfd: a namespace the endpoint answers with as file:// goes back as a descriptor (on unix sockets).
   const networkService = chain([...prefix.elements, sendfdServer(), ...elements]);
   const server = await serveHop(networkService, prefix, opts.listenOn, log, opts.security);
@@ -78,6 +78,7 @@ export async function startEndpoint(
   } catch (err) {
     await server.stop(0);
     registry.close();
+    prefix.untrack();
     throw err;
   }
   log.info({ urls: [url], services: opts.services }, "endpoint ready");
@@ -87,6 +88,7 @@ export async function startEndpoint(
     async stop() {
       await registration.stop();
       await server.stop();
+      prefix.untrack();
       registry.close();
     },
   };

@@ -14,6 +14,7 @@ import type { CallContext } from "../core/context.js";
 import { componentLogger } from "../core/log.js";
 import type { DataPlane } from "../forwarder/dataplane.js";
 import { xconnect } from "../forwarder/xconnect.js";
+import { measuredDataPlane } from "../forwarder/metrics.js";
 import { clientUrl } from "../networkservice/clienturl/clienturl.js";
 import { connect } from "../networkservice/connect/connect.js";
 import { ClientPool } from "../networkservice/connect/pool.js";
@@ -112,7 +113,9 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
     const nsmgr = opts.security.peerOf(opts.nsmgrUrl)?.spiffeId;
     return nsmgr !== undefined && callerId(ctx) === nsmgr;
   };
-  const prefix = endpointPrefix(opts.name, log, opts.security, { closeUnknown: fromOwnNsmgr });
+  const prefix = endpointPrefix("forwarder", opts.name, log, opts.security, {
+    closeUnknown: fromOwnNsmgr,
+  });
   const downstream = new DownstreamMonitor(pool, opts.name, prefix.monitor, log, (id) => {
     prefix.begin
       .closeInside(id)
@@ -138,7 +141,7 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
     mechanismsServer(incoming),
     // A data plane that plumbs nothing has no client namespace to lose.
     ...(dp.name === "noop" ? [] : [nsmonitor]),
-    xconnect(dp),
+    xconnect(measuredDataPlane(dp)),
     ...(opts.outgoing ?? []),
     mechanismTranslationClient(),
     preferenceClient("mechanisms/client", (ctx, req) => {
@@ -174,6 +177,7 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
   } catch (err) {
     await server.stop(0);
     replica.stop();
+    prefix.untrack();
     throw err;
   }
   log.info({ urls: [url], nsmgr: opts.nsmgrUrl, dataPlane: dp.name }, "forwarder ready");
@@ -185,6 +189,7 @@ export async function startForwarder(opts: ForwarderOptions): Promise<RunningFor
       nsmonitor.stop();
       await registration.stop();
       await server.stop();
+      prefix.untrack();
       downstream.close();
       pool.close();
       replica.stop();

@@ -2,9 +2,9 @@
 // Chains, top to bottom:
 //   NetworkService: endpoint prefix → clientinfo → excludedprefixes → netsvcmonitor → discoverforwarder
 //                   → connect (to the forwarder)
-//   NSE registry:   validate → updatepath → updatetoken → authorize → expire → clientinfo → redial
+//   NSE registry:   metrics → validate → updatepath → updatetoken → authorize → expire → clientinfo → redial
 //                   → localbypass → replica → connect (registry)   |   memory (no registry)
-//   NS registry:    validate → updatepath → updatetoken → authorize → replica → connect | setpayload → memory
+//   NS registry:    metrics → validate → updatepath → updatetoken → authorize → replica → connect | setpayload → memory
 import {
   NetworkServiceEndpointResponse,
   NetworkServiceResponse,
@@ -48,6 +48,8 @@ import { MemoryStore } from "../registry/store/store.js";
 import { RegistryReplica, replicaNS, replicaNSE } from "../registry/replica.js";
 import { authorizeRegistry, registryCallMetadata, updateTokenRegistry } from "../registry/security.js";
 import { updatePathServer } from "../registry/updatepath.js";
+import { metricsNS, metricsNSE } from "../registry/metrics.js";
+import { trackRecords } from "../registry/records.js";
 import { endpointPrefix, monitorConnectionService, serve } from "./common.js";
 import type { Security } from "./security.js";
 import type { NSEServer, NSServer } from "../registry/types.js";
@@ -130,6 +132,7 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
     NetworkServiceEndpointQuery,
     NetworkServiceEndpointResponse
   >([
+    metricsNSE("nsmgr"),
     validateNSE(),
     updatePathServer(opts.name),
     updateTokenRegistry(sign, insecure, () => opts.security.identity.caPem),
@@ -143,6 +146,7 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
     ...nseTail,
   ]);
   const nsChain: NSChain = registryChain<NetworkService, NetworkServiceQuery, NetworkServiceResponse>([
+    metricsNS("nsmgr"),
     validateNS(),
     updatePathServer(opts.name),
     updateTokenRegistry(sign, insecure, () => opts.security.identity.caPem),
@@ -192,8 +196,14 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
     },
   };
 
+  // Without a registry the nsmgr holds the records: they show in the registry gauges as its own.
+  const untrackRecords =
+    endpoints && services
+      ? trackRecords({ component: "nsmgr", services: () => services.size, endpoints: () => endpoints.size })
+      : () => undefined;
+
   // NetworkService side.
-  const prefix = endpointPrefix(opts.name, log, opts.security);
+  const prefix = endpointPrefix("nsmgr", opts.name, log, opts.security);
   const downstream = new DownstreamMonitor(pool, opts.name, prefix.monitor, log, (id) => {
     prefix.begin
       .closeInside(id)
@@ -244,6 +254,8 @@ export async function startNsmgr(opts: NsmgrOptions): Promise<RunningNsmgr> {
     connections: () => prefix.begin.size,
     async stop() {
       await server.stop();
+      prefix.untrack();
+      untrackRecords();
       downstream.close();
       pool.close();
       replica?.stop();

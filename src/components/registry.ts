@@ -17,6 +17,8 @@ import { MemoryStore, type RegistryStore } from "../registry/store/store.js";
 import { SqliteStore } from "../registry/store/sqlite.js";
 import { K8sStore } from "../registry/store/k8s.js";
 import { updatePathServer } from "../registry/updatepath.js";
+import { metricsNS, metricsNSE } from "../registry/metrics.js";
+import { trackRecords } from "../registry/records.js";
 import { authorizeRegistry, updateTokenRegistry } from "../registry/security.js";
 import type { Security } from "./security.js";
 
@@ -74,6 +76,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<RunningRegis
 
   const sign = security.sign;
   const nsChain: NSChain = nsRegistryChain([
+    metricsNS("registry"),
     validateNS(),
     updatePathServer(name),
     updateTokenRegistry(sign, security.insecure, () => security.identity.caPem),
@@ -82,6 +85,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<RunningRegis
     memoryNSServer(services),
   ]);
   const nseChain: NSEChain = nseRegistryChain([
+    metricsNSE("registry"),
     validateNSE(),
     updatePathServer(name),
     updateTokenRegistry(sign, security.insecure, () => security.identity.caPem),
@@ -103,6 +107,11 @@ export async function startRegistry(opts: RegistryOptions): Promise<RunningRegis
     await store.close();
     throw err;
   }
+  const untrack = trackRecords({
+    component: "registry",
+    services: () => services.size,
+    endpoints: () => endpoints.size,
+  });
   log.info(
     { urls, store: store.kind, services: services.size, endpoints: endpoints.size },
     "registry serving",
@@ -114,6 +123,7 @@ export async function startRegistry(opts: RegistryOptions): Promise<RunningRegis
     services,
     async stop() {
       await server.stop();
+      untrack();
       endpoints.close();
       await store.close();
       log.info("registry stopped");

@@ -23,6 +23,7 @@ import type { PingNetns } from "../../dataplane/index.js";
 import { eventFactory, type EventFactory } from "../begin/begin.js";
 import type { ClientPool } from "../connect/pool.js";
 import { LivenessMonitor, kernelLivenessCheck } from "./liveness.js";
+import { recordHeal } from "./metrics.js";
 
 const healKey = Symbol("heal.state");
 
@@ -70,6 +71,8 @@ interface Healing {
 export interface HealElement extends NetworkServiceElement {
   /** Heals done so far, by kind. */
   readonly counts: { restore: number; reselect: number };
+  /** Whether the connection is being healed now (the live-connections gauge's HEALING state). */
+  healing(id: string): boolean;
   stop(): void;
 }
 
@@ -141,6 +144,7 @@ export function healClient(opts: HealOptions): HealElement {
           const at = Date.now();
           const e: HealEvent = { connId: id, kind, at, ms: at - started, attempts: attempt + 1 };
           log.info({ kind, attempts: e.attempts, ms: e.ms }, "connection healed");
+          recordHeal(conn.networkService, kind, e.ms);
           h.conn = conn;
           h.liveness?.update(conn);
           try {
@@ -177,6 +181,7 @@ export function healClient(opts: HealOptions): HealElement {
   return {
     name: "heal",
     counts,
+    healing: (id) => conns.get(id)?.busy ?? false,
     stop: () => {
       for (const h of conns.values()) {
         h.closed = true;
