@@ -4,6 +4,7 @@
 // Falls back to deleting in this thread when a worker cannot be started.
 import { Worker } from "node:worker_threads";
 import type { NetnsHandle } from "./index.js";
+import { observeNetlink } from "./metrics.js";
 
 export class LinkDeleter {
   private worker?: Worker;
@@ -70,15 +71,16 @@ export class LinkDeleter {
             { eval: true },
           )
         : new Worker(url);
-      w.on("message", (m: { id: number; error?: string }) => {
+      w.on("message", (m: { id: number; error?: string; seconds?: number }) => {
         const p = this.pending.get(m.id);
         this.pending.delete(m.id);
         if (this.pending.size === 0 && this.worker === w) w.unref();
         if (!p) return;
         // The worker reaches a namespace by path; when that path is gone (its process exited) our handle still
         // holds the namespace: delete through it.
-        if (m.error) this.inThread(p);
-        else p.resolve();
+        if (m.error) return this.inThread(p);
+        if (m.seconds !== undefined) observeNetlink("dellink", m.seconds);
+        p.resolve();
       });
       w.on("error", () => this.fail(w));
       w.on("exit", () => this.fail(w));

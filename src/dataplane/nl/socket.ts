@@ -11,6 +11,7 @@
 import netlink from "netlink";
 import type { AttrStream, NetlinkMessage, NetlinkSocket, rt } from "netlink";
 import { DataplaneError, errnoOf, type OpContext } from "../errors.js";
+import { timedNetlink } from "../metrics.js";
 
 const { parseError } = netlink;
 const rtStructs = netlink.rt;
@@ -103,7 +104,8 @@ export class RtnlSocket {
    * message with all its attributes would cost more than the kernel's part.
    */
   requestRaw(type: RtmType, build: MessageBuilder, flags: number, ctx: OpContext): Promise<NetlinkMessage[]> {
-    const run = this.tail.then(() => this.send(type, build, flags, ctx));
+    const dump = (flags & NLM_F.DUMP) === NLM_F.DUMP;
+    const run = this.tail.then(() => timedNetlink(type, dump, () => this.send(type, build, flags, ctx)));
     this.tail = run.catch(() => undefined);
     return run;
   }
