@@ -5,6 +5,7 @@ import http from "node:http";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { canonicalCidr, formatIp, tryParseIp } from "../../networkservice/ipam/cidr.js";
+import { timedTfCall } from "./metrics.js";
 
 /** Which agent generation: `/vm-cfg` and the port directory are keyed by VM name from R2011 on (§1.2). */
 export type AgentGeneration = "r2011" | "r2005";
@@ -244,6 +245,14 @@ export class AgentClient {
     body?: unknown,
   ): Promise<{ status: number; body: unknown; text: string }> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
+    return timedTfCall("agent", method, path, () => this.exchange(method, path, payload));
+  }
+
+  private exchange(
+    method: string,
+    path: string,
+    payload: string | undefined,
+  ): Promise<{ status: number; body: unknown; text: string }> {
     return new Promise((resolve, reject) => {
       const req = http.request(
         `${this.url}${path}`,

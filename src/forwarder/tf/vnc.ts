@@ -10,6 +10,7 @@ import {
   type IncomingHttpHeaders,
 } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { timedTfCall } from "./metrics.js";
 
 export type VncAuth =
   | { kind: "none" }
@@ -283,7 +284,7 @@ export class VncClient {
   ): Promise<Answer> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const a = await this.once(method, url, headers, payload);
+        const a = await timedTfCall("vnc", method, label, () => this.once(method, url, headers, payload));
         if ((a.status === 502 || a.status === 503) && attempt < this.retries) {
           await sleep(retryDelayMs);
           continue;
