@@ -166,6 +166,24 @@ describe(
       await a.link.delete(dev);
     });
 
+    it("source rules: added idempotently (v4 and v6, tables above 255 too), shown by ip, deleted", async () => {
+      const specs = [
+        { from: "198.51.100.7/32", table: 100, priority: 100 },
+        { from: "2001:db8:7::/64", table: 1000, priority: 200 },
+      ];
+      for (const r of specs) {
+        await a.rule.ensure(r);
+        await a.rule.ensure(r);
+      }
+      const shown = sh("ip", "-n", nsA, "rule", "show") + sh("ip", "-n", nsA, "-6", "rule", "show");
+      assert.equal(shown.match(/from 198\.51\.100\.7 lookup 100/g)?.length, 1, shown);
+      assert.match(shown, /^200:\s+from 2001:db8:7::\/64 lookup 1000/m);
+      for (const r of specs) await a.rule.del(r);
+      await a.rule.del(specs[0]!, { missingOk: true });
+      await assert.rejects(a.rule.ensure({ from: "nope", table: 1, priority: 1 }), /not a prefix/);
+      assert.doesNotMatch(sh("ip", "-n", nsA, "rule", "show"), /198\.51\.100\.7/);
+    });
+
     it("reads links back: kind, mtu, mac, state, peer index, netns id", async () => {
       const va = await a.link.get(`${P}-va`);
       const vb = await b.link.get(`${P}-vb`);

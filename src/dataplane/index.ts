@@ -30,6 +30,7 @@ import {
 } from "./netns.js";
 import type { RtnlSocket } from "./nl/socket.js";
 import { RouteOps } from "./route.js";
+import { RuleOps } from "./rule.js";
 import { closeSync } from "node:fs";
 
 export { DataplaneError, errnoName, isErrno, type OpContext } from "./errors.js";
@@ -55,6 +56,7 @@ export type {
   RouteOps,
 } from "./route.js";
 export { TABLE_MAIN } from "./route.js";
+export type { RuleSpec, RuleDelOptions, RuleOps } from "./rule.js";
 export type { Neigh, NeighSpec, NeighDelOptions, NeighOps, FdbSpec } from "./neigh.js";
 export { writeSysctl } from "./sysctl.js";
 export { replaceNftTable, deleteNftTable } from "./nft.js";
@@ -103,6 +105,7 @@ export class NetnsHandle implements NsContext {
   readonly link: LinkOps;
   readonly addr: AddrOps;
   readonly route: RouteOps;
+  readonly rule: RuleOps;
   readonly neigh: NeighOps;
   private sock: RtnlSocket | undefined;
   private isClosed = false;
@@ -120,6 +123,7 @@ export class NetnsHandle implements NsContext {
     this.link = new LinkOps(this);
     this.addr = new AddrOps(this);
     this.route = new RouteOps(this);
+    this.rule = new RuleOps(this);
     this.neigh = new NeighOps(this);
   }
 

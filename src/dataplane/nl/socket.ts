@@ -46,6 +46,8 @@ export const RTM = {
   NEWNEIGH: 28,
   DELNEIGH: 29,
   GETNEIGH: 30,
+  NEWRULE: 32,
+  DELRULE: 33,
 } as const;
 export type RtmType = (typeof RTM)[keyof typeof RTM];
 
