@@ -312,7 +312,7 @@ async function proveScenarios(run: DemoRun, conns: Clients, rows: Row[]): Promis
   await check(
     {
       scenario: "pod → internet",
-      path: "pod-a1 ─TF VN external─ SNAT (logical router) ─ internet",
+      path: "pod-a1 ─TF VN external─ SNAT instance (router's, on one node) ─ internet",
       addresses: `${host(snat.srcIps[0])} → ${internetIp}:80`,
       setup: setup(snat),
     },

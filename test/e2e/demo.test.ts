@@ -55,6 +55,8 @@ describe("nsm demo", { timeout: 240_000 }, () => {
     ]) {
       assert.match(r.stdout, new RegExp(`${s} .*ok: `), `${s}:\n${r.stdout}`);
     }
+    // The internet sees the logical router's SNAT instance: an address of the gateway VN `public`.
+    assert.match(r.stdout, /pod → internet .*you are 198\.51\.100\.\d+\)/, r.stdout);
     const m = /all 7 scenarios passed in ([\d.]+) s/.exec(r.stdout);
     assert.ok(m, r.stdout);
     assertNothingLeft();

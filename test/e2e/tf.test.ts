@@ -15,6 +15,7 @@ import { tapName } from "../../src/forwarder/tf/tf.js";
 import { inNs, ip, links, ping } from "../helpers/netns.js";
 import { eventually, sleep, startComponent } from "../helpers/proc.js";
 import { TfCluster, internetIp, type TfNode } from "../helpers/tfcluster.js";
+import { snatNames } from "../../src/tf-emulator/vnc/svcmonitor.js";
 import { tfForwarderRestart } from "../helpers/healscenarios.js";
 
 const tcpScript = new URL("../helpers/tcp.mjs", import.meta.url).pathname;
@@ -44,13 +45,14 @@ function client(name: string, pod: string, node: TfNode): NsmClient {
   });
 }
 
-async function tcp(
+/** Sends `bytes` over TCP; returns what the server received and the source address it saw. */
+async function tcpSeen(
   serverNs: string,
   bindIp: string,
   clientNs: string,
   dialIp: string,
   bytes: number,
-): Promise<number> {
+): Promise<{ bytes: number; peer: string }> {
   const srv = spawn(
     "ip",
     ["netns", "exec", serverNs, process.execPath, tcpScript, "server", bindIp, "5201"],
@@ -58,6 +60,8 @@ async function tcp(
       stdio: ["ignore", "pipe", "inherit"],
     },
   );
+  let out = "";
+  srv.stdout.on("data", (d: Buffer) => (out += d.toString()));
   await new Promise<void>((resolve, reject) => {
     srv.stdout.once("data", () => resolve());
     srv.once("exit", (c) => reject(new Error(`tcp server exited ${c}`)));
@@ -65,10 +69,26 @@ async function tcp(
   try {
     const r = inNs(clientNs, [process.execPath, tcpScript, "client", dialIp, "5201", String(bytes)], 15_000);
     assert.equal(r.code, 0, r.out);
-    return Number(r.out.trim());
+    // The server's line about the connection may still be in the pipe.
+    await eventually(() => /peer \S+\n/.test(out), 5_000, "the server's peer line").catch(() => undefined);
+    return { bytes: Number(r.out.trim()), peer: /peer (?:::ffff:)?(\S+)/.exec(out)?.[1] ?? "" };
   } finally {
     srv.kill();
   }
+}
+
+async function tcp(...args: Parameters<typeof tcpSeen>): Promise<number> {
+  return (await tcpSeen(...args)).bytes;
+}
+
+/** The address of the logical router's SNAT instance in the external VN (svc-monitor's right port). */
+async function snatSource(): Promise<string> {
+  const lr = await cluster.vnc.readByFqName("logical-router", ["default-domain", "k8s-default", "lr"]);
+  const iip = await cluster.vnc.readByFqName(
+    "instance-ip",
+    snatNames(lr.fq_name.slice(0, -1), lr.uuid).iip("right"),
+  );
+  return String(iip["instance_ip_address"]);
 }
 
 /** VNC objects the NSE made (VMs named nsm__…), agent subscriptions, port files and taps: all must be gone. */
@@ -82,19 +102,32 @@ async function assertNothingLeft(): Promise<void> {
     const left = (await cluster.vnc.list(type)).filter((o) => o.fq_name.some((x) => x.startsWith("nsm__")));
     assert.deepEqual(left, [], `${type} left in TF`);
   }
+  // The logical router stays, and so does its SNAT instance on the compute it was scheduled on: its
+  // namespace's legs, the external VN's plumbing there and its address routed in.
+  const source = await snatSource();
+  const ext = await cluster.vnc.readByFqName("virtual-network", [
+    "default-domain",
+    "k8s-default",
+    "external",
+  ]);
+  const extVni = Number(ext["virtual_network_network_id"]);
+  const snatLinks = new RegExp(`^(tf(br|vx|g|u|n|l)${extVni}|tfs\\d+)$`);
+  const escaped = source.replace(/\./g, "\\.");
+  const floating = (text: string): boolean =>
+    text.split("\n").some((l) => /198\.51\.100\./.test(l) && !new RegExp(`\\b${escaped}\\b`).test(l));
   for (const n of [n1, n2]) {
     await eventually(() => !links(n.ns).some((l) => l.startsWith("tap")), 10_000, `no tap on ${n.name}`);
     // The emulated vRouter let go too: no VN bridge, VXLAN or VRF legs, no floating-IP route or ARP answer.
     await eventually(
-      () => !links(n.ns).some((l) => /^tf(br|vx|g|u)\d/.test(l)),
+      () => !links(n.ns).some((l) => /^tf(br|vx|g|u|n|l|s)\d/.test(l) && !snatLinks.test(l)),
       10_000,
       `no VN plumbing on ${n.name}`,
     );
     await eventually(
       () =>
-        !/198\.51\.100\./.test(ip(["-n", n.ns, "-o", "addr", "show"])) &&
-        !/198\.51\.100\./.test(ip(["-n", n.ns, "route", "show"])) &&
-        !/198\.51\.100\./.test(ip(["-n", n.ns, "neigh", "show", "proxy"])),
+        !floating(ip(["-n", n.ns, "-o", "addr", "show"])) &&
+        !floating(ip(["-n", n.ns, "route", "show"])) &&
+        !floating(ip(["-n", n.ns, "neigh", "show", "proxy"])),
       10_000,
       `no floating IP left on ${n.name}`,
     );
@@ -183,7 +216,14 @@ describe("TF forwarder e2e", { timeout: 240_000 }, () => {
       seen.push(x[tfKeys.vmUuid]!, y[tfKeys.vmUuid]!);
 
       assert.ok(ping(p1, internetIp, 2), "ping the internet through the logical router's SNAT");
-      assert.equal(await tcp(cluster.inet, internetIp, p1, internetIp, 1 << 20), 1 << 20);
+      // The outside sees the SNAT instance's address in the external VN, from pods of either compute (the
+      // instance runs on one of them).
+      const source = await snatSource();
+      assert.match(source, /^198\.51\.100\.\d+$/, "the SNAT source is an address of the gateway VN");
+      for (const p of [p1, p2]) {
+        const seen = await tcpSeen(cluster.inet, internetIp, p, internetIp, 1 << 20);
+        assert.deepEqual(seen, { bytes: 1 << 20, peer: source }, `${p} → internet`);
+      }
 
       // A second pod on node-1 in the same VN: reachable on the compute's bridge; closing it leaves the
       // others alone.
@@ -393,6 +433,9 @@ describe("TF forwarder e2e", { timeout: 240_000 }, () => {
       const podIp = host(conn.context!.ipContext!.srcIpAddrs[0]!);
       await eventually(() => ping(cluster.inet, fip, 1), 5000, "the floating IP answers");
       assert.equal(await tcp(pods[2]!, podIp, cluster.inet, fip, 1 << 20), 1 << 20);
+      // Its own traffic out leaves as its floating IP, not through the router's SNAT instance.
+      const out = await tcpSeen(cluster.inet, internetIp, pods[2]!, internetIp, 1 << 10);
+      assert.deepEqual(out, { bytes: 1 << 10, peer: fip });
     } finally {
       await c.closeAll();
     }

@@ -1,10 +1,12 @@
 // Tiny TCP check for tests, run inside a namespace: `server <ip> <port>` echoes the byte count of what it
-// received; `client <ip> <port> <bytes>` sends that many bytes and prints the count the server reports.
+// received (and prints `peer <address>` for each connection, so NAT is visible); `client <ip> <port> <bytes>`
+// sends that many bytes and prints the count the server reports.
 import { createConnection, createServer } from "node:net";
 
 const [mode, host, port, bytes] = process.argv.slice(2);
 if (mode === "server") {
   const srv = createServer((s) => {
+    console.log(`peer ${s.remoteAddress}`);
     let n = 0;
     s.on("data", (d) => (n += d.length));
     s.on("end", () => s.end(String(n)));

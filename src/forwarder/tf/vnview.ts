@@ -49,17 +49,30 @@ const lrType = (r: Ref): string | undefined =>
 
 /** Whether traffic of the VN leaves the cluster through SNAT. */
 export async function vnHasSnat(vnc: VncReader, vn: VncObject): Promise<boolean> {
-  if (vn["fabric_snat"] === true) return true;
+  return vn["fabric_snat"] === true || (await snatRouterOf(vnc, vn)) !== undefined;
+}
+
+/** The logical router with an external gateway that has the VN as an internal network, if any. */
+export async function snatRouterOf(vnc: VncReader, vn: VncObject): Promise<VncObject | undefined> {
   for (const lr of await vnc.list("logical-router", { detail: true })) {
     const vnRefs = refsOf(lr, "virtual_network_refs");
     const external =
       vnRefs.some((r) => lrType(r) === "ExternalGateway") || lr["logical_router_gateway_external"] === true;
-    if (!external) continue;
-    if (vnRefs.some((r) => r.uuid === vn.uuid && lrType(r) !== "ExternalGateway")) return true;
-    for (const port of refsOf(lr, "virtual_machine_interface_refs")) {
-      const vmi = await vnc.tryRead("virtual-machine-interface", port.uuid);
-      if (refsOf(vmi, "virtual_network_refs").some((r) => r.uuid === vn.uuid)) return true;
-    }
+    if (external && (await routerInternalVns(vnc, lr)).includes(vn.uuid)) return lr;
   }
-  return false;
+  return undefined;
+}
+
+/** The uuids of a router's internal VNs: direct VN refs and the VNs of its interfaces. */
+export async function routerInternalVns(vnc: VncReader, lr: VncObject): Promise<string[]> {
+  const out = new Set(
+    refsOf(lr, "virtual_network_refs")
+      .filter((r) => lrType(r) !== "ExternalGateway")
+      .map((r) => r.uuid),
+  );
+  for (const port of refsOf(lr, "virtual_machine_interface_refs")) {
+    const vmi = await vnc.tryRead("virtual-machine-interface", port.uuid);
+    for (const r of refsOf(vmi, "virtual_network_refs")) out.add(r.uuid);
+  }
+  return [...out];
 }

@@ -5,8 +5,13 @@
 //   - the VRF: a private network namespace (gone with the agent) holding the subnets' gateways on `gw` with
 //     TF's gateway MAC, and an uplink `up` to the compute for what leaves the VN: floating IPs (1:1 NAT in
 //     the VRF, the compute routing the FIP in and answering ARP/ND for it on the fabric), the addresses of
-//     a public (router_external) VN (routed the same way, no NAT) and logical-router SNAT (masquerade in
-//     the VRF, then to the compute's fabric address).
+//     a public (router_external) VN (routed the same way, no NAT) and fabric SNAT (masquerade in the VRF,
+//     then to the compute's fabric address);
+//   - logical-router SNAT: the VRF sends what leaves the VN to the router's SNAT instance (svc-monitor's,
+//     scheduled on one compute) through a leg `sn` of its own on the VN's bridge, so across the tunnels;
+//     floating IPs keep their own way out (a source rule to the uplink's table). On the compute hosting
+//     it (snatns.ts), the instance is a namespace with a left leg on each internal VN's bridge and its
+//     right address, an address of the external VN, routed in like a floating IP.
 // Each compute's gateway answers its own workloads only: its frames never cross the VXLAN tunnels.
 // Everything here is made through src/dataplane.
 import type { Logger } from "pino";
@@ -19,6 +24,7 @@ import {
   type NetnsHandle,
 } from "../../dataplane/index.js";
 import { addrOf, type ResolvedPort } from "./resolve.js";
+import type { SnatPort } from "./snat.js";
 
 /** The MAC the agent answers with for subnet gateways and DNS (`Agent::vrrp_mac_`). */
 export const gatewayMac = "00:00:5e:00:01:00";
@@ -28,9 +34,12 @@ const zeroMac = "00:00:00:00:00:00";
 
 export const bridgeName = (vni: number): string => `tfbr${vni}`;
 export const vxlanName = (vni: number): string => `tfvx${vni}`;
-/** The compute ends of a VRF's gateway leg (on the bridge) and of its uplink. */
+/** The compute ends of a VRF's gateway leg (on the bridge), of its uplink and of its leg to SNAT. */
 export const gatewayLegName = (vni: number): string => `tfg${vni}`;
 export const uplinkName = (vni: number): string => `tfu${vni}`;
+export const snatLegName = (vni: number): string => `tfn${vni}`;
+/** The VRF table holding the uplink default route for floating IPs when the VN's default goes to SNAT. */
+const fipTable = 100;
 
 /**
  * A VRF's uplink addresses by slot: /30s from 169.254.128.0/17 and /64s from 2001:db8:ffff::/48 (8192
@@ -54,6 +63,10 @@ interface Vrf {
   natText: string;
   /** Families the VRF has a default route of (only when something leaves the VN that way). */
   defaults: Set<4 | 6>;
+  /** The SNAT instance's left port the IPv4 default route goes to, as "ip mac" (instead of the uplink). */
+  steer: string;
+  /** Floating-IP sources sent out the uplink by rule while the default goes to SNAT. */
+  fipRules: Set<string>;
 }
 
 export interface PlumbingOptions {
@@ -66,14 +79,22 @@ export interface PlumbingOptions {
   log: Logger;
 }
 
+/** An address the compute routes into one of its namespaces (and answers ARP/ND for on the fabric). */
+export interface RoutedIn {
+  dev: string;
+  via: string;
+}
+
 const ignoreExists = (err: unknown): void => {
   if (!isErrno(err, "EEXIST")) throw err;
 };
 
 export class ComputePlumbing {
   private readonly vrfs = new Map<number, Vrf>();
-  /** Floating IP or public address → the uplink it is routed into. */
-  private routedIn = new Map<string, { dev: string; via: string }>();
+  /** Uplink slots in use (VRFs and SNAT instances). */
+  private readonly slots = new Set<number>();
+  /** Floating IP, public or SNAT address → the uplink it is routed into. */
+  private routedIn = new Map<string, RoutedIn>();
   private underlay: { name: string; mtu: number } | undefined;
 
   constructor(private readonly opts: PlumbingOptions) {}
@@ -147,6 +168,7 @@ export class ComputePlumbing {
     const { ns } = this.opts;
     const v = this.vrfs.get(vni);
     this.vrfs.delete(vni);
+    if (v) this.slots.delete(v.slot);
     // Closing the VRF's namespace takes both legs with it, and the floating-IP routes through its uplink.
     v?.ns.close();
     const ul = await this.underlayLink();
@@ -155,19 +177,29 @@ export class ComputePlumbing {
       await ns.neigh.proxyDel({ dev: ul.name, ip: fip }, { missingOk: true }).catch(() => undefined);
       this.routedIn.delete(fip);
     }
-    for (const name of [gatewayLegName(vni), uplinkName(vni), vxlanName(vni), bridgeName(vni)])
+    for (const name of [
+      gatewayLegName(vni),
+      uplinkName(vni),
+      snatLegName(vni),
+      vxlanName(vni),
+      bridgeName(vni),
+    ])
       await ns.link.delete(name, { missingOk: true });
     this.opts.log.info({ vni }, "virtual network removed from this compute");
   }
 
-  /** Floating IPs (1:1 NAT in the VN's VRF, routed in by the compute) and SNAT of VNs with external access. */
-  async syncNat(ports: ResolvedPort[]): Promise<void> {
-    const wantRouted = new Map<string, { dev: string; via: string }>();
+  /**
+   * Floating IPs (1:1 NAT in the VN's VRF, routed in by the compute), fabric SNAT, the way to the logical
+   * router's SNAT instance, and addresses routed in for others (the SNAT instances this compute hosts).
+   */
+  async syncNat(ports: ResolvedPort[], alsoRoutedIn = new Map<string, RoutedIn>()): Promise<void> {
+    const wantRouted = new Map(alsoRoutedIn);
     for (const [vni, v] of this.vrfs) {
       const mine = ports.filter((p) => p.vni === vni);
       const pre: string[] = [];
       const post: string[] = [];
       const defaults = new Set<4 | 6>();
+      const fipSources = new Set<string>();
       const up = uplinkAddrs(v.slot);
       for (const p of mine) {
         for (const fip of p.floatingIps) {
@@ -179,6 +211,7 @@ export class ComputePlumbing {
           post.push(`    ${k} saddr ${a.ip} oifname "up" snat ${k} to ${fip}`);
           wantRouted.set(fip, { dev: uplinkName(vni), via: family === 4 ? up.vrf4 : up.vrf6 });
           defaults.add(family);
+          if (family === 4) fipSources.add(a.ip);
         }
       }
       // A public network's addresses are routed as they are, in both families.
@@ -186,10 +219,13 @@ export class ComputePlumbing {
         wantRouted.set(a.ip, { dev: uplinkName(vni), via: a.family === 4 ? up.vrf4 : up.vrf6 });
         defaults.add(a.family);
       }
-      // TF's logical-router SNAT is IPv4 only.
-      const snatSubnets = new Set(mine.filter((p) => p.snat).flatMap((p) => addrOf(p, 4)?.subnet ?? []));
-      for (const s of snatSubnets) post.push(`    ip saddr ${s} oifname "up" masquerade`);
-      if (snatSubnets.size > 0) defaults.add(4);
+      // Fabric SNAT (IPv4 only in TF): masquerade here, then to the compute's fabric address.
+      const fabric = new Set(mine.filter((p) => p.fabricSnat).flatMap((p) => addrOf(p, 4)?.subnet ?? []));
+      for (const s of fabric) post.push(`    ip saddr ${s} oifname "up" masquerade`);
+      if (fabric.size > 0) defaults.add(4);
+      const steer = mine.find((p) => p.snatVia)?.snatVia;
+      await this.syncSteering(vni, v, steer, steer ? fipSources : new Set());
+      if (steer) defaults.delete(4);
       await this.syncDefaults(v, defaults);
       const text =
         pre.length + post.length === 0
@@ -211,6 +247,56 @@ export class ComputePlumbing {
       }
     }
     await this.syncRoutedIn(wantRouted);
+  }
+
+  /**
+   * The VRF's IPv4 default to the SNAT instance's left port, through the VRF's own leg on the VN's bridge
+   * (a MAC of its own, unlike the gateway's, so it may cross the tunnels), with the port's MAC pinned so the
+   * VRF never ARPs from a gateway address. Floating-IP sources keep the uplink, by rule.
+   */
+  private async syncSteering(
+    vni: number,
+    v: Vrf,
+    to: SnatPort | undefined,
+    fipSources: Set<string>,
+  ): Promise<void> {
+    const key = to ? `${to.ip} ${to.mac}` : "";
+    if (key !== v.steer) {
+      if (v.steer) {
+        await v.ns.route.del({ dst: "0.0.0.0/0", dev: "sn" }, { missingOk: true });
+        await v.ns.neigh.del({ dev: "sn", ip: v.steer.split(" ")[0]! }, { missingOk: true });
+      }
+      if (to) {
+        if (!(await v.ns.link.find("sn"))) {
+          await this.opts.ns.link.createVeth({
+            name: snatLegName(vni),
+            up: true,
+            master: bridgeName(vni),
+            peer: { name: "sn", netns: v.ns, up: true },
+          });
+          await v.ns.route.replace({
+            dst: "0.0.0.0/0",
+            gateway: uplinkAddrs(v.slot).host4,
+            dev: "up",
+            table: fipTable,
+          });
+        }
+        await v.ns.neigh.replace({ dev: "sn", ip: to.ip, mac: to.mac });
+        await v.ns.route.replace({ dst: "0.0.0.0/0", gateway: to.ip, dev: "sn", onlink: true });
+        v.defaults.delete(4);
+      }
+      v.steer = key;
+    }
+    for (const ip of fipSources) {
+      if (v.fipRules.has(ip)) continue;
+      await v.ns.rule.ensure({ from: `${ip}/32`, table: fipTable, priority: 100 });
+      v.fipRules.add(ip);
+    }
+    for (const ip of [...v.fipRules]) {
+      if (fipSources.has(ip)) continue;
+      await v.ns.rule.del({ from: `${ip}/32`, table: fipTable, priority: 100 }, { missingOk: true });
+      v.fipRules.delete(ip);
+    }
   }
 
   /** Removes everything this compute's emulator made. */
@@ -248,10 +334,7 @@ export class ComputePlumbing {
         up: true,
       });
     }
-    const used = new Set([...this.vrfs.values()].map((v) => v.slot));
-    let slot = 0;
-    while (used.has(slot)) slot++;
-    if (slot >= uplinkSlots) throw new Error(`more than ${uplinkSlots} virtual networks on this compute`);
+    const slot = this.takeSlot();
     const up = uplinkAddrs(slot);
     // Legs left by an agent that died (its VRFs went with it) would block the names.
     for (const name of [gatewayLegName(vni), uplinkName(vni)])
@@ -278,6 +361,7 @@ export class ComputePlumbing {
       await vrf.addr.add("up", `${up.vrf6}/64`);
     } catch (err) {
       vrf.close();
+      this.slots.delete(slot);
       throw err;
     }
     const v: Vrf = {
@@ -287,6 +371,8 @@ export class ComputePlumbing {
       peers: new Set(await ns.neigh.fdbDsts(vx)),
       natText: "",
       defaults: new Set(),
+      steer: "",
+      fipRules: new Set(),
     };
     this.vrfs.set(vni, v);
     this.opts.log.info({ vni, bridge: br, uplink: up.host4 }, "virtual network plumbed (own VRF)");
@@ -325,7 +411,7 @@ export class ComputePlumbing {
     }
   }
 
-  private async syncRoutedIn(want: Map<string, { dev: string; via: string }>): Promise<void> {
+  private async syncRoutedIn(want: Map<string, RoutedIn>): Promise<void> {
     const { ns } = this.opts;
     const ul = await this.underlayLink();
     for (const [fip, r] of want) {
@@ -344,7 +430,21 @@ export class ComputePlumbing {
     this.routedIn = new Map(want);
   }
 
-  private async underlayLink(): Promise<{ name: string; mtu: number }> {
+  /** A free uplink slot (addresses of a /30 and a /64), until given back with releaseSlot. */
+  takeSlot(): number {
+    let slot = 0;
+    while (this.slots.has(slot)) slot++;
+    if (slot >= uplinkSlots)
+      throw new Error(`more than ${uplinkSlots} VRFs and SNAT instances on this compute`);
+    this.slots.add(slot);
+    return slot;
+  }
+
+  releaseSlot(slot: number): void {
+    this.slots.delete(slot);
+  }
+
+  async underlayLink(): Promise<{ name: string; mtu: number }> {
     if (this.underlay) return this.underlay;
     const { ns, vtepIp } = this.opts;
     const addr = (await ns.addr.list()).find((a) => a.address === vtepIp);

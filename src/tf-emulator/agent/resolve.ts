@@ -4,7 +4,8 @@
 import type { VncClient, VncObject } from "../../forwarder/tf/vnc.js";
 import { textOf } from "../../forwarder/tf/keys.js";
 import { contains, tryParseCidr, tryParseIp } from "../../networkservice/ipam/cidr.js";
-import { refsOf, vnHasSnat, vnSubnets, type IpamSubnet } from "../../forwarder/tf/vnview.js";
+import { refsOf, vnSubnets, type IpamSubnet } from "../../forwarder/tf/vnview.js";
+import { snatSteering, type SnatPort } from "./snat.js";
 
 /** One of the port's addresses (an instance-ip) with its subnet's gateway and DNS. */
 export interface PortAddress {
@@ -32,8 +33,10 @@ export interface ResolvedPort {
   routeTargets: string[];
   /** Floating IPs mapped to this port. */
   floatingIps: string[];
-  /** The VN reaches outside through a logical router with an external gateway, or fabric SNAT. */
-  snat: boolean;
+  /** The VN's traffic leaves SNATed to this compute's fabric address (the VN's fabric_snat). */
+  fabricSnat: boolean;
+  /** The left port of the logical router's SNAT instance, where the VN's traffic for the outside goes. */
+  snatVia?: SnatPort;
   /** The VN is a public (router_external) network: the gateway routes its addresses, no NAT. */
   routed: boolean;
 }
@@ -101,7 +104,7 @@ export async function resolvePort(
     const a = fip?.["floating_ip_address"];
     if (typeof a === "string") floatingIps.push(a);
   }
-  const snat = await vnHasSnat(vnc, vn);
+  const snatVia = await snatSteering(vnc, vn);
   return {
     vmiUuid,
     vmUuid,
@@ -114,7 +117,8 @@ export async function resolvePort(
     vni: vnVni(vn, vniMode),
     routeTargets: vnRouteTargets(vn),
     floatingIps,
-    snat,
+    fabricSnat: vn["fabric_snat"] === true,
+    ...(snatVia ? { snatVia } : {}),
     routed: vn["router_external"] === true,
   };
 }

@@ -12,6 +12,8 @@ import { portDoc, vmCfgItem } from "./docs.js";
 import { ComputePlumbing } from "./plumbing.js";
 import { parseBody, portBody, PortError, PortTable, vmPortBody, type Subscription } from "./ports.js";
 import { resolvePort, vnRouteTargets, vnVni, type ResolvedPort } from "./resolve.js";
+import { hostedSnat, type HostedSnat } from "./snat.js";
+import { SnatInstances } from "./snatns.js";
 import {
   dispatch,
   fail,
@@ -71,6 +73,9 @@ class AgentEmulator {
   private readonly peers: VncClient[];
   private readonly dp = new Dataplane();
   private plumbing!: ComputePlumbing;
+  private snat!: SnatInstances;
+  /** The SNAT instances scheduled here, as the last full sync read them. */
+  private hosted: HostedSnat[] = [];
   private self!: VncObject;
   private readonly polls = new Map<string, number>();
   private readonly faults: AgentFaults = {};
@@ -122,6 +127,12 @@ class AgentEmulator {
     const vtepIp = textOf(this.self["virtual_router_ip_address"]);
     this.plumbing = new ComputePlumbing({ dp: this.dp, ns: this.dp.netns(), vtepIp, log: opts.log });
     await this.plumbing.init();
+    this.snat = new SnatInstances({
+      dp: this.dp,
+      ns: this.dp.netns(),
+      plumbing: this.plumbing,
+      log: opts.log,
+    });
     // The agent reloads its port files at start-up (§1.1).
     this.table.reload();
     const timer = setInterval(() => {
@@ -138,7 +149,10 @@ class AgentEmulator {
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
     await this.syncing?.catch(() => undefined);
-    if (!keepDataPlane) await this.plumbing.cleanup();
+    if (!keepDataPlane) {
+      await this.snat.cleanup();
+      await this.plumbing.cleanup();
+    }
     this.vnc.close();
     this.peers.forEach((p) => p.close());
     this.dp.close();
@@ -411,20 +425,40 @@ class AgentEmulator {
   }
 
   private async syncOnce(full: boolean): Promise<void> {
-    // A full sync re-reads every port's config (floating IPs come and go); the others reuse what is known.
+    // A full sync re-reads every port's config (floating IPs come and go) and the SNAT instances scheduled
+    // here; the others reuse what is known.
     const current = await this.currentPorts(full);
+    if (full) {
+      const mode = await this.vniMode();
+      this.hosted = await hostedSnat(this.vnc, this.self.uuid, (vn) => vnVni(vn, mode)).catch(
+        (err: unknown) => {
+          this.opts.log.warn(
+            { err: (err as Error).message },
+            "SNAT instances not read; keeping the last view",
+          );
+          return this.hosted;
+        },
+      );
+    }
     if (this.stopped) return;
     const byVni = new Map<number, { port: ResolvedPort; hostIf: string }[]>();
     for (const c of current) byVni.set(c.port.vni, [...(byVni.get(c.port.vni) ?? []), c]);
-    for (const [vni, ps] of byVni) {
+    // A SNAT instance's internal VNs are plumbed here even without a port of them (TF makes their VRFs).
+    const vnis = new Set([...byVni.keys(), ...this.hosted.flatMap((h) => h.internal.map((i) => i.vni))]);
+    for (const vni of vnis) {
+      const ps = byVni.get(vni) ?? [];
       const gws = new Set(
         ps.flatMap((c) => c.port.addrs.filter((a) => a.gateway).map((a) => `${a.gateway}/${a.plen}`)),
       );
-      await this.plumbing.ensureVn(vni, [...gws], await this.vteps(vni, ps[0]!.port.routeTargets));
+      await this.plumbing.ensureVn(vni, [...gws], await this.vteps(vni, ps[0]?.port.routeTargets ?? []));
       for (const c of ps) await this.plumbing.attach(c.hostIf, vni);
     }
-    for (const vni of this.plumbing.activeVnis) if (!byVni.has(vni)) await this.plumbing.removeVn(vni);
-    await this.plumbing.syncNat(current.map((c) => c.port));
+    const routedIn = await this.snat.sync(this.hosted);
+    for (const vni of this.plumbing.activeVnis) if (!vnis.has(vni)) await this.plumbing.removeVn(vni);
+    await this.plumbing.syncNat(
+      current.map((c) => c.port),
+      routedIn,
+    );
   }
 }
 

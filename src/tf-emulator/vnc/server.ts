@@ -5,6 +5,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { rmSync } from "node:fs";
 import { VncApi, type ApiResponse } from "./api.js";
+import { SnatMonitor } from "./svcmonitor.js";
 import { KeystoneEmulator } from "./keystone.js";
 import { seedDefaults, type Compute } from "./seed.js";
 import { StateFile } from "./statefile.js";
@@ -58,6 +59,9 @@ export async function startVncServer(opts: VncServerOptions): Promise<RunningVnc
 
   const api = new VncApi(store);
   seedDefaults(api, opts.computes ?? []);
+  // svc-monitor's SNAT instances follow the logical routers: checked after every successful write.
+  const snat = new SnatMonitor(api, log);
+  snat.reconcile();
   const keystone = opts.keystone ? new KeystoneEmulator(opts.keystone) : undefined;
 
   const server = createServer((req, res) => {
@@ -73,6 +77,7 @@ export async function startVncServer(opts: VncServerOptions): Promise<RunningVnc
             text: `Internal error in the TF emulator: ${(err as Error).stack ?? String(err)}`,
           };
         }
+        if (req.method !== "GET" && answer.status < 400) snat.reconcile();
         send(res, answer);
         // Mutations and failures only: the agent and the forwarder poll with GETs.
         if (req.method !== "GET" || answer.status >= 400)
