@@ -1,7 +1,11 @@
 // Test support: a private Prometheus (Debian's /usr/bin/prometheus, installed by scripts/install.sh) that scrapes
 // the given targets. It listens on 127.0.0.1 on a free port, keeps its config and TSDB in a temp directory, and
-// stop() kills its process group and removes that directory (also done, synchronously, if the test process exits
-// without calling stop()).
+// stop() kills its process group and removes that directory (also done if the test process exits, or dies of
+// SIGINT/SIGTERM/SIGHUP, without calling stop()).
+//
+// Timing: Prometheus is ready within ~0.2 s, but the first scrape comes ~5 s after start whatever the scrape
+// interval (Debian's Prometheus 2.42 hands discovered targets to the scrape manager every 5 s, not tunable in
+// that version); later scrapes follow the interval. waitFor's default timeout allows for that.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -79,6 +83,29 @@ async function freePort(): Promise<number> {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Clean-ups of the backends still running, run synchronously when the test process exits or dies of a signal. */
+const cleanups = new Set<() => void>();
+let hooked = false;
+function atProcessEnd(cleanup: () => void): () => void {
+  const runAll = (): void => {
+    for (const c of cleanups) c();
+    cleanups.clear();
+  };
+  if (!hooked) {
+    hooked = true;
+    process.once("exit", runAll);
+    for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+      process.once(sig, () => {
+        runAll();
+        // Nobody else handles it: die of the signal as we would have without this listener.
+        if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+      });
+    }
+  }
+  cleanups.add(cleanup);
+  return () => cleanups.delete(cleanup);
+}
+
 /** Starts Prometheus scraping `opts.targets`; resolves once its /-/ready answers 200. */
 export async function startPrometheus(opts: PrometheusOptions): Promise<Prometheus> {
   if (!existsSync(prometheusBin)) {
@@ -153,16 +180,15 @@ async function startOnce(opts: PrometheusOptions, port: number, timeoutMs: numbe
       /* already gone */
     }
   };
-  const onExit = (): void => {
+  const forget = atProcessEnd(() => {
     killGroup("SIGKILL");
     rmSync(dir, { recursive: true, force: true });
-  };
-  process.once("exit", onExit);
+  });
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
-      process.removeListener("exit", onExit);
+      forget();
       killGroup("SIGTERM");
       const timer = setTimeout(() => killGroup("SIGKILL"), 5_000);
       await exit;
