@@ -30,7 +30,7 @@ export async function metricsFrom(o: MetricsFlags): Promise<{ stop(): Promise<vo
   if (o.metricsListenOn === undefined) return { stop: () => Promise.resolve() };
   const address = parseListenAddress(o.metricsListenOn, flag);
   try {
-    return await startMetricsServer(address, enableMetrics(), rootLogger);
+    return await startMetricsServer(address, await enableMetrics(), rootLogger);
   } catch (err) {
     throw new Error(`${flag}: ${(err as Error).message}`);
   }

@@ -31,7 +31,7 @@ describe("dataplane metrics", { skip: !isRoot && "needs root (a private network 
   afterEach(disableMetrics);
 
   it("times every request by type and counts refusals by errno", async () => {
-    enableMetrics();
+    await enableMetrics();
     await ns.link.createBridge({ name: "br-m", up: true });
     await assert.rejects(ns.link.createBridge({ name: "br-m" }));
     await ns.link.list();
@@ -47,7 +47,7 @@ describe("dataplane metrics", { skip: !isRoot && "needs root (a private network 
   });
 
   it("times the deletes the worker thread makes", async () => {
-    enableMetrics();
+    await enableMetrics();
     await ns.link.createBridge({ name: "br-w" });
     const deleter = new LinkDeleter();
     try {
@@ -61,7 +61,7 @@ describe("dataplane metrics", { skip: !isRoot && "needs root (a private network 
 
   it("records nothing while metrics are off", async () => {
     await ns.link.list();
-    enableMetrics();
+    await enableMetrics();
     assert.equal(await metricValue(`${duration}_count`), undefined);
   });
 });

@@ -1,20 +1,19 @@
 // Kernel-operation metrics: every rtnetlink request the data plane sends is timed here (the kernel's answer
 // time, queueing behind the socket's earlier requests excluded), by operation: the rtnetlink message type
 // (newlink, getaddr, …, with "_dump" for dumps), a fixed set. Failures are counted by errno name.
-import { Counter, Histogram } from "prom-client";
 import { kernelBuckets } from "../observability/metrics/buckets.js";
 import { metricPrefix, metricSet } from "../observability/metrics/registry.js";
 import { DataplaneError } from "./errors.js";
 
-const metrics = metricSet((registry) => ({
-  duration: new Histogram({
+const metrics = metricSet((registry, prom) => ({
+  duration: new prom.Histogram({
     name: `${metricPrefix}dataplane_netlink_request_duration_seconds`,
     help: "Time the kernel took to answer one rtnetlink request, by message type (op)",
     labelNames: ["op"] as const,
     buckets: kernelBuckets,
     registers: [registry],
   }),
-  errors: new Counter({
+  errors: new prom.Counter({
     name: `${metricPrefix}dataplane_netlink_errors_total`,
     help: "rtnetlink requests the kernel refused or that failed, by message type (op) and errno name",
     labelNames: ["op", "errno"] as const,

@@ -16,7 +16,7 @@ describe("measuredDataPlane", () => {
   afterEach(disableMetrics);
 
   it("times apply and release by data plane and outcome", async () => {
-    enableMetrics();
+    await enableMetrics();
     const failing: DataPlane = {
       ...noopDataPlane(),
       name: "kernel",
@@ -34,7 +34,7 @@ describe("measuredDataPlane", () => {
 
   it("records nothing while metrics are off", async () => {
     await measuredDataPlane(noopDataPlane()).apply(leg, leg, ctx);
-    enableMetrics();
+    await enableMetrics();
     assert.equal(await metricValue("nsm_forwarder_dataplane_duration_seconds_count"), undefined);
   });
 });

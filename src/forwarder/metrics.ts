@@ -1,14 +1,13 @@
 // Data-plane metrics of a forwarder: how long plumbing one connection (apply: first setup or refresh) and
 // unplumbing it (release) take, whatever the data plane (kernel, tf, noop). A wrapper, so xconnect and the
 // data planes stay as they are.
-import { Histogram } from "prom-client";
 import { callBuckets } from "../observability/metrics/buckets.js";
 import { metricPrefix, metricSet } from "../observability/metrics/registry.js";
 import type { DataPlane } from "./dataplane.js";
 
 const metrics = metricSet(
-  (registry) =>
-    new Histogram({
+  (registry, prom) =>
+    new prom.Histogram({
       name: `${metricPrefix}forwarder_dataplane_duration_seconds`,
       help: "Time a forwarder's data plane took to plumb (apply) or remove (release) one connection",
       labelNames: ["dataplane", "op", "outcome"] as const,

@@ -28,7 +28,7 @@ describe("registry metrics element", () => {
   afterEach(disableMetrics);
 
   it("counts calls by kind, method and code, and times the one-shot ones", async () => {
-    enableMetrics();
+    await enableMetrics();
     const t = tables();
     const nse = nseRegistryChain([metricsNSE("registry"), validateNSE(), memoryNSEServer(t.endpoints)]);
     const ns = nsRegistryChain([metricsNS("registry"), memoryNSServer(t.services)]);
@@ -61,7 +61,7 @@ describe("registry metrics element", () => {
   });
 
   it("holds a watch in the open-watches gauge until its caller goes, then counts it CANCELLED", async () => {
-    enableMetrics();
+    await enableMetrics();
     const t = tables();
     const nse = nseRegistryChain([metricsNSE("nsmgr"), memoryNSEServer(t.endpoints)]);
     const abort = new AbortController();
@@ -82,7 +82,7 @@ describe("registry metrics element", () => {
   });
 
   it("leaves out calls a process makes into its own chain", async () => {
-    enableMetrics();
+    await enableMetrics();
     const t = tables();
     const ns = nsRegistryChain([metricsNS("nsmgr"), memoryNSServer(t.services)]);
     const own = ctx();
@@ -97,7 +97,7 @@ describe("registry record gauges", () => {
   afterEach(disableMetrics);
 
   it("report the tables' sizes when scraped, and 0 once untracked", async () => {
-    enableMetrics();
+    await enableMetrics();
     const t = tables();
     const untrack = trackRecords({
       component: "registry",

@@ -2,7 +2,6 @@
 // (ns, nse) and gRPC code; a Find with watch=true is counted as "watch" when it ends, and held in a gauge of
 // open watches while it lasts (its duration is the stream's life, so it is not timed). Calls a process makes
 // into its own chain (an nsmgr looking a service up for a Request: ctx.internal) are not counted.
-import { Counter, Gauge, Histogram } from "prom-client";
 import type { RegistryServer } from "../core/registrychain.js";
 import type { CallContext } from "../core/context.js";
 import { callBuckets } from "../observability/metrics/buckets.js";
@@ -12,21 +11,21 @@ import type { NSEServer, NSServer } from "./types.js";
 
 type Method = "register" | "unregister" | "find" | "watch";
 
-const metrics = metricSet((registry) => ({
-  calls: new Counter({
+const metrics = metricSet((registry, prom) => ({
+  calls: new prom.Counter({
     name: `${metricPrefix}registry_calls_total`,
     help: "Registry calls served, by kind (ns, nse), method (register, unregister, find, watch) and gRPC code",
     labelNames: ["component", "kind", "method", "code"] as const,
     registers: [registry],
   }),
-  duration: new Histogram({
+  duration: new prom.Histogram({
     name: `${metricPrefix}registry_call_duration_seconds`,
     help: "Time to answer a registry Register, Unregister or one-shot Find",
     labelNames: ["component", "kind", "method"] as const,
     buckets: callBuckets,
     registers: [registry],
   }),
-  watches: new Gauge({
+  watches: new prom.Gauge({
     name: `${metricPrefix}registry_watches`,
     help: "Find watch streams open now",
     labelNames: ["component", "kind"] as const,

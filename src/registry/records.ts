@@ -1,6 +1,6 @@
 // Gauges of the records a registry holds (NetworkServices, NetworkServiceEndpoints), read from its tables
 // when Prometheus scrapes: expiry and store events change them without passing any chain element.
-import { Gauge } from "prom-client";
+import type { Gauge } from "prom-client";
 import { metricPrefix, metricSet } from "../observability/metrics/registry.js";
 
 export interface RecordSource {
@@ -15,11 +15,11 @@ const sources = new Set<RecordSource>();
 const sum = (component: string, of: (s: RecordSource) => number): number =>
   [...sources].filter((s) => s.component === component).reduce((n, s) => n + of(s), 0);
 
-const gauges = metricSet((registry) => {
+const gauges = metricSet((registry, prom) => {
   // Components once seen stay reported (as 0 once their tables are gone), not dropped from the scrape.
   const seen = new Set<string>();
   const gauge = (name: string, help: string, of: (s: RecordSource) => number): Gauge<"component"> =>
-    new Gauge({
+    new prom.Gauge({
       name: `${metricPrefix}${name}`,
       help,
       labelNames: ["component"] as const,

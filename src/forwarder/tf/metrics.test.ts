@@ -44,7 +44,7 @@ describe("TF API metrics", () => {
   afterEach(disableMetrics);
 
   it("times VNC exchanges by method, resource and status class", async () => {
-    enableMetrics();
+    await enableMetrics();
     const vnc = new VncClient({ url });
     try {
       await vnc.readByFqName("virtual-network", ["d", "p", "vn"]);
@@ -59,7 +59,7 @@ describe("TF API metrics", () => {
   });
 
   it("times agent exchanges, and one that got no answer as status none", async () => {
-    enableMetrics();
+    await enableMetrics();
     const agent = new AgentClient({ url });
     try {
       assert.equal(await agent.getVm(uuid), undefined);

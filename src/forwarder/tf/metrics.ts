@@ -1,22 +1,21 @@
 // TF/OpenSDN API metrics: each HTTP exchange with the vRouter agent's port API and the VNC config API, timed
 // by method, resource (the path's first segment: vm-cfg, virtual-machine-interface, fqname-to-id, … — never
 // the uuid or name after it) and status class. A retry is an exchange of its own.
-import { Histogram } from "prom-client";
 import { httpBuckets } from "../../observability/metrics/buckets.js";
 import { LabelLimit } from "../../observability/metrics/labels.js";
 import { metricPrefix, metricSet } from "../../observability/metrics/registry.js";
 
 const labelNames = ["method", "resource", "status"] as const;
 
-const metrics = metricSet((registry) => ({
-  agent: new Histogram({
+const metrics = metricSet((registry, prom) => ({
+  agent: new prom.Histogram({
     name: `${metricPrefix}tf_agent_request_duration_seconds`,
     help: "Time of one HTTP exchange with the vRouter agent's port API, by method, resource and status class",
     labelNames,
     buckets: httpBuckets,
     registers: [registry],
   }),
-  vnc: new Histogram({
+  vnc: new prom.Histogram({
     name: `${metricPrefix}tf_vnc_request_duration_seconds`,
     help: "Time of one HTTP exchange with the VNC config API, by method, resource and status class",
     labelNames,

@@ -9,7 +9,7 @@ describe("heal metrics", () => {
   afterEach(disableMetrics);
 
   it("count heals by kind and put their outage in seconds in the histogram", async () => {
-    enableMetrics();
+    await enableMetrics();
     recordHeal("web", "restore", 120);
     recordHeal("web", "restore", 80);
     recordHeal("web", "reselect", 2500);
@@ -22,7 +22,7 @@ describe("heal metrics", () => {
 
   it("records nothing while metrics are off", async () => {
     recordHeal("web", "restore", 1);
-    enableMetrics();
+    await enableMetrics();
     assert.equal(await metricValue("nsm_heals_total"), undefined);
   });
 });

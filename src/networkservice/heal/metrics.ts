@@ -1,18 +1,17 @@
 // Heal metrics: completed heals by kind and how long the connection's control plane was out (from the
 // client noticing the break to the healing Request's success).
-import { Counter, Histogram } from "prom-client";
 import { outageBuckets } from "../../observability/metrics/buckets.js";
 import { serviceLabel } from "../../observability/metrics/labels.js";
 import { metricPrefix, metricSet } from "../../observability/metrics/registry.js";
 
-const metrics = metricSet((registry) => ({
-  heals: new Counter({
+const metrics = metricSet((registry, prom) => ({
+  heals: new prom.Counter({
     name: `${metricPrefix}heals_total`,
     help: "Connections a client healed: restore (same path) or reselect (new forwarder and endpoint)",
     labelNames: ["service", "kind"] as const,
     registers: [registry],
   }),
-  outage: new Histogram({
+  outage: new prom.Histogram({
     name: `${metricPrefix}heal_duration_seconds`,
     help: "From a client noticing a broken connection to the heal's success (the control-plane outage)",
     labelNames: ["service", "kind"] as const,

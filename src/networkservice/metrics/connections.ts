@@ -1,7 +1,6 @@
 // The live-connections gauge: how many connections each hop holds, by network service and state, counted
 // when Prometheus scrapes (from the hop's `begin`), so it cannot drift from what the hop really holds —
 // timeouts, heals and Closes from inside the hop never pass the `metrics` element.
-import { Gauge } from "prom-client";
 import { State, type Connection } from "../../api/connection.js";
 import { serviceLabel } from "../../observability/metrics/labels.js";
 import { metricPrefix, metricSet } from "../../observability/metrics/registry.js";
@@ -18,10 +17,10 @@ type Labels = { component: string; service: string; state: string };
 
 const sources = new Set<ConnectionSource>();
 
-const gauge = metricSet((registry) => {
+const gauge = metricSet((registry, prom) => {
   // Label sets once seen are reported as 0 when empty, so "back to 0" is a value, not a missing series.
   const seen = new Map<string, Labels>();
-  return new Gauge({
+  return new prom.Gauge({
     name: `${metricPrefix}networkservice_connections`,
     help: "Connections a hop holds now, by network service and state (HEALING: a client is healing it)",
     labelNames: ["component", "service", "state"] as const,

@@ -42,7 +42,7 @@ describe("metrics element", () => {
   afterEach(disableMetrics);
 
   it("counts Requests and Closes by service, method and code, and times them", async () => {
-    enableMetrics();
+    await enableMetrics();
     const h = hop();
     await h.request({ connection: conn("a", "web"), mechanismPreferences: [] }, ctx());
     await h.request({ connection: conn("a", "web"), mechanismPreferences: [] }, ctx());
@@ -61,7 +61,7 @@ describe("metrics element", () => {
   });
 
   it("an error that is not a gRPC status counts as INTERNAL, as the handlers answer it", async () => {
-    enableMetrics();
+    await enableMetrics();
     const h = chain([
       metricsServer("forwarder"),
       element("boom", () => Promise.reject(new Error("kernel said no"))),
@@ -71,7 +71,7 @@ describe("metrics element", () => {
   });
 
   it("caps the service names it reports", async () => {
-    enableMetrics();
+    await enableMetrics();
     const h = hop();
     for (let i = 0; i < 205; i++)
       await h.request({ connection: conn(`x${i}`, `svc-${i}`), mechanismPreferences: [] }, ctx());
@@ -88,7 +88,7 @@ describe("metrics element", () => {
       h.request({ connection: conn("e", "denied"), mechanismPreferences: [] }, ctx()),
       (err: StatusError) => err.code === status.PERMISSION_DENIED,
     );
-    enableMetrics();
+    await enableMetrics();
     assert.equal(await metricValue(calls), undefined);
   });
 });
@@ -98,7 +98,7 @@ describe("live connections gauge", () => {
   const live = "nsm_networkservice_connections";
 
   it("counts what begin holds by service and state, and goes back to 0 after Close", async () => {
-    enableMetrics();
+    await enableMetrics();
     const begin = beginServer(rootLogger);
     const untrack = trackConnections({ component: "nse", connections: () => begin.connections() });
     const h = chain([metricsServer("nse"), begin]);
@@ -115,7 +115,7 @@ describe("live connections gauge", () => {
   });
 
   it("takes the state a source gives (a client's HEALING)", async () => {
-    enableMetrics();
+    await enableMetrics();
     const held = [
       { ...conn("a", "web"), state: State.UP },
       { ...conn("b", "web"), state: State.DOWN },
@@ -132,7 +132,7 @@ describe("live connections gauge", () => {
 
   it("keeps nothing while metrics are off", async () => {
     const untrack = trackConnections({ component: "nse", connections: () => [conn("a", "web")] });
-    enableMetrics();
+    await enableMetrics();
     assert.equal(await metricValue(live), undefined);
     untrack();
   });

@@ -1,20 +1,19 @@
 // `metrics` (upstream sdk pkg/networkservice/common/metrics; first in a hop's chain): counts and times every
 // Request and Close this hop serves, by component, network service and gRPC code. Labels never carry
 // connection ids or addresses, and service names are capped (serviceLabel), so series stay bounded.
-import { Counter, Histogram } from "prom-client";
 import type { NetworkServiceElement } from "../../core/chain.js";
 import { callBuckets } from "../../observability/metrics/buckets.js";
 import { codeOf, serviceLabel } from "../../observability/metrics/labels.js";
 import { metricPrefix, metricSet } from "../../observability/metrics/registry.js";
 
-const metrics = metricSet((registry) => ({
-  calls: new Counter({
+const metrics = metricSet((registry, prom) => ({
+  calls: new prom.Counter({
     name: `${metricPrefix}networkservice_calls_total`,
     help: "NetworkService Requests (refreshes included) and Closes a hop served, by gRPC code (OK or the error's)",
     labelNames: ["component", "service", "method", "code"] as const,
     registers: [registry],
   }),
-  duration: new Histogram({
+  duration: new prom.Histogram({
     name: `${metricPrefix}networkservice_call_duration_seconds`,
     help: "Time a hop took to answer a NetworkService Request or Close, this hop and every hop after it",
     labelNames: ["component", "service", "method"] as const,

@@ -3,7 +3,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
-import { Counter } from "prom-client";
 import { parseListenAddress } from "./address.js";
 import { metricValue } from "./read.js";
 import { disableMetrics, enableMetrics, metricSet, metricsRegistry } from "./registry.js";
@@ -39,11 +38,11 @@ describe("metrics registry", () => {
     assert.equal(set(), undefined);
     assert.equal(made, 0);
     assert.equal(await metricValue("process_resident_memory_bytes"), undefined);
-    enableMetrics();
+    await enableMetrics();
     assert.equal(set(), 1);
     assert.equal(set(), 1, "made once per registry");
     disableMetrics();
-    enableMetrics();
+    await enableMetrics();
     assert.equal(set(), 2, "made again for a new registry");
     disableMetrics();
   });
@@ -52,8 +51,8 @@ describe("metrics registry", () => {
 describe("metrics server", () => {
   let server: RunningMetricsServer;
   const test = metricSet(
-    (registry) =>
-      new Counter({
+    (registry, prom) =>
+      new prom.Counter({
         name: "nsm_test_things_total",
         help: "things",
         labelNames: ["kind"] as const,
@@ -62,7 +61,7 @@ describe("metrics server", () => {
   );
 
   before(async () => {
-    server = await startMetricsServer({ host: "127.0.0.1", port: 0 }, enableMetrics());
+    server = await startMetricsServer({ host: "127.0.0.1", port: 0 }, await enableMetrics());
   });
   after(async () => {
     await server.stop();
@@ -96,7 +95,7 @@ describe("metrics server", () => {
   });
 
   it("stops even while a scraper keeps its connection open", async () => {
-    const s = await startMetricsServer({ host: "127.0.0.1", port: 0 }, enableMetrics());
+    const s = await startMetricsServer({ host: "127.0.0.1", port: 0 }, await enableMetrics());
     const res = await fetch(`http://127.0.0.1:${s.port}/metrics`, { keepalive: true });
     await res.text();
     await s.stop();
@@ -105,7 +104,7 @@ describe("metrics server", () => {
 
   it("says which address is taken", async () => {
     await assert.rejects(
-      startMetricsServer({ host: "127.0.0.1", port: server.port }, enableMetrics()),
+      startMetricsServer({ host: "127.0.0.1", port: server.port }, await enableMetrics()),
       /cannot listen on 127\.0\.0\.1:\d+: EADDRINUSE/,
     );
   });
