@@ -29,3 +29,6 @@ export { point2pointIpam } from "./networkservice/ipam/ipam.js";
 export { mechanismsServer } from "./networkservice/mechanisms/mechanisms.js";
 export { kernelServer, kernelOffer } from "./networkservice/mechanisms/kernel.js";
 export { eventFactory } from "./networkservice/begin/begin.js";
+export { enableMetrics, metricsRegistry } from "./observability/metrics/registry.js";
+export { startMetricsServer } from "./observability/metrics/server.js";
+export { metricsServer, metricsClient } from "./networkservice/metrics/metrics.js";
