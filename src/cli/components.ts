@@ -14,11 +14,11 @@ import { parseDnsConfigs } from "../networkservice/dnscontext/dnscontext.js";
 import { table } from "./format.js";
 import { securityFrom, withSecurityFlags, type SecurityFlags } from "./security.js";
 import { env, listOf, stopOnSignals } from "./util.js";
-import { metricsFrom, withMetricsFlags, type MetricsFlags } from "./metrics.js";
+import { telemetryFrom, withTelemetryFlags, type TelemetryFlags } from "./telemetry.js";
 
-/** Where a node-local component serves (`socket` under /var/lib/networkservicemesh), its nsmgr, metrics. */
+/** Where a node-local component serves (`socket` under /var/lib/networkservicemesh), its nsmgr, telemetry. */
 function servingFlags(cmd: Command, socket: string): Command {
-  return withMetricsFlags(cmd)
+  return withTelemetryFlags(cmd)
     .option(
       "--listen-on <url>",
       "unix socket to serve on (NSM_LISTEN_ON)",
@@ -82,7 +82,7 @@ export function componentCommands(program: Command): void {
 
 /** `nsm nsmgr` */
 function nsmgrCommand(program: Command): void {
-  withMetricsFlags(
+  withTelemetryFlags(
     withSecurityFlags(
       program.command("nsmgr").description("run the per-node network service manager"),
       "nsmgr",
@@ -116,7 +116,7 @@ function nsmgrCommand(program: Command): void {
     .action(
       async (
         o: SecurityFlags &
-          MetricsFlags & {
+          TelemetryFlags & {
             listenOn: string;
             publicUrl?: string;
             registryUrl?: string;
@@ -124,7 +124,7 @@ function nsmgrCommand(program: Command): void {
             excludedPrefixesFile?: string;
           },
       ) => {
-        const metrics = await metricsFrom(o);
+        const telemetry = await telemetryFrom(o, o.name);
         const running = await startNsmgr({
           name: o.name,
           listenOn: listOf(o.listenOn),
@@ -136,7 +136,7 @@ function nsmgrCommand(program: Command): void {
         });
         stopOnSignals(async () => {
           await running.stop();
-          await metrics.stop();
+          await telemetry.stop();
         });
       },
     );
@@ -171,7 +171,7 @@ function forwarderCommands(program: Command): void {
       .action(
         async (
           o: SecurityFlags &
-            MetricsFlags & {
+            TelemetryFlags & {
               listenOn: string;
               connectTo: string;
               labels: string;
@@ -185,7 +185,7 @@ function forwarderCommands(program: Command): void {
           const port = Number(o.vxlanPort);
           if (!Number.isInteger(port) || port < 1 || port > 65535)
             throw new Error(`--vxlan-port: "${o.vxlanPort}" is not a port`);
-          const metrics = await metricsFrom(o);
+          const telemetry = await telemetryFrom(o, o.name);
           const kernel =
             kind === "kernel"
               ? new KernelDataPlane({
@@ -215,7 +215,7 @@ function forwarderCommands(program: Command): void {
           stopOnSignals(async () => {
             await running.stop();
             await kernel?.close();
-            await metrics.stop();
+            await telemetry.stop();
           });
         },
       );
@@ -254,7 +254,7 @@ function nseCommands(program: Command): void {
     .action(
       async (
         o: SecurityFlags &
-          MetricsFlags & {
+          TelemetryFlags & {
             listenOn: string;
             connectTo: string;
             services: string;
@@ -268,7 +268,7 @@ function nseCommands(program: Command): void {
       ) => {
         if (o.ipamPolicy !== "polite" && o.ipamPolicy !== "strict")
           throw new Error(`--ipam-policy: "${o.ipamPolicy}" is not polite or strict`);
-        const metrics = await metricsFrom(o);
+        const telemetry = await telemetryFrom(o, o.name);
         const running = await startIcmpResponder({
           name: o.name,
           listenOn: o.listenOn,
@@ -284,7 +284,7 @@ function nseCommands(program: Command): void {
         });
         stopOnSignals(async () => {
           await running.stop();
-          await metrics.stop();
+          await telemetry.stop();
         });
       },
     );
@@ -292,7 +292,7 @@ function nseCommands(program: Command): void {
 
 /** `nsm nsc` */
 function nscCommand(program: Command): void {
-  withMetricsFlags(
+  withTelemetryFlags(
     withSecurityFlags(
       program.command("nsc").description("request network services for a network namespace"),
       "nsc",
@@ -321,7 +321,7 @@ function nscCommand(program: Command): void {
     .action(
       async (
         o: SecurityFlags &
-          MetricsFlags & {
+          TelemetryFlags & {
             connectTo: string;
             service?: string;
             labels?: string;
@@ -333,7 +333,7 @@ function nscCommand(program: Command): void {
           },
       ) => {
         if (!o.service) throw new Error("--service (NSM_NETWORK_SERVICES) is required");
-        const metrics = await metricsFrom(o);
+        const telemetry = await telemetryFrom(o, o.name);
         const client = new NsmClient({
           name: o.name,
           nsmgrUrl: o.connectTo,
@@ -360,7 +360,7 @@ function nscCommand(program: Command): void {
         };
         if (o.once) {
           await client.closeAll();
-          return metrics.stop();
+          return telemetry.stop();
         }
         process.on("SIGUSR1", printAll);
         console.error(JSON.stringify({ msg: "nsc connected", connections: client.connections().length }));
@@ -369,7 +369,7 @@ function nscCommand(program: Command): void {
         stopOnSignals(async () => {
           clearInterval(keepAlive);
           await client.closeAll();
-          await metrics.stop();
+          await telemetry.stop();
         });
       },
     );

@@ -11,12 +11,12 @@ import { endpointCrd, expiresIn, serviceCrd, table, yamlDocs } from "./format.js
 import { env, listOf, stopOnSignals } from "./util.js";
 import { registryCallMetadata } from "../registry/security.js";
 import { securityFrom, withSecurityFlags, type SecurityFlags } from "./security.js";
-import { metricsFrom, withMetricsFlags, type MetricsFlags } from "./metrics.js";
+import { telemetryFrom, withTelemetryFlags, type TelemetryFlags } from "./telemetry.js";
 
 const defaultRegistryUrl = "tcp://127.0.0.1:5002";
 
 export function registryCommand(program: Command): void {
-  const reg = withMetricsFlags(
+  const reg = withTelemetryFlags(
     withSecurityFlags(
       program
         .command("registry")
@@ -58,7 +58,7 @@ export function registryCommand(program: Command): void {
     .action(
       async (
         o: SecurityFlags &
-          MetricsFlags & {
+          TelemetryFlags & {
             listenOn: string;
             store: string;
             db: string;
@@ -69,7 +69,7 @@ export function registryCommand(program: Command): void {
       ) => {
         if (o.store !== "sqlite" && o.store !== "memory" && o.store !== "k8s")
           throw new Error(`--store: "${o.store}" is not sqlite, memory or k8s`);
-        const metrics = await metricsFrom(o);
+        const telemetry = await telemetryFrom(o, o.name);
         const running = await startRegistry({
           name: o.name,
           listenOn: listOf(o.listenOn),
@@ -82,7 +82,7 @@ export function registryCommand(program: Command): void {
         });
         stopOnSignals(async () => {
           await running.stop();
-          await metrics.stop();
+          await telemetry.stop();
         });
       },
     );

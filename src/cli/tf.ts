@@ -15,7 +15,7 @@ import { startVncServer } from "../tf-emulator/vnc/server.js";
 import { endpointFlags, forwarderFlags, labelsOf } from "./components.js";
 import { securityFrom, withSecurityFlags, type SecurityFlags } from "./security.js";
 import { env, listOf, stopOnSignals } from "./util.js";
-import { metricsFrom, type MetricsFlags } from "./metrics.js";
+import { telemetryFrom, type TelemetryFlags } from "./telemetry.js";
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, ...listOf(v)];
 
@@ -148,7 +148,7 @@ export function tfCommands(program: Command): void {
     .action(
       async (
         o: SecurityFlags &
-          MetricsFlags & {
+          TelemetryFlags & {
             listenOn: string;
             connectTo: string;
             labels: string;
@@ -168,7 +168,7 @@ export function tfCommands(program: Command): void {
         const mtu = Number(o.mtu);
         if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535)
           throw new Error(`--mtu: "${o.mtu}" is not an MTU`);
-        const metrics = await metricsFrom(o);
+        const telemetry = await telemetryFrom(o, o.name);
         const tf = new TfDataPlane({
           owner: o.name,
           agent: new AgentClient({
@@ -196,7 +196,7 @@ export function tfCommands(program: Command): void {
         stopOnSignals(async () => {
           await running.stop();
           await tf.close();
-          await metrics.stop();
+          await telemetry.stop();
         });
       },
     );
@@ -254,7 +254,7 @@ export function tfCommands(program: Command): void {
       async (
         o: SecurityFlags &
           VncAuthFlags &
-          MetricsFlags & {
+          TelemetryFlags & {
             listenOn: string;
             connectTo: string;
             services: string;
@@ -270,7 +270,7 @@ export function tfCommands(program: Command): void {
       ) => {
         if (!["auto", "always", "never"].includes(o.defaultRoute))
           throw new Error(`--default-route: "${o.defaultRoute}" is not auto, always or never`);
-        const metrics = await metricsFrom(o);
+        const telemetry = await telemetryFrom(o, o.name);
         const running = await startTfVnEndpoint({
           name: o.name,
           listenOn: o.listenOn,
@@ -289,7 +289,7 @@ export function tfCommands(program: Command): void {
         });
         stopOnSignals(async () => {
           await running.stop();
-          await metrics.stop();
+          await telemetry.stop();
         });
       },
     );

@@ -5,6 +5,7 @@
 import { Connection, State } from "../api/connection.js";
 import { chain, element } from "../core/chain.js";
 import { CallContext } from "../core/context.js";
+import { annotateSpan, serverSpan } from "../observability/tracing/spans.js";
 import { componentLogger } from "../core/log.js";
 import { beginClient } from "../networkservice/begin/begin.js";
 import { setClientUrl } from "../networkservice/clienturl/clienturl.js";
@@ -142,7 +143,22 @@ export class NsmClient {
     const mech = preferenceClient("mechanisms/kernel", () => [
       kernelOffer({ name: r.ifname, inodeURL: this.netnsUrl }),
     ]);
-    return mech.request({ connection: conn, mechanismPreferences: [] }, ctx, this.chain);
+    // The root of the connection's trace: every hop's spans hang below it.
+    return serverSpan(
+      ctx,
+      "nsc/Request",
+      conn,
+      async () => {
+        const established = await mech.request(
+          { connection: conn, mechanismPreferences: [] },
+          ctx,
+          this.chain,
+        );
+        annotateSpan(ctx, established);
+        return established;
+      },
+      { root: true },
+    );
   }
 
   /** The client's connections as last refreshed. */
@@ -153,10 +169,9 @@ export class NsmClient {
   async close(id: string): Promise<void> {
     const conn = this.begin.get(id);
     if (!conn) return;
-    await this.chain.close(
-      Connection.fromPartial(conn),
-      new CallContext(this.log.child({ connId: id }), new AbortController().signal),
-    );
+    const ctx = new CallContext(this.log.child({ connId: id }), new AbortController().signal);
+    const c = Connection.fromPartial(conn);
+    await serverSpan(ctx, "nsc/Close", c, () => this.chain.close(c, ctx), { root: true });
   }
 
   async closeAll(): Promise<void> {

@@ -9,9 +9,12 @@ import type { CallContext } from "../../core/context.js";
 import { StatusError, toStatusError } from "../../core/errors.js";
 import { clientUrl } from "../clienturl/clienturl.js";
 import { markForwarded } from "../trimpath/trimpath.js";
+import { clientSpan } from "../../observability/tracing/spans.js";
 import type { ClientPool } from "./pool.js";
 
 const urlKey = Symbol("connect.url");
+const requestMethod = "networkservice.NetworkService/Request";
+const closeMethod = "networkservice.NetworkService/Close";
 /** How long a Request waits for a channel that is reconnecting (a little over the maximum backoff, 1 s). */
 const reconnectWaitMs = 1500;
 
@@ -64,11 +67,13 @@ export function connect(opts: ConnectOptions): NetworkServiceElement {
       const client = opts.pool.get(url);
       const send = async (): Promise<Connection> => {
         const md = opts.security ? await opts.security.callMetadata(ctx, url, client) : new Metadata();
-        const { response } = await client.unary(NetworkServiceService.request, req, {
-          metadata: md,
-          timeoutMs: timeout(ctx),
-          signal: ctx.signal,
-        });
+        const { response } = await clientSpan(ctx, requestMethod, url, req.connection, md, () =>
+          client.unary(NetworkServiceService.request, req, {
+            metadata: md,
+            timeoutMs: timeout(ctx),
+            signal: ctx.signal,
+          }),
+        );
         return response;
       };
       try {
@@ -106,7 +111,9 @@ export function connect(opts: ConnectOptions): NetworkServiceElement {
       const client = opts.pool.get(url);
       try {
         const md = opts.security ? await opts.security.callMetadata(ctx, url, client) : new Metadata();
-        await client.unary(NetworkServiceService.close, conn, { metadata: md, timeoutMs: timeout(ctx) });
+        await clientSpan(ctx, closeMethod, url, conn, md, () =>
+          client.unary(NetworkServiceService.close, conn, { metadata: md, timeoutMs: timeout(ctx) }),
+        );
       } catch (err) {
         // Close is best effort: the next hop reclaims state by its own timeout if it never hears this.
         ctx.log.warn({ connId: conn.id, url, err: toStatusError(err).details }, "close downstream failed");
