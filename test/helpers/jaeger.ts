@@ -4,13 +4,12 @@
 // off and no other extension (health check, pprof, zpages, remote sampling) is configured, so parallel runs
 // never collide. Its YAML config lives in a temp directory; stop() kills its process group and removes the
 // directory (also done if the test process exits, or dies of SIGINT/SIGTERM/SIGHUP, without calling stop()).
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { stringify } from "yaml";
+import { freePorts, spawnBackend, withPortRetry } from "./backend.js";
 
 /** The Go module version scripts/build-jaeger.sh builds (Jaeger v2's `cmd/jaeger`). */
 export const jaegerModuleVersion = "v1.75.0";
@@ -111,46 +110,7 @@ interface JaegerResponse<T> {
   errors: Array<{ code: number; msg: string }> | null;
 }
 
-/** `n` distinct free ports on 127.0.0.1 (all held open together, so no port is handed out twice). */
-async function freePorts(n: number): Promise<number[]> {
-  const servers = Array.from({ length: n }, () => createServer());
-  const ports = await Promise.all(
-    servers.map(
-      (s) =>
-        new Promise<number>((resolve, reject) => {
-          s.once("error", reject);
-          s.listen(0, "127.0.0.1", () => resolve((s.address() as { port: number }).port));
-        }),
-    ),
-  );
-  await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-  return ports;
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Clean-ups of the backends still running, run synchronously when the test process exits or dies of a signal. */
-const cleanups = new Set<() => void>();
-let hooked = false;
-function atProcessEnd(cleanup: () => void): () => void {
-  const runAll = (): void => {
-    for (const c of cleanups) c();
-    cleanups.clear();
-  };
-  if (!hooked) {
-    hooked = true;
-    process.once("exit", runAll);
-    for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-      process.once(sig, () => {
-        runAll();
-        // Nobody else handles it: die of the signal as we would have without this listener.
-        if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-      });
-    }
-  }
-  cleanups.add(cleanup);
-  return () => cleanups.delete(cleanup);
-}
 
 /** The collector-style config: OTLP in, memory storage, query service; nothing else listens. */
 function jaegerConfig(p: {
@@ -204,13 +164,7 @@ export async function startJaeger(opts: JaegerOptions = {}): Promise<Jaeger> {
   }
   const timeoutMs = opts.timeoutMs ?? 30_000;
   // A free port can be taken between our probe and Jaeger's bind (parallel runs): retry with other ones.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startOnce(bin, timeoutMs);
-    } catch (e) {
-      if (attempt >= 3 || !(e instanceof Error) || !/address already in use/.test(e.message)) throw e;
-    }
-  }
+  return withPortRetry(async () => startOnce(bin, timeoutMs));
 }
 
 async function startOnce(bin: string, timeoutMs: number): Promise<Jaeger> {
@@ -220,56 +174,8 @@ async function startOnce(bin: string, timeoutMs: number): Promise<Jaeger> {
   const configFile = join(dir, "jaeger.yaml");
   writeFileSync(configFile, jaegerConfig(ports));
 
-  // detached: its own process group, so stop() can signal everything it started.
-  const child: ChildProcess = spawn(bin, ["--config", configFile], {
-    cwd: dir,
-    detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const log: string[] = [];
-  const keep = (d: Buffer): void => {
-    log.push(d.toString());
-    if (log.length > 400) log.splice(0, log.length - 400);
-  };
-  child.stdout?.on("data", keep);
-  child.stderr?.on("data", keep);
-  let exited = false;
-  const exit = new Promise<void>((resolve) => {
-    const done = (): void => {
-      exited = true;
-      resolve();
-    };
-    child.once("exit", done);
-    child.once("error", (e) => {
-      keep(Buffer.from(`spawn ${bin}: ${e.message}\n`));
-      done();
-    });
-  });
-  const logs = (): string => log.join("").split("\n").slice(-40).join("\n");
-
-  const killGroup = (signal: NodeJS.Signals): void => {
-    if (exited || child.pid === undefined) return;
-    try {
-      process.kill(-child.pid, signal);
-    } catch {
-      /* already gone */
-    }
-  };
-  const forget = atProcessEnd(() => {
-    killGroup("SIGKILL");
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> =>
-    (stopping ??= (async () => {
-      forget();
-      killGroup("SIGTERM");
-      const timer = setTimeout(() => killGroup("SIGKILL"), 5_000);
-      await exit;
-      clearTimeout(timer);
-      rmSync(dir, { recursive: true, force: true });
-    })());
+  const proc = spawnBackend(bin, ["--config", configFile], dir);
+  const { logs, stop } = proc;
 
   const queryUrl = `http://127.0.0.1:${ports.queryHttp}`;
   const otlpHttpUrl = `http://127.0.0.1:${ports.otlpHttp}`;
@@ -342,7 +248,7 @@ async function startOnce(bin: string, timeoutMs: number): Promise<Jaeger> {
   try {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      if (exited) throw new Error(`jaeger exited before it was ready:\n${logs()}`);
+      if (proc.exited()) throw new Error(`jaeger exited before it was ready:\n${logs()}`);
       // The query API answers JSON; the OTLP/HTTP receiver answers any request (405 to a GET) once it listens.
       const queryUp = await jaeger.services().then(
         () => true,

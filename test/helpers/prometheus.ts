@@ -6,13 +6,12 @@
 // Timing: Prometheus is ready within ~0.2 s, but the first scrape comes ~5 s after start whatever the scrape
 // interval (Debian's Prometheus 2.42 hands discovered targets to the scrape manager every 5 s, not tunable in
 // that version); later scrapes follow the interval. waitFor's default timeout allows for that.
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { stringify } from "yaml";
+import { freePorts, spawnBackend, withPortRetry } from "./backend.js";
 
 export const prometheusBin = "/usr/bin/prometheus";
 
@@ -70,41 +69,7 @@ type QueryData =
   | { resultType: "scalar" | "string"; result: [number, string] }
   | { resultType: "matrix"; result: unknown[] };
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Clean-ups of the backends still running, run synchronously when the test process exits or dies of a signal. */
-const cleanups = new Set<() => void>();
-let hooked = false;
-function atProcessEnd(cleanup: () => void): () => void {
-  const runAll = (): void => {
-    for (const c of cleanups) c();
-    cleanups.clear();
-  };
-  if (!hooked) {
-    hooked = true;
-    process.once("exit", runAll);
-    for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-      process.once(sig, () => {
-        runAll();
-        // Nobody else handles it: die of the signal as we would have without this listener.
-        if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-      });
-    }
-  }
-  cleanups.add(cleanup);
-  return () => cleanups.delete(cleanup);
-}
 
 /** Starts Prometheus scraping `opts.targets`; resolves once its /-/ready answers 200. */
 export async function startPrometheus(opts: PrometheusOptions): Promise<Prometheus> {
@@ -115,13 +80,7 @@ export async function startPrometheus(opts: PrometheusOptions): Promise<Promethe
   }
   const timeoutMs = opts.timeoutMs ?? 20_000;
   // A free port can be taken between our probe and Prometheus' bind (parallel runs): retry with another one.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startOnce(opts, await freePort(), timeoutMs);
-    } catch (e) {
-      if (attempt >= 3 || !(e instanceof Error) || !/address already in use/.test(e.message)) throw e;
-    }
-  }
+  return withPortRetry(async () => startOnce(opts, (await freePorts(1))[0]!, timeoutMs));
 }
 
 async function startOnce(opts: PrometheusOptions, port: number, timeoutMs: number): Promise<Prometheus> {
@@ -141,60 +100,16 @@ async function startOnce(opts: PrometheusOptions, port: number, timeoutMs: numbe
   writeFileSync(configFile, stringify(config));
   const url = `http://127.0.0.1:${port}`;
 
-  // detached: its own process group, so stop() can signal everything it started.
-  const child: ChildProcess = spawn(
+  const proc = spawnBackend(
     prometheusBin,
     [
       `--config.file=${configFile}`,
       `--storage.tsdb.path=${join(dir, "data")}`,
       `--web.listen-address=127.0.0.1:${port}`,
     ],
-    { cwd: dir, detached: true, stdio: ["ignore", "pipe", "pipe"] },
+    dir,
   );
-  const log: string[] = [];
-  const keep = (d: Buffer): void => {
-    log.push(d.toString());
-    if (log.length > 400) log.splice(0, log.length - 400);
-  };
-  child.stdout?.on("data", keep);
-  child.stderr?.on("data", keep);
-  let exited = false;
-  const exit = new Promise<void>((resolve) => {
-    const done = (): void => {
-      exited = true;
-      resolve();
-    };
-    child.once("exit", done);
-    child.once("error", (e) => {
-      keep(Buffer.from(`spawn ${prometheusBin}: ${e.message}\n`));
-      done();
-    });
-  });
-  const logs = (): string => log.join("").split("\n").slice(-40).join("\n");
-
-  const killGroup = (signal: NodeJS.Signals): void => {
-    if (exited || child.pid === undefined) return;
-    try {
-      process.kill(-child.pid, signal);
-    } catch {
-      /* already gone */
-    }
-  };
-  const forget = atProcessEnd(() => {
-    killGroup("SIGKILL");
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> =>
-    (stopping ??= (async () => {
-      forget();
-      killGroup("SIGTERM");
-      const timer = setTimeout(() => killGroup("SIGKILL"), 5_000);
-      await exit;
-      clearTimeout(timer);
-      rmSync(dir, { recursive: true, force: true });
-    })());
+  const { logs, stop } = proc;
 
   async function api<T>(path: string): Promise<T> {
     const res = await fetch(`${url}${path}`, { signal: AbortSignal.timeout(10_000) });
@@ -279,7 +194,7 @@ async function startOnce(opts: PrometheusOptions, port: number, timeoutMs: numbe
   try {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      if (exited) throw new Error(`prometheus exited before it was ready:\n${logs()}`);
+      if (proc.exited()) throw new Error(`prometheus exited before it was ready:\n${logs()}`);
       const ready = await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(2_000) }).then(
         (r) => r.ok,
         () => false,
