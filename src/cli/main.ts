@@ -2,6 +2,7 @@
 import { Command, CommanderError } from "commander";
 import { isServiceError } from "../core/errors.js";
 import { componentCommands } from "./components.js";
+import { dashboardCommand } from "./dashboard.js";
 import { demoCommand } from "./demo.js";
 import { registryCommand } from "./registry.js";
 import { tfCommands } from "./tf.js";
@@ -17,6 +18,7 @@ registryCommand(program);
 componentCommands(program);
 tfCommands(program);
 demoCommand(program);
+dashboardCommand(program);
 webhookCommand(program);
 
 try {
