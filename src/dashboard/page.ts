@@ -139,7 +139,7 @@ function byName(list) { var m = {}; list.forEach(function (x) { m[x.name] = x; }
 function piece(a, b, off) {
   var ax = a.x + a.w / 2 + off, bx = b.x + b.w / 2 + off;
   if (Math.abs(b.y - a.y) < 10) {
-    var lift = 34 + Math.abs(off) * 2;
+    var lift = 26 + Math.abs(off);
     return "M" + ax + " " + a.y + " C" + ax + " " + (a.y - lift) + " " + bx + " " + (b.y - lift) + " " + bx + " " + b.y;
   }
   var ay = b.y > a.y ? a.y + a.h : a.y, by = b.y > a.y ? b.y : b.y + b.h;
@@ -154,7 +154,7 @@ function drawConnection(c, i, pos, parent) {
     class: "conn" + (selected === c.id ? " selected" : ""),
   }, parent);
   svgEl("title", {}, g).textContent = c.id + " (" + c.service + "): " + c.state + ", " + c.reason;
-  var off = ((i % 5) - 2) * 5;
+  var off = ((i % 5) - 2) * 8;
   var pieces = [];
   for (var k = 0; k + 1 < stops.length; k++) {
     var a = stops[k], b = stops[k + 1];
@@ -164,9 +164,11 @@ function drawConnection(c, i, pos, parent) {
   pieces.forEach(function (p) { svgEl("path", { d: p.d, class: "hit" }, g); });
   pieces.forEach(function (p) { svgEl("path", { d: p.d, class: "line " + p.kind }, g); });
   if (stops.length > 1) {
-    var a0 = pos[stops[0].role + ":" + stops[0].name], b0 = pos[stops[1].role + ":" + stops[1].name];
-    var down = b0.y > a0.y;
-    svgText(a0.x + a0.w / 2 + off + 6, (down ? a0.y + a0.h : a0.y) + (down ? 14 : -6), c.mechanism || c.state, "conn-label", g);
+    // Beside its last piece, towards its endpoint: where connections through one client part ways.
+    var pa = pos[stops[stops.length - 2].role + ":" + stops[stops.length - 2].name];
+    var pb = pos[stops[stops.length - 1].role + ":" + stops[stops.length - 1].name];
+    var ly = Math.abs(pb.y - pa.y) < 10 ? pa.y - 30 : (Math.min(pa.y, pb.y) + pa.h + Math.max(pa.y, pb.y)) / 2 + 4;
+    svgText((pa.x + pb.x + pa.w) / 2 + off + 6, ly, c.mechanism || c.state, "conn-label", g);
   }
   g.addEventListener("click", function (ev) { ev.stopPropagation(); select(c.id); });
 }
