@@ -64,6 +64,7 @@ export async function startDashboardServer(
       res.write(frame(current()));
       subscribers.add(res);
       req.once("close", () => subscribers.delete(res));
+      res.once("error", () => subscribers.delete(res));
     },
   };
 
