@@ -1,4 +1,5 @@
-// The demo's processes: every component is an `nsm` process inside its namespace, detached (so `--keep` can
+// The demo's processes: every component is an `nsm` process inside its namespace (the dashboard in the root
+// namespace, serving on 127.0.0.1), detached (so `--keep` can
 // leave them running), logging to a file in the demo's directory. Ready = its ready line is in the log. The
 // demo runs secure: every process gets an X.509-SVID of the demo's own throwaway trust domain.
 import { spawn } from "node:child_process";
@@ -45,7 +46,8 @@ export interface DemoProc {
 
 export interface StartSpec {
   name: string;
-  netns: string;
+  /** The namespace to run in; none for the root namespace (the dashboard, which serves on 127.0.0.1). */
+  netns?: string;
   args: string[];
   /** The `msg` of the JSON log line that says it is ready; or a stdout line containing it. */
   ready: string;
@@ -67,7 +69,9 @@ export class Procs {
     const log = join(this.dir, "logs", `${spec.name}.log`);
     const svid = await this.identities.env(spec.name);
     const fd = openSync(log, "a");
-    const child = spawn("ip", ["netns", "exec", spec.netns, process.execPath, nsmBin, ...spec.args], {
+    const argv = [process.execPath, nsmBin, ...spec.args];
+    const [cmd, ...rest] = spec.netns ? ["ip", "netns", "exec", spec.netns, ...argv] : argv;
+    const child = spawn(cmd!, rest, {
       detached: true,
       stdio: ["ignore", fd, fd],
       env: { ...process.env, NSM_LOG_LEVEL: "info", ...svid, ...spec.env },

@@ -113,6 +113,7 @@ export async function runDemo(opts: DemoOptions): Promise<boolean> {
   const rows: Row[] = [];
   const say = (s: string): void => opts.out(`  [${elapsed().padStart(6)}] ${s}`);
   let ok = false;
+  let dashboardUrl: string | undefined;
   try {
     opts.out(`nsm demo: two clouds in network namespaces (prefix ${prefix}), state in ${dir}`);
     await build(t);
@@ -122,6 +123,7 @@ export async function runDemo(opts: DemoOptions): Promise<boolean> {
     const sock = (node: string, n: string): string => `unix://${join(dir, node, `${n}.sock`)}`;
     const run: DemoRun = { t, procs, dir, env, sock, say };
     await startServices(run);
+    if (opts.keep) dashboardUrl = await startDashboard(run);
     const conns = await startClients(run);
     say("all clients connected; proving each path with traffic");
     await proveScenarios(run, conns, rows);
@@ -143,6 +145,7 @@ export async function runDemo(opts: DemoOptions): Promise<boolean> {
     process.off("SIGINT", interrupted);
     process.off("SIGTERM", interrupted);
     if (opts.keep && ok) {
+      opts.out(`\ndashboard: ${dashboardUrl}`);
       opts.out(`\nThe demo keeps running. Look inside:
   NSM_CERT_FILE=${identities.files("nsc-remote").certFile} \\
   NSM_KEY_FILE=${identities.files("nsc-remote").keyFile} \\
@@ -172,7 +175,8 @@ async function startServices(run: DemoRun): Promise<void> {
         "--name",
         `registry-${c}`,
         "--listen-on",
-        `tcp://${ip}:5002`,
+        // The unix socket: what the dashboard (root namespace) watches, with no route into the clouds.
+        `tcp://${ip}:5002,${registrySock(dir, c)}`,
         "--db",
         join(dir, `registry-${c}.db`),
       ],
@@ -221,6 +225,45 @@ async function startServices(run: DemoRun): Promise<void> {
   say(
     "every node up: nsmgr, kernel forwarder, TF forwarder, vRouter agent, tf-vn endpoint; icmp-responder on a2",
   );
+}
+
+/** The demo's dashboard's identity: every nsmgr lets it see all connections. */
+const dashboardId = `spiffe://${demoTrustDomain}/dashboard`;
+
+const registrySock = (dir: string, cloud: "a" | "b"): string =>
+  `unix://${join(dir, `registry-${cloud}.sock`)}`;
+
+/**
+ * `nsm dashboard` in the root namespace on 127.0.0.1 (a free port), watching both clouds' registries and every
+ * nsmgr over their unix sockets: no route into the demo's namespaces. Resolves with its URL.
+ */
+async function startDashboard(run: DemoRun): Promise<string> {
+  const { t, procs, dir, env, sock, say } = run;
+  const { proc, lines } = await procs.start({
+    name: "dashboard",
+    args: [
+      "dashboard",
+      "--name",
+      "dashboard",
+      "--registry-url",
+      `${registrySock(dir, "a")},${registrySock(dir, "b")}`,
+      "--nsmgr-url",
+      t.nodes.map((n) => `nsmgr-${n.name}=${sock(n.name, "nsm")}`).join(","),
+      // The nsmgrs' public URLs are inside the clouds: the unix sockets above stand for them.
+      "--discover-nsmgrs",
+      "false",
+      "--listen-on",
+      "127.0.0.1:0",
+    ],
+    ready: "dashboard ready",
+    env,
+  });
+  const url = lines
+    .map((l) => (l.startsWith("{") ? (JSON.parse(l) as { msg?: string; urls?: string[] }) : {}))
+    .find((r) => r.msg === "dashboard ready")?.urls?.[0];
+  if (!url) throw new DemoStepError("dashboard: ready, but its log names no URL", proc.log);
+  say(`dashboard serving at ${url}`);
+  return url;
 }
 
 /** One nsc process per scenario, all at once; resolves with each one's connection. */
@@ -413,7 +456,7 @@ async function startNode(
         `tcp://${gw}:5002`,
       ],
       ready: "nsmgr ready",
-      env: { ...env, NODE_NAME: n.name },
+      env: { ...env, NODE_NAME: n.name, NSM_MONITOR_SEE_ALL: dashboardId },
     }),
   ]);
   const services = n.cloud === "a" ? "external,external-fip,public,stretch" : "stretch";

@@ -70,7 +70,8 @@ export function busyReason(): string | undefined {
 }
 
 /** What a demo writes into its directory: only these are removed, then the directory if it is empty. */
-const demoEntry = /^(state\.json|logs|svid|a1|a2|b1|registry-[ab]\.db.*|vnc-[ab]\..*|ports-(a1|a2|b1))$/;
+const demoEntry =
+  /^(state\.json|logs|svid|a1|a2|b1|registry-[ab]\.(db.*|sock)|vnc-[ab]\..*|ports-(a1|a2|b1))$/;
 
 export function removeDemoFiles(): void {
   let entries: string[] = [];

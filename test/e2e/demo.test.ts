@@ -1,10 +1,12 @@
 // `nsm demo` end to end (issue 6): the main job passes every scenario and leaves nothing behind; `--keep`
-// leaves it up and refuses a second run; `nsm demo down` removes it, also after the demo was killed.
+// leaves it up (with its dashboard serving every connection) and refuses a second run; `nsm demo down` removes
+// it, also after the demo was killed.
 import { spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { runNsm, sleep, tempDir } from "../helpers/proc.js";
+import type { Graph } from "../../src/dashboard/types.js";
+import { eventually, runNsm, sleep, tempDir } from "../helpers/proc.js";
 
 const dir = tempDir("nsm-demo-test-");
 const env = { NSM_DEMO_DIR: `${dir.path}/demo` };
@@ -33,6 +35,34 @@ function assertNothingLeft(): void {
   assert.equal(demoNamespaces(), "", "demo namespaces left");
   assert.deepEqual(demoProcesses(), [], "demo processes left");
   assert.ok(!existsSync(env.NSM_DEMO_DIR), "demo directory left");
+}
+
+/** --keep's dashboard: its URL is printed, and it serves every client's connection, up, from 127.0.0.1. */
+async function assertDashboard(stdout: string): Promise<void> {
+  const url = /^dashboard: (http:\/\/127\.0\.0\.1:\d+\/)$/m.exec(stdout)?.[1];
+  assert.ok(url, `the dashboard's URL is printed:\n${stdout}`);
+  const clients = ["local", "remote", "snat", "fip", "public", "stretch-a", "stretch-b"];
+  let g: Graph | undefined;
+  await eventually(
+    async () => {
+      g = (await (await fetch(`${url}api/graph`)).json()) as Graph;
+      return clients.every((c) => g!.connections.some((x) => x.id === `nsc-${c}-0` && x.state === "up"));
+    },
+    15_000,
+    "every demo connection up in the dashboard",
+  ).catch((err: Error) => assert.fail(`${err.message}: ${JSON.stringify(g?.connections)}`));
+  const conn = (c: string) => g!.connections.find((x) => x.id === `nsc-${c}-0`)!;
+  assert.equal(conn("remote").mechanism, "veth+vxlan", "pod → pod across nodes");
+  assert.equal(conn("snat").mechanism, "tf-vn", "pod → internet through the TF VN");
+  for (const n of ["a1", "a2", "b1"])
+    assert.ok(
+      g!.nodes.some((x) => x.name === n),
+      `node ${n}`,
+    );
+  assert.ok(
+    g!.nsmgrs.every((m) => m.status === "up"),
+    JSON.stringify(g!.nsmgrs.map((m) => [m.name, m.status])),
+  );
 }
 
 describe("nsm demo", { timeout: 240_000 }, () => {
@@ -67,6 +97,7 @@ describe("nsm demo", { timeout: 240_000 }, () => {
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /nsm demo down/);
     assert.notEqual(demoNamespaces(), "");
+    await assertDashboard(r.stdout);
     const again = await runNsm(["demo"], env);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /a demo is already running .*nsm demo down/);
