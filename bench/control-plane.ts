@@ -18,6 +18,14 @@
 //     headline) is the secure mesh's; the insecure mesh's carry an `insecure_` prefix.
 // The transport floors are plaintext relays (grpc-js, node:http2): against the secure mesh, setup ÷ floor
 // includes what TLS and tokens cost.
+//   - the cost of telemetry (issue 16), last: three secure meshes up at once — telemetry off (the baseline),
+//     tracing on (every component and the in-process NSC export OTLP/gRPC to a real Jaeger this run starts)
+//     and metrics on (every component serves /metrics, scraped every 500 ms by a real Prometheus) — measured
+//     in interleaved rounds (off, tracing, metrics; then tracing, metrics, off; …) at 1 and 10 in flight,
+//     local and remote, so that the machine's drift hits every variant alike. Keys tracing_on_*, metrics_on_*,
+//     telemetry_off_*, and *_over_off_* ratios; every figure above is untouched by it (its meshes start after
+//     the others stopped). Without Jaeger's binary (scripts/build-jaeger.sh) the tracing variant is skipped,
+//     without Prometheus the metrics mesh is not scraped; the run says so.
 // Components start through bin/nsm.js, which runs the transpiled dist/ when it is newer than src/ (`npm run
 // build`, run first by this benchmark when dist/ is stale) and the sources through tsx otherwise; the
 // transport-floor relays run from the same build (dist/bench/, emitted by scripts/build.mjs). The run reports
@@ -26,10 +34,11 @@
 // CPU time of every process is read per round from /proc; a round during which other jobs on the machine
 // used more than 10% as much CPU as the mesh is repeated (at most 3 times per point).
 // Prints a table and writes bench/results/control-plane.json. Method and results: bench/README.md.
-// `--quick` runs a scaled-down pass and writes no JSON. `--cpu-prof <dir>` runs every component under
+// `--quick` runs a scaled-down pass and writes no JSON; `--telemetry-only` runs only the cost of telemetry
+// (and writes no JSON either). `--cpu-prof <dir>` runs every component under
 // `node --cpu-prof` (CPU.<date>.<time>.<pid>.*.cpuprofile written to <dir> as each stops; pids are printed).
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -40,22 +49,29 @@ import { GrpcClient } from "../src/core/client.js";
 import { NsmClient } from "../src/components/client.js";
 import type { Security } from "../src/components/security.js";
 import { emptyConnection } from "../src/networkservice/updatepath/updatepath.js";
+import { startTracing } from "../src/observability/tracing/tracing.js";
 import { formatRfc3339Nano, tokenExpiresKey, tokenKey, tokenMetadata } from "../src/security/token.js";
+import { jaegerBinary, startJaeger, type Jaeger, type JaegerTrace } from "../test/helpers/jaeger.js";
+import { prometheusBin, startPrometheus, type Prometheus } from "../test/helpers/prometheus.js";
 import { H2Caller, grpcFrame, grpcMessage } from "./lib/h2call.js";
 import {
   BenchMesh,
+  PidCpu,
   benchTrustDomain,
+  childrenNamed,
   launcherUsesDist,
   median,
   percentile,
   relayBuildIsFresh,
   type MeshOptions,
   type MeshSecurity,
+  type MeshTelemetry,
   type Proc,
 } from "./lib/control-plane-mesh.js";
 import { checkErrors, fmt, printTable, writeResults, type RoundResult } from "./lib/report.js";
 
 const quick = process.argv.includes("--quick");
+const telemetryOnly = process.argv.includes("--telemetry-only");
 const profIdx = process.argv.indexOf("--cpu-prof");
 const cpuProfDir = profIdx > 0 ? process.argv[profIdx + 1] : undefined;
 
@@ -88,6 +104,20 @@ const cfg = {
   mtlsOverInsecureMax: 1.3,
   /** …and relative to upstream Go NSM (at least this many times its throughput, and less CPU per setup). */
   overUpstreamMin: 4,
+  /** The cost of telemetry: interleaved rounds per variant and point, and setups per round. */
+  telemetry: {
+    concurrency: [1, 10] as const,
+    rounds: quick ? 3 : 6,
+    setupsPerRound: quick ? 60 : 250,
+    /**
+     * After every round (its Closes answered), before its CPU is read: spans batched in the components (1 s
+     * schedule) are exported and stored by then, so that work is the tracing round's and not the next one's.
+     */
+    settleMs: 1_500,
+    scrapeIntervalMs: 500,
+    /** Traces of each path read back from Jaeger at the end, to check they are whole. */
+    tracesChecked: 20,
+  },
 };
 
 /**
@@ -201,7 +231,10 @@ class ClientSet {
 
 // ---- CPU accounting per process over a phase ----
 
-function cpuSnapshot(procs: Proc[]): Map<string, number> {
+/** A process whose CPU time a round reads: a component or relay (Proc), or a backend (PidCpu). */
+type CpuSource = Pick<Proc, "name" | "cpuMs">;
+
+function cpuSnapshot(procs: readonly CpuSource[]): Map<string, number> {
   const m = new Map<string, number>();
   for (const p of procs) m.set(p.name, p.cpuMs());
   const self = process.cpuUsage();
@@ -266,10 +299,13 @@ interface Topology {
   /** Share of the components that ran from dist/. */
   fromDist: number;
   clientSecurity: SecurityFor;
+  /** A mesh of the cost of telemetry: how its log lines name it ("tracing on", …). */
+  label?: string;
 }
 
-/** How a mesh's log lines and checks name its points: the secure mesh's as before, the other's prefixed. */
-const tagOf = (t: Topology): string => (t.security === "insecure" ? "insecure " : "");
+/** How a mesh's log lines and checks name its points: the secure mesh's as before, the others prefixed. */
+const tagOf = (t: Topology): string =>
+  t.label !== undefined ? `${t.label} ` : t.security === "insecure" ? "insecure " : "";
 
 interface PointResult {
   kind: Kind;
@@ -491,7 +527,7 @@ async function floorPoint(
   flavour: Flavour,
   kind: Kind,
   c: number,
-  relays: Proc[],
+  relays: readonly CpuSource[],
   callers: ((seq: number) => Promise<void>)[],
 ): Promise<FloorResult> {
   let unique = 0;
@@ -686,18 +722,22 @@ function launchText(fromDist: number): string {
  * Starts registry, nsmgr-1/2, a noop forwarder and an NSE per node with `security`, and waits until a local
  * and a remote request succeed. `launch` pins how the components start (see MeshOptions.launch).
  */
-async function startTopology(security: MeshSecurity, launch?: MeshOptions["launch"]): Promise<Topology> {
+async function startTopology(
+  security: MeshSecurity,
+  launch?: MeshOptions["launch"],
+  extra: { label?: string; telemetry?: MeshTelemetry } = {},
+): Promise<Topology> {
   const t0 = performance.now();
   const mesh = new BenchMesh(
     cfg.readyTimeoutMs,
     cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${resolve(cpuProfDir)}`] : [],
-    { security, ...(launch ? { launch } : {}) },
+    { security, ...(launch ? { launch } : {}), ...(extra.telemetry ? { telemetry: extra.telemetry } : {}) },
   );
   meshes.push(mesh);
   const what =
-    security === "mtls"
+    (security === "mtls"
       ? `secure (mTLS + tokens, spiffe://${benchTrustDomain})`
-      : "insecure (NSM_INSECURE=true)";
+      : "insecure (NSM_INSECURE=true)") + (extra.label !== undefined ? `, ${extra.label},` : "");
   console.error(`bench: starting the ${what} topology in ${mesh.dir}`);
   const registry = await mesh.registry();
   const [n1, n2] = await Promise.all([mesh.nsmgr("nsmgr-1"), mesh.nsmgr("nsmgr-2")]);
@@ -712,8 +752,582 @@ async function startTopology(security: MeshSecurity, launch?: MeshOptions["launc
   console.error(`bench: ${launchText(fromDist)}`);
   const clientSecurity = await mesh.clientSecurity();
   await untilServing(n1.url, clientSecurity);
-  console.error(`bench: ${security} topology up in ${fmt((performance.now() - t0) / 1000)} s`);
-  return { security, mesh, n1, procs, fromDist, clientSecurity };
+  console.error(
+    `bench: ${security}${extra.label !== undefined ? ` ${extra.label}` : ""} topology up in ` +
+      `${fmt((performance.now() - t0) / 1000)} s`,
+  );
+  return {
+    security,
+    mesh,
+    n1,
+    procs,
+    fromDist,
+    clientSecurity,
+    ...(extra.label !== undefined ? { label: extra.label } : {}),
+  };
+}
+
+// ---- the cost of telemetry (issue 16) ----
+
+type Variant = "off" | "tracing" | "metrics";
+
+/** JSON key prefix and label of each variant. */
+const variants: Record<Variant, { key: string; label: string }> = {
+  off: { key: "telemetry_off", label: "telemetry off" },
+  tracing: { key: "tracing_on", label: "tracing on" },
+  metrics: { key: "metrics_on", label: "metrics on" },
+};
+
+/** The in-process NSC's service.name in the traces of the tracing variant. */
+const benchNscService = "bench-nsc";
+
+/** Spans of one Request's trace: the NSC's root and client span, then a server and a client span per hop. */
+const expectedSpans: Record<Kind, number> = { local: 7, remote: 11 };
+
+interface VariantMesh {
+  variant: Variant;
+  t: Topology;
+  /** The backend it exports to or is scraped by (Jaeger, Prometheus): its CPU is read apart from the mesh's. */
+  backend: CpuSource[];
+  /** Runs a round (or the warm-up) of this variant: for "tracing" with the in-process NSC's tracing on. */
+  around: <T>(fn: () => Promise<T>) => Promise<T>;
+}
+
+interface OverheadResult {
+  variant: Variant;
+  kind: Kind;
+  c: number;
+  samples: number;
+  p50: number;
+  p99: number;
+  closeP50: number;
+  closeP99: number;
+  perS: number;
+  /** p50 of each measured round in round order: round r of every variant ran back to back, so they pair. */
+  roundP50s: number[];
+  /** CPU of the mesh's processes and this one (the clients) per setup and its Close, while they ran. */
+  cpuMsPerCycle: number;
+  /**
+   * The same processes' CPU in the settle after the round (per setup): idle work, and the spans and scrapes
+   * that trail the calls (a span batch leaves up to 1 s after its calls).
+   */
+  afterCpuMsPerCycle: number;
+  /** CPU of the variant's backend (Jaeger, Prometheus) per setup and its Close, over the round and settle. */
+  backendCpuMsPerCycle: number;
+  /** Competing load per setup and Close: other processes, the idle meshes of the other variants included. */
+  otherCpuMsPerCycle: number;
+  setupFailed: number;
+  setupCalls: number;
+  closeFailed: number;
+  closeCalls: number;
+}
+
+/**
+ * One point (path, in flight) of every variant: a warm-up each, then `rounds` interleaved rounds, the
+ * order rotating (off, tracing, metrics; tracing, metrics, off; …). A round is `setupsPerRound` setups, their
+ * Closes, and the settle; its CPU is read over all three. A disturbed round is run again at once.
+ */
+async function overheadPoint(kind: Kind, c: number, vms: VariantMesh[]): Promise<OverheadResult[]> {
+  const o = cfg.telemetry;
+  const service = services[kind];
+  const sets = vms.map((v) => new ClientSet(`${v.variant}-${kind}-c${c}`, c, v.t.n1.url, v.t.clientSecurity));
+  const acc = vms.map(() => ({
+    lat: [] as number[],
+    closeLat: [] as number[],
+    rates: [] as number[],
+    roundP50s: [] as number[],
+    cpu: 0,
+    afterCpu: 0,
+    backendCpu: 0,
+    otherCpu: 0,
+    setups: 0,
+    setupFailed: 0,
+    setupCalls: 0,
+    closeFailed: 0,
+    closeCalls: 0,
+  }));
+  const cycle = async (
+    i: number,
+    n: number,
+    label: string,
+  ): Promise<{ setups: RoundResult; closes: RoundResult }> => {
+    const set = sets[i]!;
+    const a = acc[i]!;
+    return vms[i]!.around(async () => {
+      const setups = await set.setups(n, service);
+      a.setupFailed += setups.errors;
+      a.setupCalls += n;
+      checkErrors(label, setups, n);
+      const closes = await set.closeAll();
+      a.closeFailed += closes.errors;
+      a.closeCalls += setups.latenciesMs.length;
+      checkErrors(`${label} close`, closes, setups.latenciesMs.length);
+      return { setups, closes };
+    });
+  };
+  try {
+    for (const [i, v] of vms.entries()) {
+      await cycle(i, cfg.warmupSetups(c), `${tagOf(v.t)}${kind} c=${c} warm-up`);
+      await sleep(o.settleMs);
+    }
+    let repeats = 0;
+    for (let r = 0; r < o.rounds; r++) {
+      for (let j = 0; j < vms.length; j++) {
+        const i = (r + j) % vms.length;
+        const v = vms[i]!;
+        const a = acc[i]!;
+        const label = `${tagOf(v.t)}${kind} c=${c} round ${r + 1}`;
+        const sources = [...v.t.procs, ...v.backend];
+        const backendNames = new Set(v.backend.map((b) => b.name));
+        for (;;) {
+          const before = cpuSnapshot(sources);
+          const { setups, closes } = await cycle(i, o.setupsPerRound, label);
+          const mid = cpuSnapshot(sources);
+          await sleep(o.settleMs);
+          const calls = cpuDelta(before, mid);
+          const settle = cpuDelta(mid, cpuSnapshot(sources));
+          // Competing load is judged over the calls, as at every other point (the settle is mostly idle).
+          if (disturbed(label, calls, repeats < cfg.maxRepeats)) {
+            repeats++;
+            continue;
+          }
+          for (const [k, ms] of withOthers(calls)) {
+            if (k === othersKey) a.otherCpu += ms;
+            else if (backendNames.has(k)) a.backendCpu += ms;
+            else a.cpu += ms;
+          }
+          for (const [k, ms] of withOthers(settle)) {
+            if (k === othersKey) continue;
+            else if (backendNames.has(k)) a.backendCpu += ms;
+            else a.afterCpu += ms;
+          }
+          const n = setups.latenciesMs.length;
+          a.setups += n;
+          a.lat.push(...setups.latenciesMs);
+          a.closeLat.push(...closes.latenciesMs);
+          a.rates.push((n * 1000) / setups.wallMs);
+          a.roundP50s.push(
+            percentile(
+              [...setups.latenciesMs].sort((x, y) => x - y),
+              0.5,
+            ),
+          );
+          break;
+        }
+      }
+    }
+  } finally {
+    for (const s of sets) await s.dispose();
+  }
+  const out = vms.map((v, i): OverheadResult => {
+    const a = acc[i]!;
+    a.lat.sort((x, y) => x - y);
+    a.closeLat.sort((x, y) => x - y);
+    return {
+      variant: v.variant,
+      kind,
+      c,
+      samples: a.lat.length,
+      p50: percentile(a.lat, 0.5),
+      p99: percentile(a.lat, 0.99),
+      closeP50: percentile(a.closeLat, 0.5),
+      closeP99: percentile(a.closeLat, 0.99),
+      perS: median(a.rates),
+      roundP50s: a.roundP50s,
+      cpuMsPerCycle: a.cpu / a.setups,
+      afterCpuMsPerCycle: a.afterCpu / a.setups,
+      backendCpuMsPerCycle: a.backendCpu / a.setups,
+      otherCpuMsPerCycle: a.otherCpu / a.setups,
+      setupFailed: a.setupFailed,
+      setupCalls: a.setupCalls,
+      closeFailed: a.closeFailed,
+      closeCalls: a.closeCalls,
+    };
+  });
+  console.error(
+    `  ${kind} c=${c}: ` +
+      out.map((r) => `${variants[r.variant].label} p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms`).join("; "),
+  );
+  return out;
+}
+
+/** Spans per trace of the NSC's Requests Jaeger holds for a path: whole traces have expectedSpans. */
+interface TraceCheck {
+  traces: number;
+  minSpans: number;
+  maxSpans: number;
+  minServices: number;
+}
+
+/** What Prometheus scraped from the metrics mesh. */
+interface ScrapeCheck {
+  targets: number;
+  samplesMedian: number;
+  samplesMax: number;
+  durationMsMax: number;
+  /** Requests the metrics mesh's nsmgrs counted (sum of nsm_networkservice_calls_total), as Prometheus saw it. */
+  nsmgrCalls: number;
+}
+
+interface TelemetryPhase {
+  results: OverheadResult[];
+  measured: Variant[];
+  notes: string[];
+  traces: Partial<Record<Kind, TraceCheck>>;
+  scrape: ScrapeCheck | undefined;
+  /** nsmgr-1 RSS of each variant's mesh at the end of the phase (idle, after its load). */
+  rssMb: Partial<Record<Variant, number>>;
+  fromDist: number;
+}
+
+const sampleValue = (r: { value: number }[]): number => r[0]?.value ?? 0;
+
+/** The cost of telemetry: see the file comment. `launch` pins how components start (the other meshes' way). */
+async function telemetryPhase(launch: MeshOptions["launch"]): Promise<TelemetryPhase> {
+  const o = cfg.telemetry;
+  const notes: string[] = [];
+  const started: Topology[] = [];
+  let jaeger: Jaeger | undefined;
+  let prom: Prometheus | undefined;
+  const none = <T>(fn: () => Promise<T>): Promise<T> => fn();
+  const backendOf = (comm: string): CpuSource[] =>
+    childrenNamed(comm).map((pid, i) => new PidCpu(i === 0 ? comm : `${comm}-${i + 1}`, pid));
+  try {
+    const vms: VariantMesh[] = [];
+    if (existsSync(jaegerBinary())) {
+      jaeger = await startJaeger();
+    } else {
+      notes.push(
+        `tracing on: NOT MEASURED, no Jaeger binary at ${jaegerBinary()} (scripts/build-jaeger.sh builds it)`,
+      );
+    }
+    const off = await startTopology("mtls", launch, { label: variants.off.label, telemetry: {} });
+    started.push(off);
+    vms.push({ variant: "off", t: off, backend: [], around: none });
+    if (jaeger) {
+      // host:port, upstream's form: OTLP over gRPC.
+      const endpoint = new URL(jaeger.otlpGrpcUrl).host;
+      const t = await startTopology("mtls", launch, {
+        label: variants.tracing.label,
+        telemetry: { otlpEndpoint: endpoint },
+      });
+      started.push(t);
+      vms.push({
+        variant: "tracing",
+        t,
+        backend: backendOf("jaeger"),
+        async around(fn) {
+          // Tracing is per process: on in this one only while the tracing mesh's clients run.
+          const tracing = await startTracing({ endpoint, serviceName: benchNscService });
+          try {
+            return await fn();
+          } finally {
+            await tracing.stop();
+          }
+        },
+      });
+    }
+    const m = await startTopology("mtls", launch, {
+      label: variants.metrics.label,
+      telemetry: { metrics: true },
+    });
+    started.push(m);
+    const targets = m.mesh.metricsTargets;
+    let scraper: CpuSource[] = [];
+    if (existsSync(prometheusBin)) {
+      prom = await startPrometheus({ targets, scrapeIntervalMs: o.scrapeIntervalMs });
+      await prom.waitFor("up", (r) => r.length === targets.length && r.every((s) => s.value === 1), 30_000);
+      scraper = backendOf("prometheus");
+    } else {
+      notes.push(
+        `metrics on: not scraped, no Prometheus at ${prometheusBin}; the components served no scrapes`,
+      );
+    }
+    vms.push({ variant: "metrics", t: m, backend: scraper, around: none });
+
+    const results: OverheadResult[] = [];
+    for (const kind of ["local", "remote"] as const) {
+      for (const c of o.concurrency) results.push(...(await overheadPoint(kind, c, vms)));
+    }
+
+    const traces: Partial<Record<Kind, TraceCheck>> = {};
+    if (jaeger) {
+      for (const kind of ["local", "remote"] as const) {
+        const found: JaegerTrace[] = await jaeger.traces(benchNscService, {
+          operation: "nsc/Request",
+          tags: { "nsm.network_service": services[kind] },
+          limit: o.tracesChecked,
+        });
+        const spans = found.map((t) => t.spans.length);
+        const svcs = found.map(
+          (t) => new Set(t.spans.map((s) => t.processes[s.processID]?.serviceName)).size,
+        );
+        traces[kind] = {
+          traces: found.length,
+          minSpans: Math.min(...spans),
+          maxSpans: Math.max(...spans),
+          minServices: Math.min(...svcs),
+        };
+      }
+    }
+    let scrape: ScrapeCheck | undefined;
+    if (prom) {
+      const samples = (await prom.query("scrape_samples_scraped")).map((s) => s.value).sort((a, b) => a - b);
+      scrape = {
+        targets: samples.length,
+        samplesMedian: median(samples),
+        samplesMax: Math.max(...samples),
+        durationMsMax:
+          sampleValue(await prom.query("max(max_over_time(scrape_duration_seconds[1h]))")) * 1000,
+        nsmgrCalls: sampleValue(await prom.query('sum(nsm_networkservice_calls_total{component="nsmgr"})')),
+      };
+    }
+    const rssMb: Partial<Record<Variant, number>> = {};
+    for (const v of vms) rssMb[v.variant] = v.t.n1.proc.memoryMb().rss;
+    const procs = started.flatMap((t) => t.procs);
+    return {
+      results,
+      measured: vms.map((v) => v.variant),
+      notes,
+      traces,
+      scrape,
+      rssMb,
+      fromDist: procs.filter((p) => p.fromDist).length / procs.length,
+    };
+  } finally {
+    for (const t of started) await t.mesh.down();
+    await prom?.stop();
+    await jaeger?.stop();
+  }
+}
+
+/** Variant ÷ off of the same point. */
+interface OverheadRatio {
+  r: OverheadResult;
+  off: OverheadResult;
+  p50: number;
+  p99: number;
+  closeP50: number;
+  closeP99: number;
+  /** CPU per setup and Close during the calls. */
+  cpu: number;
+  /** The same with the settle after each round: the export and scrape work that trails the calls, included. */
+  cpuWithAfter: number;
+  /**
+   * p50 of round k ÷ off's p50 of round k (run back to back): the median pair (robust to a round that other
+   * load disturbed), the least and the most favourable.
+   */
+  roundMedian: number;
+  roundMin: number;
+  roundMax: number;
+}
+
+function overheadRatios(ph: TelemetryPhase): OverheadRatio[] {
+  const out: OverheadRatio[] = [];
+  for (const r of ph.results) {
+    if (r.variant === "off") continue;
+    const off = ph.results.find((x) => x.variant === "off" && x.kind === r.kind && x.c === r.c)!;
+    const paired = r.roundP50s.map((p, k) => p / off.roundP50s[k]!);
+    out.push({
+      r,
+      off,
+      p50: r.p50 / off.p50,
+      p99: r.p99 / off.p99,
+      closeP50: r.closeP50 / off.closeP50,
+      closeP99: r.closeP99 / off.closeP99,
+      cpu: r.cpuMsPerCycle / off.cpuMsPerCycle,
+      cpuWithAfter: (r.cpuMsPerCycle + r.afterCpuMsPerCycle) / (off.cpuMsPerCycle + off.afterCpuMsPerCycle),
+      roundMedian: median(paired),
+      roundMin: Math.min(...paired),
+      roundMax: Math.max(...paired),
+    });
+  }
+  return out;
+}
+
+/** The worst (largest) of a ratio over the points of a variant, and where. */
+function worstOf(
+  ratios: OverheadRatio[],
+  variant: Variant,
+  pick: (x: OverheadRatio) => number,
+  c?: number,
+): OverheadRatio | undefined {
+  let worst: OverheadRatio | undefined;
+  for (const x of ratios) {
+    if (x.r.variant !== variant || (c !== undefined && x.r.c !== c)) continue;
+    if (!worst || pick(x) > pick(worst)) worst = x;
+  }
+  return worst;
+}
+
+function printTelemetry(ph: TelemetryPhase): void {
+  const o = cfg.telemetry;
+  const ratios = overheadRatios(ph);
+  const ratioOf = (r: OverheadResult): OverheadRatio | undefined => ratios.find((x) => x.r === r);
+  const x = (v: number | undefined): string => (v === undefined ? "—" : `${fmt(v)}×`);
+  printTable(
+    `Cost of telemetry (issue 16): three secure meshes up at once, the same build — telemetry off (the ` +
+      `baseline: no --metrics-listen-on, no --opentelemetry-endpoint, as before the feature), tracing on ` +
+      `(every component and the in-process NSC export OTLP/gRPC to a real Jaeger) and metrics on (every ` +
+      `component serves /metrics${ph.scrape ? `, scraped every ${o.scrapeIntervalMs} ms by a real Prometheus` : ""}` +
+      `; the in-process NSC's metrics stay off). ${o.rounds} interleaved rounds of ${o.setupsPerRound} ` +
+      `setups per variant and point, order rotating; p50/p99 over all rounds' samples; ÷ off = variant ÷ ` +
+      `baseline; round p50 ÷ off = the same for each pair of rounds run back to back: median (least..most); CPU = ` +
+      `the mesh's processes and the clients per setup and its Close while the calls ran; after = the same ` +
+      `processes in the ${fmt(o.settleMs / 1000)} s after each round (idle work, and spans exported after ` +
+      `their calls), per setup; total ÷ off = (CPU + after) ÷ off's; backend = Jaeger or Prometheus over ` +
+      `both; other = competing load during the calls (the other meshes' idle work included)`,
+    [
+      "path",
+      "in flight",
+      "variant",
+      "setups",
+      "p50 ms",
+      "÷ off",
+      "p99 ms",
+      "÷ off",
+      "round p50 ÷ off",
+      "close p50 ms",
+      "÷ off",
+      "close p99 ms",
+      "÷ off",
+      "setups/s",
+      "CPU ms",
+      "÷ off",
+      "after ms",
+      "total ÷ off",
+      "backend CPU ms",
+      "other CPU ms",
+      "failed setups",
+      "failed closes",
+    ],
+    ph.results.map((r) => {
+      const k = ratioOf(r);
+      return [
+        r.kind,
+        String(r.c),
+        variants[r.variant].label,
+        String(r.samples),
+        fmt(r.p50),
+        x(k?.p50),
+        fmt(r.p99),
+        x(k?.p99),
+        k ? `${fmt(k.roundMedian)} (${fmt(k.roundMin)}..${fmt(k.roundMax)})` : "—",
+        fmt(r.closeP50),
+        x(k?.closeP50),
+        fmt(r.closeP99),
+        x(k?.closeP99),
+        fmt(r.perS),
+        fmt(r.cpuMsPerCycle),
+        x(k?.cpu),
+        fmt(r.afterCpuMsPerCycle),
+        x(k?.cpuWithAfter),
+        r.variant === "off" ? "—" : fmt(r.backendCpuMsPerCycle),
+        fmt(r.otherCpuMsPerCycle),
+        `${r.setupFailed}/${r.setupCalls}`,
+        `${r.closeFailed}/${r.closeCalls}`,
+      ];
+    }),
+  );
+  for (const v of ["tracing", "metrics"] as const) {
+    if (!ph.measured.includes(v)) continue;
+    const p50 = worstOf(ratios, v, (k) => k.p50)!;
+    const p99 = worstOf(ratios, v, (k) => k.p99)!;
+    const cpu = worstOf(ratios, v, (k) => k.cpu)!;
+    const total = worstOf(ratios, v, (k) => k.cpuWithAfter)!;
+    console.log(
+      `${variants[v].label} ÷ off, the worst point of each: setup p50 ${x(p50.p50)} (${p50.r.kind} c=${p50.r.c}: ` +
+        `${fmt(p50.r.p50)} vs ${fmt(p50.off.p50)} ms), p99 ${x(p99.p99)} (${p99.r.kind} c=${p99.r.c}), CPU per ` +
+        `setup + Close ${x(cpu.cpu)} (${cpu.r.kind} c=${cpu.r.c}: ${fmt(cpu.r.cpuMsPerCycle)} vs ` +
+        `${fmt(cpu.off.cpuMsPerCycle)} ms), with the settle after the rounds ${x(total.cpuWithAfter)} ` +
+        `(${total.r.kind} c=${total.r.c}).`,
+    );
+  }
+  console.log(
+    "Tracing off is the baseline: with no endpoint the span code's only work per call is one check that " +
+      "tracing is undefined (and a context lookup for the reply's attributes); with no --metrics-listen-on the " +
+      "metrics element's is one check that metrics are undefined, and prom-client is never loaded.",
+  );
+  for (const kind of ["local", "remote"] as const) {
+    const t = ph.traces[kind];
+    if (t)
+      console.log(
+        `Jaeger, ${t.traces} of the NSC's ${kind} Request traces read back: ${t.minSpans}..${t.maxSpans} spans ` +
+          `(a whole one has ${expectedSpans[kind]}), at least ${t.minServices} services each.`,
+      );
+  }
+  if (ph.scrape)
+    console.log(
+      `Prometheus: ${ph.scrape.targets} targets, samples per scrape median ${fmt(ph.scrape.samplesMedian)} ` +
+        `(max ${fmt(ph.scrape.samplesMax)}), slowest scrape ${fmt(ph.scrape.durationMsMax)} ms; the nsmgrs ` +
+        `counted ${fmt(ph.scrape.nsmgrCalls)} Requests and Closes.`,
+    );
+  console.log(
+    `nsmgr-1 RSS at the end (idle after its load): ` +
+      ph.measured.map((v) => `${variants[v].label} ${fmt(ph.rssMb[v]!)} MB`).join(", "),
+  );
+  for (const n of ph.notes) console.log(`NOTE: ${n}`);
+}
+
+function putTelemetry(ph: TelemetryPhase): void {
+  const o = cfg.telemetry;
+  for (const r of ph.results) {
+    const k = `${variants[r.variant].key}_${r.kind}`;
+    put(`${k}_setup_p50_ms_c${r.c}`, r.p50);
+    put(`${k}_setup_p99_ms_c${r.c}`, r.p99);
+    put(`${k}_close_p50_ms_c${r.c}`, r.closeP50);
+    put(`${k}_close_p99_ms_c${r.c}`, r.closeP99);
+    put(`${k}_setups_per_s_c${r.c}`, r.perS);
+    put(`${k}_cpu_ms_per_setup_close_c${r.c}`, r.cpuMsPerCycle);
+    put(`${k}_after_cpu_ms_per_setup_close_c${r.c}`, r.afterCpuMsPerCycle);
+    if (r.variant !== "off") put(`${k}_backend_cpu_ms_per_setup_close_c${r.c}`, r.backendCpuMsPerCycle);
+    put(`${k}_other_cpu_ms_per_setup_close_c${r.c}`, r.otherCpuMsPerCycle);
+    put(`${k}_setup_samples_c${r.c}`, r.samples);
+    put(`${k}_setup_failed_c${r.c}`, r.setupFailed);
+    put(`${k}_close_failed_c${r.c}`, r.closeFailed);
+  }
+  const ratios = overheadRatios(ph);
+  for (const k of ratios) {
+    const key = `${variants[k.r.variant].key}_over_off`;
+    const at = `c${k.r.c}_${k.r.kind}`;
+    put(`${key}_setup_p50_ratio_${at}`, k.p50);
+    put(`${key}_setup_p99_ratio_${at}`, k.p99);
+    put(`${key}_close_p50_ratio_${at}`, k.closeP50);
+    put(`${key}_close_p99_ratio_${at}`, k.closeP99);
+    put(`${key}_cpu_per_setup_close_ratio_${at}`, k.cpu);
+    put(`${key}_cpu_with_after_ratio_${at}`, k.cpuWithAfter);
+    put(`${key}_round_setup_p50_ratio_median_${at}`, k.roundMedian);
+    put(`${key}_round_setup_p50_ratio_min_${at}`, k.roundMin);
+    put(`${key}_round_setup_p50_ratio_max_${at}`, k.roundMax);
+  }
+  for (const v of ["tracing", "metrics"] as const) {
+    if (!ph.measured.includes(v)) continue;
+    const key = `${variants[v].key}_over_off`;
+    put(`${key}_setup_p50_ratio_c10`, worstOf(ratios, v, (k) => k.p50, 10)!.p50);
+    put(`${key}_setup_p50_ratio_worst`, worstOf(ratios, v, (k) => k.p50)!.p50);
+    put(`${key}_setup_p99_ratio_worst`, worstOf(ratios, v, (k) => k.p99)!.p99);
+    put(`${key}_cpu_per_setup_close_ratio_worst`, worstOf(ratios, v, (k) => k.cpu)!.cpu);
+    put(`${key}_cpu_with_after_ratio_worst`, worstOf(ratios, v, (k) => k.cpuWithAfter)!.cpuWithAfter);
+  }
+  for (const kind of ["local", "remote"] as const) {
+    const t = ph.traces[kind];
+    if (!t) continue;
+    put(`tracing_on_trace_spans_min_${kind}`, t.minSpans);
+    put(`tracing_on_trace_spans_expected_${kind}`, expectedSpans[kind]);
+    put(`tracing_on_traces_checked_${kind}`, t.traces);
+  }
+  if (ph.scrape) {
+    put("metrics_on_scrape_targets", ph.scrape.targets);
+    put("metrics_on_scrape_samples_median", ph.scrape.samplesMedian);
+    put("metrics_on_scrape_samples_max", ph.scrape.samplesMax);
+    put("metrics_on_scrape_duration_ms_max", ph.scrape.durationMsMax);
+  }
+  for (const v of ph.measured) put(`${variants[v].key}_nsmgr_rss_mb_idle_end`, ph.rssMb[v]!);
+  put("telemetry_tracing_measured", ph.measured.includes("tracing") ? 1 : 0);
+  put("telemetry_metrics_scrape_interval_ms", ph.scrape ? o.scrapeIntervalMs : 0);
+  put("telemetry_rounds", o.rounds);
+  put("telemetry_setups_per_round", o.setupsPerRound);
+  put("telemetry_components_from_dist", ph.fromDist);
 }
 
 // ---- main ----
@@ -725,6 +1339,19 @@ async function main(): Promise<void> {
     // Components and floor relays both run from one build; make it when src/ or the relays changed.
     console.error("bench: dist/ is older than the sources: node scripts/build.mjs");
     execFileSync(process.execPath, [join(benchDir, "..", "scripts", "build.mjs")], { stdio: "inherit" });
+  }
+  if (telemetryOnly) {
+    const tele = await telemetryPhase(launcherUsesDist() ? "dist" : "source");
+    const cpuInfo = cpus();
+    console.log(
+      `NSM control plane, cost of telemetry only — ${cpuInfo.length} CPUs (${cpuInfo[0]?.model ?? "?"}), ` +
+        `node ${process.version}, ${new Date().toISOString()}${quick ? " — QUICK RUN" : ""}`,
+    );
+    console.log(launchText(tele.fromDist));
+    printTelemetry(tele);
+    console.log(`
+--telemetry-only: ${resultsFile} not written`);
+    return;
   }
   // Every headline figure is the secure mesh's: components are secure by default.
   const secure = await startTopology("mtls");
@@ -787,6 +1414,13 @@ async function main(): Promise<void> {
   }
   await insecure.mesh.down();
   const sameLaunch = insecure.fromDist === fromDist;
+
+  // The cost of telemetry, last, so that no figure above ran beside its meshes and backends.
+  console.error(
+    "bench: cost of telemetry: three secure meshes (telemetry off, tracing on, metrics on), interleaved rounds",
+  );
+  const tele = await telemetryPhase(fromDist === 1 ? "dist" : fromDist === 0 ? "source" : undefined);
+  const sameTelemetryLaunch = tele.fromDist === fromDist;
 
   // ---- table ----
   const cpuInfo = cpus();
@@ -1020,6 +1654,12 @@ async function main(): Promise<void> {
       `above are plaintext grpc-js / node:http2 relays, not TLS ones.`,
   );
 
+  printTelemetry(tele);
+  if (!sameTelemetryLaunch)
+    console.log(
+      `WARNING: the meshes of the cost of telemetry ran another way than the secure one (${launchText(tele.fromDist)})`,
+    );
+
   printTable(
     "nsmgr-1 memory (VmRSS)",
     ["state", "MB"],
@@ -1194,6 +1834,7 @@ async function main(): Promise<void> {
   for (const ins of insecureTransport.values())
     put(`mtls_over_insecure_transport_p50_ratio_c${ins.c}`, transport.get(ins.c)!.p50 / ins.p50);
   put("target_mtls_over_insecure_setup_ratio_c10_max", cfg.mtlsOverInsecureMax);
+  putTelemetry(tele);
   for (const f of floors) {
     const p = points.find((x) => x.kind === f.kind && x.c === f.c)!;
     const key = `${f.flavour === "grpc-js" ? "grpcjs" : "http2"}_floor_${f.kind}`;
@@ -1233,6 +1874,10 @@ async function main(): Promise<void> {
     // Nor a cost of security measured between a transpiled and a tsx mesh.
     throw new Error(
       `components_from_dist ${fromDist} but insecure_components_from_dist ${insecure.fromDist}: rerun`,
+    );
+  if (!sameTelemetryLaunch)
+    throw new Error(
+      `components_from_dist ${fromDist} but telemetry_components_from_dist ${tele.fromDist}: rerun`,
     );
   writeResults(resultsFile, results, quick);
 }

@@ -109,6 +109,30 @@ const rows: Row[] = [
     beside: (v) => `fresh nsmgr ${fmt(v("nsmgr_rss_mb_1000_conns_fresh"))} MB; Go ~1,700 MB (quoted)`,
   },
   {
+    bench: "control-plane",
+    figure:
+      "setup p50, tracing on ÷ off (OTLP to Jaeger from every hop), worst of local/remote × 1/10 in flight",
+    needs: "tracing_on_over_off_setup_p50_ratio_worst",
+    value: (v) => x(v("tracing_on_over_off_setup_p50_ratio_worst")),
+    target: "(report)",
+    beside: (v) =>
+      `10 in flight: local ${ms(v("tracing_on_local_setup_p50_ms_c10"))} vs ` +
+      `${ms(v("telemetry_off_local_setup_p50_ms_c10"))}, remote ${ms(v("tracing_on_remote_setup_p50_ms_c10"))} vs ` +
+      `${ms(v("telemetry_off_remote_setup_p50_ms_c10"))}; CPU ${x(v("tracing_on_over_off_cpu_per_setup_close_ratio_worst"))} (worst)`,
+  },
+  {
+    bench: "control-plane",
+    figure:
+      "setup p50, metrics on ÷ off (/metrics scraped every 500 ms), worst of local/remote × 1/10 in flight",
+    needs: "metrics_on_over_off_setup_p50_ratio_worst",
+    value: (v) => x(v("metrics_on_over_off_setup_p50_ratio_worst")),
+    target: "(report)",
+    beside: (v) =>
+      `10 in flight: local ${ms(v("metrics_on_local_setup_p50_ms_c10"))} vs ` +
+      `${ms(v("telemetry_off_local_setup_p50_ms_c10"))}, remote ${ms(v("metrics_on_remote_setup_p50_ms_c10"))} vs ` +
+      `${ms(v("telemetry_off_remote_setup_p50_ms_c10"))}; CPU ${x(v("metrics_on_over_off_cpu_per_setup_close_ratio_worst"))} (worst)`,
+  },
+  {
     bench: "dataplane",
     figure: "kernel forwarder's extra cost ÷ its netlink ops, 10 in flight",
     value: (v) => x(v("local_kernel_extra_over_ops")),

@@ -9,8 +9,12 @@
 // mTLS on every link, unix sockets included, tokens and policies at every hop; the in-process clients share
 // one SVID of the same domain (clientSecurity). "insecure" starts every component with NSM_INSECURE=true
 // (plaintext, loopback listeners only). Unset, the mesh adds neither and the environment decides.
+// Telemetry (`BenchMesh`'s `telemetry`): every component gets NSM_METRICS_LISTEN_ON (a free 127.0.0.1 port
+// per component, `metricsTargets`) and/or NSM_OPENTELEMETRYENDPOINT as asked, and both empty (off) otherwise,
+// whatever the environment says.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createSecurity, type Security } from "../../src/components/security.js";
@@ -226,9 +230,19 @@ interface Pki {
   probe: Security;
 }
 
+/** Telemetry of every component of a mesh; off (both env variables empty) unless asked. */
+export interface MeshTelemetry {
+  /** NSM_METRICS_LISTEN_ON=127.0.0.1:<a free port> on every component (see BenchMesh.metricsTargets). */
+  metrics?: boolean;
+  /** NSM_OPENTELEMETRYENDPOINT for every component: host:port (OTLP/gRPC) or http://host:port (OTLP/HTTP). */
+  otlpEndpoint?: string;
+}
+
 export interface MeshOptions {
   /** mTLS + tokens, or insecure; unset: the mesh adds neither and the environment decides. */
   security?: MeshSecurity;
+  /** Metrics and traces of every component; unset: both off. */
+  telemetry?: MeshTelemetry;
   /**
    * "dist": components run dist/cli/main.js directly (the build, even if src/ changed since); "source":
    * through tsx (NSM_FROM_SOURCE=1). Unset: bin/nsm.js decides when each starts. A second mesh compared with
@@ -248,6 +262,9 @@ export class BenchMesh {
   readonly security: MeshSecurity | undefined;
   /** How components start; unset: bin/nsm.js's rule (see launcherUsesDist). */
   private readonly launch: MeshOptions["launch"];
+  private readonly telemetry: MeshTelemetry;
+  /** Metrics port of each component (by name) when metrics are on. */
+  private readonly metricsPorts = new Map<string, number>();
 
   constructor(
     private readonly readyTimeoutMs = 30_000,
@@ -257,6 +274,12 @@ export class BenchMesh {
   ) {
     this.security = opts.security;
     this.launch = opts.launch;
+    this.telemetry = opts.telemetry ?? {};
+  }
+
+  /** `host:port` of every component's /metrics (empty when metrics are off), for a Prometheus to scrape. */
+  get metricsTargets(): string[] {
+    return [...this.metricsPorts.values()].map((port) => `127.0.0.1:${port}`);
   }
 
   sock(name: string): string {
@@ -304,9 +327,20 @@ export class BenchMesh {
     return (name) => createSecurity({ name, source: new StaticIdentitySource(client) });
   }
 
-  /** A component process: its security env first, then the caller's. */
+  /** Environment that turns component `name`'s metrics and traces on or (both empty) off. */
+  private async telemetryEnv(name: string): Promise<Record<string, string>> {
+    let metrics = "";
+    if (this.telemetry.metrics) {
+      const port = await freePort();
+      this.metricsPorts.set(name, port);
+      metrics = `127.0.0.1:${port}`;
+    }
+    return { NSM_METRICS_LISTEN_ON: metrics, NSM_OPENTELEMETRYENDPOINT: this.telemetry.otlpEndpoint ?? "" };
+  }
+
+  /** A component process: its security and telemetry env first, then the caller's. */
   private async component(name: string, args: string[], opts: StartOptions = {}): Promise<Proc> {
-    const env = await this.securityEnv(name);
+    const env = { ...(await this.securityEnv(name)), ...(await this.telemetryEnv(name)) };
     return this.spawn(name, args, { env: { ...env, ...opts.env } });
   }
 
@@ -348,8 +382,15 @@ export class BenchMesh {
     return p;
   }
 
+  /** The process's gRPC tcp listener (its metrics listener, when it has one, is not it). */
   private async tcpUrl(p: Proc): Promise<string> {
-    const port = await pollUntil("tcp listener", p, () => p.listeningTcpPorts()[0], this.readyTimeoutMs);
+    const metrics = this.metricsPorts.get(p.name);
+    const port = await pollUntil(
+      "tcp listener",
+      p,
+      () => p.listeningTcpPorts().find((x) => x !== metrics),
+      this.readyTimeoutMs,
+    );
     return `tcp://127.0.0.1:${port}`;
   }
 
@@ -480,6 +521,57 @@ export class BenchMesh {
     rmSync(this.dir, { recursive: true, force: true });
     this.removed = true;
   }
+}
+
+/** A free port on 127.0.0.1 (free when probed: the component binds it a moment later). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** CPU time of a process this benchmark did not start as a Proc (a trace or metrics backend), by pid. */
+export class PidCpu {
+  constructor(
+    readonly name: string,
+    readonly pid: number,
+  ) {}
+
+  private last = 0;
+
+  /** CPU time used so far (user + system), ms; what it used last when it has exited. */
+  cpuMs(): number {
+    try {
+      const stat = readFileSync(`/proc/${this.pid}/stat`, "utf8");
+      const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      this.last = ((Number(rest[11]) + Number(rest[12])) * 1000) / clockTicksPerS;
+    } catch {
+      /* gone: keep the last reading */
+    }
+    return this.last;
+  }
+}
+
+/** Children of this process whose command name (/proc/<pid>/comm) is `comm`, e.g. the backend a helper spawned. */
+export function childrenNamed(comm: string): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, "utf8");
+      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (name === comm && ppid === process.pid) out.push(Number(e));
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return out;
 }
 
 /** Nearest-rank percentile of an ascending array (p in 0..1). */
