@@ -24,6 +24,35 @@ import {
 } from "./cluster.js";
 
 const deploy = new URL("../../deploy/k8s/", import.meta.url).pathname;
+
+/** A pod with the annotations Prometheus' kubernetes_sd reads. */
+interface Scrapable {
+  metadata: {
+    name: string;
+    namespace: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
+  spec: { containers: { name: string }[] };
+}
+
+/** GET http://127.0.0.1:<port><path> inside the pod's (first) container, as Prometheus would from outside. */
+async function scrapeInPod(p: Scrapable, port: number, path: string): Promise<string> {
+  const url = `http://127.0.0.1:${port}${path}`;
+  return kubectl([
+    "-n",
+    p.metadata.namespace,
+    "exec",
+    p.metadata.name,
+    "-c",
+    p.spec.containers[0]!.name,
+    "--",
+    "/usr/bin/node",
+    "-e",
+    `fetch(${JSON.stringify(url)}).then(async (r) => { if (!r.ok) throw new Error("HTTP " + r.status); ` +
+      `process.stdout.write(await r.text()); })`,
+  ]);
+}
 const timings: Record<string, number> = {};
 
 async function timed<T>(what: string, f: () => Promise<T>): Promise<T> {
@@ -107,6 +136,59 @@ describe("nsm-ts on Kubernetes (two nodes)", { timeout: 30 * 60_000 }, () => {
     );
     assert.notEqual(client.spec.nodeName, nse.spec.nodeName);
     assert.match(await ping(ns, "alpine", addr(conn.dstIps[0]!)), /3 packets received/);
+  });
+
+  it("every nsm-ts pod serves Prometheus metrics at the port its annotation names", async () => {
+    // The pods Prometheus' kubernetes_sd would pick (docs/observability.md): annotated prometheus.io/scrape.
+    const annotated = (
+      await Promise.all(
+        ["nsm-system", "ns-kernel2kernel", "ns-kernel2vxlan2kernel"].map((ns) =>
+          kubectlJson<{ items: Scrapable[] }>(["-n", ns, "get", "pods"]),
+        ),
+      )
+    )
+      .flatMap((l) => l.items)
+      .filter((p) => p.metadata.annotations?.["prometheus.io/scrape"] === "true");
+    const apps = new Set(annotated.map((p) => p.metadata.labels?.app));
+    for (const app of ["registry", "nsmgr", "forwarder-kernel", "forwarder-tf", "tf-vn", "nse-kernel"])
+      assert.ok(
+        apps.has(app),
+        `a pod of ${app} is annotated for Prometheus (annotated: ${[...apps].join(", ")})`,
+      );
+    const bodies = new Map<string, string>();
+    for (const p of annotated) {
+      const a = p.metadata.annotations!;
+      const body = await scrapeInPod(
+        p,
+        Number(a["prometheus.io/port"]),
+        a["prometheus.io/path"] ?? "/metrics",
+      );
+      assert.match(body, /^process_resident_memory_bytes \d/m, `${p.metadata.name}: Node's default metrics`);
+      bodies.set(p.metadata.name, body);
+    }
+    const of = (app: string): string =>
+      annotated
+        .filter((p) => p.metadata.labels?.app === app)
+        .map((p) => bodies.get(p.metadata.name)!)
+        .join("\n");
+    // The connections the examples above made went through both nodes' nsmgrs and forwarders.
+    for (const component of ["nsmgr", "forwarder", "nse"] as const) {
+      const app = { nsmgr: "nsmgr", forwarder: "forwarder-kernel", nse: "nse-kernel" }[component];
+      assert.match(
+        of(app),
+        new RegExp(
+          `^nsm_networkservice_calls_total\\{component="${component}",service="kernel2vxlan2kernel",` +
+            `method="request",code="OK"\\} [1-9]`,
+          "m",
+        ),
+        `${app} counted the kernel2vxlan2kernel Request`,
+      );
+    }
+    assert.match(
+      of("forwarder-kernel"),
+      /^nsm_dataplane_netlink_request_duration_seconds_count\{op="newlink"\} [1-9]/m,
+    );
+    assert.match(of("registry"), /^nsm_registry_network_service_endpoints\{component="registry"\} [1-9]/m);
   });
 
   it("tf-internet: an annotated pod reaches the internet namespace through the emulated TF fabric", async () => {
