@@ -108,9 +108,11 @@ export class NsmgrWatch {
   }
 
   private lost(why: string): void {
+    // Once per outage: retries that fail the same way are debug.
     if (this.status === "up")
       this.log.warn({ url: this.url, err: why }, "lost the nsmgr's connections stream");
-    else this.log.debug({ url: this.url, err: why }, "nsmgr not reachable");
+    else if (this.status === "connecting") this.log.warn({ url: this.url, err: why }, "nsmgr not reachable");
+    else this.log.debug({ url: this.url, err: why }, "nsmgr still not reachable");
     const changed = this.status !== "unreachable" || this.error !== why;
     this.status = "unreachable";
     this.error = why;

@@ -40,6 +40,11 @@ main { flex: 1; display: flex; min-height: 0; }
 .leg-ends { font-weight: 600; margin-bottom: 2px; }
 .badge.kind { background: #5b6478; font-weight: 500; }
 .seg-name { font-weight: 600; }
+.item { padding: 5px 0; border-bottom: 1px solid #eef0f5; word-break: break-all; }
+.item-title { font-weight: 600; }
+#panel th { white-space: nowrap; }
+#panel details { margin-top: 8px; font-size: 12px; }
+#panel summary { cursor: pointer; color: #5b6478; }
 .row { cursor: pointer; } .row:hover { background: #f1f4fb; }
 svg text { font-size: 11px; fill: #1d2330; pointer-events: none; }
 svg .node-box { fill: #fff; stroke: #c5ccdb; stroke-width: 1.2; }
@@ -147,7 +152,7 @@ function piece(a, b, off) {
   return "M" + ax + " " + ay + " C" + ax + " " + my + " " + bx + " " + my + " " + bx + " " + by;
 }
 
-function drawConnection(c, i, pos, parent) {
+function drawConnection(c, i, pos, parent, labelled) {
   var stops = c.path.filter(function (s) { return s.role !== "nsmgr" && pos[s.role + ":" + s.name]; });
   var g = svgEl("g", {
     "data-testid": "connection-" + c.id, "data-state": c.state, "data-mechanism": c.mechanism,
@@ -168,7 +173,15 @@ function drawConnection(c, i, pos, parent) {
     var pa = pos[stops[stops.length - 2].role + ":" + stops[stops.length - 2].name];
     var pb = pos[stops[stops.length - 1].role + ":" + stops[stops.length - 1].name];
     var ly = Math.abs(pb.y - pa.y) < 10 ? pa.y - 30 : (Math.min(pa.y, pb.y) + pa.h + Math.max(pa.y, pb.y)) / 2 + 4;
-    svgText((pa.x + pb.x + pa.w) / 2 + off + 6, ly, c.mechanism || c.state, "conn-label", g);
+    var text = c.mechanism || c.state;
+    var pieceKey = stops[stops.length - 2].name + ">" + stops[stops.length - 1].name;
+    // One label per piece and text (connections that end alike share it); different texts stack.
+    if (!labelled[pieceKey + ":" + text]) {
+      var below = labelled[pieceKey] || 0;
+      svgText((pa.x + pb.x + pa.w) / 2 + off + 6, ly + below * 12, text, "conn-label", g);
+      labelled[pieceKey] = below + 1;
+      labelled[pieceKey + ":" + text] = true;
+    }
   }
   g.addEventListener("click", function (ev) { ev.stopPropagation(); select(c.id); });
 }
@@ -183,8 +196,11 @@ function render() {
     return;
   }
   var L = layout(g);
-  svg.setAttribute("width", String(L.width + 20));
-  svg.setAttribute("height", String(L.height + 20));
+  // Wide meshes shrink to the canvas (down to 60%), narrower ones keep their size; beyond that, it scrolls.
+  var room = document.getElementById("canvas").clientWidth - 30;
+  var scale = Math.min(1, Math.max(0.6, room / (L.width + 20)));
+  svg.setAttribute("width", String(Math.round((L.width + 20) * scale)));
+  svg.setAttribute("height", String(Math.round((L.height + 20) * scale)));
   svg.setAttribute("viewBox", "-10 -10 " + (L.width + 20) + " " + (L.height + 20));
   var nsmgrs = byName(g.nsmgrs), fwds = byName(g.forwarders), eps = byName(g.endpoints);
   var nodesLayer = svgEl("g", { class: "nodes" }, svg);
@@ -209,7 +225,8 @@ function render() {
     });
   });
   var connLayer = svgEl("g", { class: "connections" }, svg);
-  g.connections.forEach(function (c, i) { drawConnection(c, i, L.pos, connLayer); });
+  var labelled = {};
+  g.connections.forEach(function (c, i) { drawConnection(c, i, L.pos, connLayer, labelled); });
   renderPanel();
 }
 
@@ -244,21 +261,22 @@ function renderPanel() {
     tr.addEventListener("click", function () { select(x.id); });
   });
   section("Registries", panel);
-  var rt = htmlEl("table", {}, null, panel);
-  g.registries.forEach(function (r) {
-    var td = kv(rt, r.url, null);
-    htmlEl("span", { class: "badge " + r.status }, r.status, td);
-    if (r.error) htmlEl("div", { class: "muted" }, r.error, td);
-  });
+  g.registries.forEach(function (r) { item(r.status, r.url, [], r.error, "registry-status"); });
   section("nsmgrs", panel);
-  var nt = htmlEl("table", {}, null, panel);
   g.nsmgrs.forEach(function (m) {
-    var td = kv(nt, m.name, null);
-    htmlEl("span", { class: "badge " + m.status }, m.status, td);
-    htmlEl("div", { class: "muted" }, (m.url || m.publicUrl || "") + " \\u00b7 node " + m.node + " \\u00b7 " + m.connections + " connections", td);
-    if (m.error) htmlEl("div", { class: "muted" }, m.error, td);
+    item(m.status, m.name, [m.url || m.publicUrl || "", "node " + m.node + " \\u00b7 " + m.connections + " connections"], m.error, "nsmgr-status-" + m.name);
   });
 }
+
+/** A status line of the mesh summary: badge and title, then muted details. */
+function item(status, title, lines, error, testid) {
+  var d = htmlEl("div", { class: "item", "data-testid": testid }, null, panel);
+  htmlEl("span", { class: "badge " + status }, status, d);
+  htmlEl("span", { class: "item-title" }, " " + title, d);
+  lines.concat(error ? [error] : []).forEach(function (l) { if (l) htmlEl("div", { class: "muted" }, l, d); });
+}
+
+function list(a) { return a.length > 0 ? a.join(", ") : "\\u2014"; }
 
 function renderConnection(c) {
   var close = htmlEl("button", { class: "close", title: "close", "data-testid": "panel-close" }, "\\u00d7", panel);
@@ -272,13 +290,25 @@ function renderConnection(c) {
   kv(t, "client", c.client + " (node " + c.node + ")");
   kv(t, "endpoint", c.endpoint);
   kv(t, "mechanism", c.mechanism, "panel-mechanism");
-  kv(t, "addresses", c.addresses.src.join(", ") + " \\u2192 " + c.addresses.dst.join(", "), "panel-addresses");
-  if (c.tf) Object.keys(c.tf).forEach(function (k) { kv(t, k, c.tf[k]); });
+  kv(t, "addresses", list(c.addresses.src) + " \\u2192 " + list(c.addresses.dst), "panel-addresses");
+  if (c.tf) {
+    kv(t, "TF VN", c.tf["tf.vn-name"] || c.tf["tf.vn-uuid"] || "", "panel-tf-vn");
+    if (c.tf["tf.floating-ip"]) kv(t, "floating IP", c.tf["tf.floating-ip"]);
+    var gw = [c.tf["tf.gateway"], c.tf["tf.gateway6"]].filter(function (x) { return x; });
+    if (gw.length > 0) kv(t, "gateway", gw.join(", "));
+  }
   var tr = htmlEl("tr", {}, null, t);
   htmlEl("th", {}, "trace", tr);
   var td = htmlEl("td", {}, null, tr);
   if (c.traceUrl) htmlEl("a", { href: c.traceUrl, target: "_blank", rel: "noopener noreferrer", "data-testid": "trace-link" }, "latest traces in Jaeger", td);
   else htmlEl("span", { class: "muted", "data-testid": "trace-link-missing" }, "start the dashboard with --trace-ui-url", td);
+
+  if (c.tf) {
+    var det = htmlEl("details", {}, null, panel);
+    htmlEl("summary", {}, "TF context (" + Object.keys(c.tf).length + " keys)", det);
+    var tt = htmlEl("table", {}, null, det);
+    Object.keys(c.tf).sort().forEach(function (k) { kv(tt, k.replace(/^tf\\./, ""), c.tf[k]); });
+  }
 
   section("Legs", panel);
   var legs = htmlEl("div", { "data-testid": "panel-legs" }, null, panel);

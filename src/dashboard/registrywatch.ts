@@ -67,8 +67,10 @@ export class RegistryWatch {
       } catch (err) {
         if (signal.aborted) return;
         const why = isServiceError(err) ? err.details : (err as Error).message;
-        if (this.status[kind] === "up")
-          this.log.warn({ url: this.url, kind, err: why }, "registry watch broken");
+        // Once per outage: retries that fail the same way are debug.
+        if (this.status[kind] === "unreachable")
+          this.log.debug({ url: this.url, kind, err: why }, "registry still not reachable");
+        else this.log.warn({ url: this.url, kind, err: why }, "registry watch broken");
         this.status[kind] = "unreachable";
         this.error = why;
         this.onChange();

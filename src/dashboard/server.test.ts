@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { get, type IncomingMessage } from "node:http";
 import { after, before, describe, it } from "node:test";
+import { Script } from "node:vm";
 import { pageScript, pageStyle } from "./page.js";
 import { startDashboardServer, type DashboardServer } from "./server.js";
 import type { Graph } from "./types.js";
@@ -47,6 +48,7 @@ describe("dashboard server", () => {
     assert.ok(html.includes(`<script>${pageScript}</script>`));
     assert.doesNotMatch(html, /\b(src|href)="(https?:)?\/\//, "nothing fetched from elsewhere");
     assert.doesNotMatch(pageScript, /innerHTML|outerHTML|insertAdjacentHTML/, "text and attributes only");
+    assert.doesNotThrow(() => new Script(pageScript, { filename: "page.js" }), "the page's script parses");
   });
 
   it("GET /api/graph: the current model", async () => {

@@ -36,6 +36,8 @@ let conn: Connection;
 let dashboard: Component;
 let browser: Browser | undefined;
 let page: Page;
+/** Script errors on the page: none is allowed. */
+const pageErrors: string[] = [];
 
 /** Each component's command, so a killed one can be started again the same way. */
 function spec(name: string): { args: string[]; ready: string; netns: string; env?: Record<string, string> } {
@@ -166,6 +168,7 @@ describe("nsm dashboard", { timeout: 180_000 }, () => {
     assert.ok(await pings(), "the connection carries traffic");
     browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    page.on("pageerror", (err) => pageErrors.push(err.message));
   });
 
   after(async () => {
@@ -308,6 +311,10 @@ describe("nsm dashboard", { timeout: 180_000 }, () => {
     assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], "a PNG");
     assert.equal(png.readUInt32BE(16), 1280, "width");
     assert.equal(png.readUInt32BE(20), 800, "height");
+  });
+
+  it("the page raised no script error", () => {
+    assert.deepEqual(pageErrors, []);
   });
 
   it("stops cleanly on SIGTERM", async () => {
