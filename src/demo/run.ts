@@ -175,8 +175,10 @@ async function startServices(run: DemoRun): Promise<void> {
         "--name",
         `registry-${c}`,
         "--listen-on",
-        // The unix socket: what the dashboard (root namespace) watches, with no route into the clouds.
-        `tcp://${ip}:5002,${registrySock(dir, c)}`,
+        // The unix socket: what the dashboard (root namespace) watches, with no route into the clouds. First:
+        // a unix listener bound after a tcp one never gets the TLS context (core/fdpass/server.ts's watcher
+        // is added after the credentials delivered it), and refuses every connection.
+        `${registrySock(dir, c)},tcp://${ip}:5002`,
         "--db",
         join(dir, `registry-${c}.db`),
       ],

@@ -46,14 +46,28 @@ async function assertDashboard(stdout: string): Promise<void> {
   await eventually(
     async () => {
       g = (await (await fetch(`${url}api/graph`)).json()) as Graph;
-      return clients.every((c) => g!.connections.some((x) => x.id === `nsc-${c}-0` && x.state === "up"));
+      return (
+        g.registries.length === 2 &&
+        g.registries.every((r) => r.status === "up") &&
+        clients.every((c) => g!.connections.some((x) => x.id === `nsc-${c}-0` && x.state === "up"))
+      );
     },
     15_000,
-    "every demo connection up in the dashboard",
-  ).catch((err: Error) => assert.fail(`${err.message}: ${JSON.stringify(g?.connections)}`));
+    "both registries and every demo connection up in the dashboard",
+  ).catch((err: Error) =>
+    assert.fail(
+      `${err.message}: ${JSON.stringify({ registries: g?.registries, connections: g?.connections })}`,
+    ),
+  );
   const conn = (c: string) => g!.connections.find((x) => x.id === `nsc-${c}-0`)!;
   assert.equal(conn("remote").mechanism, "veth+vxlan", "pod → pod across nodes");
   assert.equal(conn("snat").mechanism, "tf-vn", "pod → internet through the TF VN");
+  // From the registries: the nodes' forwarders and the icmp-responder, each on its node.
+  assert.deepEqual(
+    g!.forwarders.filter((f) => f.node === "a1").map((f) => f.name),
+    ["fwd-kernel-a1", "fwd-tf-a1"],
+  );
+  assert.equal(g!.endpoints.find((e) => e.name === "icmp-responder-a2")?.node, "a2");
   for (const n of ["a1", "a2", "b1"])
     assert.ok(
       g!.nodes.some((x) => x.name === n),
