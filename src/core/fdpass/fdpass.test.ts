@@ -168,5 +168,28 @@ for (const mode of ["plaintext", "mTLS"] as const) {
       for (let i = 0; i < 50 && openFds() > before; i++) await new Promise((r) => setTimeout(r, 20));
       assert.equal(openFds(), before);
     });
+
+    it("a unix listener bound after a tcp one on the same credentials serves too", async () => {
+      const both = echoServer(server?.serverCredentials());
+      await both.listen("tcp://127.0.0.1:0");
+      const unixUrl = await both.listen(`unix://${join(dir, "after-tcp.sock")}`);
+      const c = client
+        ? new GrpcClient(unixUrl, client.channelOptions(), client.channelCredentials(unixUrl))
+        : new GrpcClient(unixUrl);
+      try {
+        const { response } = await c.unary(
+          NetworkServiceService.request,
+          request({ want: "none", waitMs: "50" }),
+          {
+            timeoutMs: 5000,
+          },
+        );
+        // Answered (the call went through the handshake); no descriptor was sent.
+        assert.match(response.labels["got"]!, /^error: timeout in recvfd/);
+      } finally {
+        c.close();
+        await both.stop(0);
+      }
+    });
   });
 }

@@ -80,7 +80,13 @@ export class FdUnixListener {
     private readonly credentials: grpc.ServerCredentials,
   ) {
     this.secure = credentials._isSecure();
-    if (this.secure) credentials._addWatcher(this.watcher);
+    if (this.secure) {
+      credentials._addWatcher(this.watcher);
+      // Watchers hear of changes only: when another listener (a tcp:// one bound first) already started the
+      // credentials, their current options would never reach this one.
+      const current = credentials._getSecureContextOptions();
+      if (current) this.watcher(current);
+    }
     this.net = createServer({ pauseOnConnect: true }, (sock) => {
       try {
         this.accept(adoptUnixSocket(sock));
