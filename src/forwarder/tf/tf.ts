@@ -280,7 +280,15 @@ export class TfDataPlane implements DataPlane {
       return;
     }
     if (hasIpv6(want)) podIpv6(s.pod, s.ifname, conn.id);
-    await applySide(s.pod, s.ifname, emptySide, want);
+    try {
+      await applySide(s.pod, s.ifname, emptySide, want);
+    } catch (err) {
+      // TF hands a released address out again at once; the pod interface that held it may still be on its
+      // way out (deletes run after Close). Wait for those deletes, then try once more (as the kernel forwarder).
+      if (!isErrno(err, "EADDRINUSE") || this.pendingDeletes.size === 0) throw err;
+      await Promise.all([...this.pendingDeletes.values()]);
+      await applySide(s.pod, s.ifname, emptySide, want);
+    }
     s.applied = want;
   }
 
