@@ -8,8 +8,9 @@
 //   - setup latency (Request → response, interface configured in the pod) p50/p99, 1 and 10 in flight, TF and
 //     kernel rounds interleaved (A B B A) so machine noise hits both alike; Close latency alike;
 //   - TCP throughput pod → internet (iperf3 -J, single stream, median of several runs) through the TF
-//     connection: pod veth → compute bridge → routed + nftables SNAT (masquerade) → fabric → gw → internet
-//     namespace. Every hop of that path is the emulator's Linux plumbing (src/tf-emulator/agent), not a
+//     connection: pod veth → compute bridge → the VN's VRF → its leg back onto the bridge → the logical
+//     router's SNAT instance (scheduled on this compute; nft SNAT to its address in VN public) → compute →
+//     fabric → gw → internet namespace. Every hop of that path is the emulator's Linux plumbing (src/tf-emulator/agent), not a
 //     vRouter and nothing NSM forwards: it is a figure of the emulator's data path, not of TF or of NSM.
 // Every namespace carries a per-run prefix and is deleted at the end (also on failure). Addresses: fabric
 // 198.18.0.0/24, VN 100.64.10.0/24, internet 203.0.113.0/24, NSM 169.254.1.0/24. Nothing in the root namespace.
@@ -171,12 +172,12 @@ try {
   await all[0]!.request({ service: "external", ifname: "nsm-ip" });
   for (let i = 0; i < cfg.iperfReps; i++) tput.push(iperf(cluster.inet, pods[0]!, internetIp));
   await all[0]!.closeAll();
-  // The emulator's Linux data path (veth → bridge → VRF and compute SNAT → fabric), not a TF or an NSM figure; the key
-  // keeps its name so that earlier results stay comparable.
+  // The emulator's Linux data path (veth → bridge → VRF → bridge → SNAT instance → compute → fabric), not a TF or
+  // an NSM figure; the key keeps its name (before 2026-12-05 the path was VRF masquerade → compute masquerade).
   results.pod_to_internet_gbps = median(tput);
   results.pod_to_internet_runs = tput.length;
   printTable(
-    "throughput pod → internet through the TF emulator's Linux data path (veth → bridge → the VN's VRF, nft SNAT → compute, nft SNAT → fabric; not a TF or NSM figure), iperf3 single stream",
+    "throughput pod → internet through the TF emulator's Linux data path (veth → bridge → the VN's VRF → bridge → the router's SNAT instance, nft SNAT → compute → fabric; not a TF or NSM figure), iperf3 single stream",
     ["runs", "median Gbit/s", "min", "max"],
     [[String(tput.length), fmt(median(tput)), fmt(Math.min(...tput)), fmt(Math.max(...tput))]],
   );

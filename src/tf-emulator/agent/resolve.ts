@@ -62,6 +62,7 @@ export async function resolvePort(
   vmUuid: string,
   vmiUuid: string,
   vniMode: string,
+  snatOf: (vn: VncObject) => Promise<SnatPort | undefined> = (vn) => snatSteering(vnc, vn),
 ): Promise<ResolvedPort | { missing: string }> {
   const vmi = await vnc.tryRead("virtual-machine-interface", vmiUuid);
   if (!vmi) return { missing: `virtual-machine-interface ${vmiUuid}` };
@@ -104,7 +105,7 @@ export async function resolvePort(
     const a = fip?.["floating_ip_address"];
     if (typeof a === "string") floatingIps.push(a);
   }
-  const snatVia = await snatSteering(vnc, vn);
+  const snatVia = await snatOf(vn);
   return {
     vmiUuid,
     vmUuid,

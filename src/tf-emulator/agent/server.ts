@@ -12,7 +12,7 @@ import { portDoc, vmCfgItem } from "./docs.js";
 import { ComputePlumbing } from "./plumbing.js";
 import { parseBody, portBody, PortError, PortTable, vmPortBody, type Subscription } from "./ports.js";
 import { resolvePort, vnRouteTargets, vnVni, type ResolvedPort } from "./resolve.js";
-import { hostedSnat, type HostedSnat } from "./snat.js";
+import { hostedSnat, snatSteering, type HostedSnat, type SnatPort } from "./snat.js";
 import { SnatInstances } from "./snatns.js";
 import {
   dispatch,
@@ -80,6 +80,7 @@ class AgentEmulator {
   private readonly polls = new Map<string, number>();
   private readonly faults: AgentFaults = {};
   private readonly vtepCache = new Map<number, { at: number; ips: string[] }>();
+  private readonly snatCache = new Map<string, { at: number; port: SnatPort | undefined }>();
   private modeCache: { at: number; mode: string } | undefined;
   private syncing: Promise<void> | undefined;
   private again: Promise<void> | undefined;
@@ -232,7 +233,13 @@ class AgentEmulator {
   private async getPort({ params: [id] }: AgentRequest): Promise<Reply> {
     const sub = this.table.ports.get(id!);
     if (!sub) return notFound;
-    const r = await resolvePort(this.vnc, sub.body["instance-id"] ?? "", id!, await this.vniMode());
+    const r = await resolvePort(
+      this.vnc,
+      sub.body["instance-id"] ?? "",
+      id!,
+      await this.vniMode(),
+      this.snatOf,
+    );
     if ("missing" in r) return notFound;
     sub.resolved = r;
     return [200, portDoc(r, sub.body["system-name"] ?? "")];
@@ -280,6 +287,18 @@ class AgentEmulator {
 
   // ---------------------------------------------------------------- config
 
+  /**
+   * Where a VN's traffic for the outside goes (its router's SNAT instance), read at most once per sync
+   * interval per VN: every poll of every port resolves it, and it takes several config reads.
+   */
+  private readonly snatOf = async (vn: VncObject): Promise<SnatPort | undefined> => {
+    const hit = this.snatCache.get(vn.uuid);
+    if (hit && Date.now() - hit.at < (this.opts.syncIntervalMs ?? 1000)) return hit.port;
+    const port = await snatSteering(this.vnc, vn);
+    this.snatCache.set(vn.uuid, { at: Date.now(), port });
+    return port;
+  };
+
   /** The global VNI mode (automatic: VNI = VN id; configured: the VN's vxlan_network_identifier). */
   private async vniMode(): Promise<string> {
     if (this.modeCache && Date.now() - this.modeCache.at < 1000) return this.modeCache.mode;
@@ -300,7 +319,7 @@ class AgentEmulator {
     const mode = await this.vniMode();
     const out: ResolvedPort[] = [];
     for (const [vmi, sub] of m) {
-      const r = await resolvePort(this.vnc, vm, vmi, mode);
+      const r = await resolvePort(this.vnc, vm, vmi, mode, this.snatOf);
       if ("missing" in r) {
         this.opts.log.debug({ vm, vmi, missing: r.missing }, "port config incomplete");
         return undefined;
@@ -387,7 +406,7 @@ class AgentEmulator {
     const visit = async (vm: string, vmi: string, sub: Subscription, hostIf: string): Promise<void> => {
       if (full || !sub.resolved) {
         try {
-          const r = await resolvePort(this.vnc, vm, vmi, mode);
+          const r = await resolvePort(this.vnc, vm, vmi, mode, this.snatOf);
           if (!("missing" in r)) sub.resolved = r;
         } catch {
           // unreachable: keep what we had, as a real agent keeps forwarding headless
