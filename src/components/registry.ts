@@ -15,7 +15,6 @@ import { nsRegistryService, nseRegistryService, type NSChain, type NSEChain } fr
 import { nsRegistryChain, nseRegistryChain } from "../registry/types.js";
 import { MemoryStore, type RegistryStore } from "../registry/store/store.js";
 import { SqliteStore } from "../registry/store/sqlite.js";
-import { K8sStore } from "../registry/store/k8s.js";
 import { updatePathServer } from "../registry/updatepath.js";
 import { metricsNS, metricsNSE } from "../registry/metrics.js";
 import { trackRecords } from "../registry/records.js";
@@ -54,11 +53,17 @@ export interface RunningRegistry {
 export async function startRegistry(opts: RegistryOptions): Promise<RunningRegistry> {
   const name = opts.name ?? `registry-${hostname()}`;
   const log = componentLogger("registry", name);
+  // The Kubernetes client is loaded only for the k8s store: imported at start it cost every nsm-ts process
+  // (they all import this file) ~70 MB of memory and hundreds of files read.
   const store: RegistryStore =
     opts.store === "memory"
       ? new MemoryStore()
       : opts.store === "k8s"
-        ? new K8sStore({ namespace: opts.namespace, kubeconfig: opts.kubeconfig, log })
+        ? new (await import("../registry/store/k8s.js")).K8sStore({
+            namespace: opts.namespace,
+            kubeconfig: opts.kubeconfig,
+            log,
+          })
         : new SqliteStore(opts.dbPath ?? registryDefaults.dbPath);
 
   const security = opts.security;
