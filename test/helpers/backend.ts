@@ -117,3 +117,29 @@ export function spawnBackend(bin: string, args: string[], dir: string): BackendP
       })()),
   };
 }
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Polls `ready` every 100 ms until it holds; fails (and stops the backend) when the process exits first or
+ * `timeoutMs` passes, with its last output.
+ */
+export async function untilReady(
+  proc: BackendProcess,
+  what: string,
+  timeoutMs: number,
+  ready: () => Promise<boolean>,
+): Promise<void> {
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (proc.exited()) throw new Error(`${what} exited before it was ready:\n${proc.logs()}`);
+      if (await ready()) return;
+      if (Date.now() > deadline) throw new Error(`${what} not ready within ${timeoutMs} ms:\n${proc.logs()}`);
+      await sleep(100);
+    }
+  } catch (e) {
+    await proc.stop();
+    throw e;
+  }
+}

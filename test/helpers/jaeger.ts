@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { stringify } from "yaml";
-import { freePorts, spawnBackend, withPortRetry } from "./backend.js";
+import { freePorts, sleep, spawnBackend, untilReady, withPortRetry } from "./backend.js";
 
 /** The Go module version scripts/build-jaeger.sh builds (Jaeger v2's `cmd/jaeger`). */
 export const jaegerModuleVersion = "v1.75.0";
@@ -109,8 +109,6 @@ interface JaegerResponse<T> {
   data: T | null;
   errors: Array<{ code: number; msg: string }> | null;
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** The collector-style config: OTLP in, memory storage, query service; nothing else listens. */
 function jaegerConfig(p: {
@@ -245,27 +243,19 @@ async function startOnce(bin: string, timeoutMs: number): Promise<Jaeger> {
     stop,
   };
 
-  try {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (proc.exited()) throw new Error(`jaeger exited before it was ready:\n${logs()}`);
-      // The query API answers JSON; the OTLP/HTTP receiver answers any request (405 to a GET) once it listens.
-      const queryUp = await jaeger.services().then(
+  // The query API answers JSON; the OTLP/HTTP receiver answers any request (405 to a GET) once it listens.
+  await untilReady(proc, "jaeger", timeoutMs, async () => {
+    const queryUp = await jaeger.services().then(
+      () => true,
+      () => false,
+    );
+    return (
+      queryUp &&
+      fetch(`${otlpHttpUrl}/v1/traces`, { signal: AbortSignal.timeout(2_000) }).then(
         () => true,
         () => false,
-      );
-      const otlpUp =
-        queryUp &&
-        (await fetch(`${otlpHttpUrl}/v1/traces`, { signal: AbortSignal.timeout(2_000) }).then(
-          () => true,
-          () => false,
-        ));
-      if (otlpUp) return jaeger;
-      if (Date.now() > deadline) throw new Error(`jaeger not ready within ${timeoutMs} ms:\n${logs()}`);
-      await sleep(100);
-    }
-  } catch (e) {
-    await stop();
-    throw e;
-  }
+      )
+    );
+  });
+  return jaeger;
 }

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { stringify } from "yaml";
-import { freePorts, spawnBackend, withPortRetry } from "./backend.js";
+import { freePorts, sleep, spawnBackend, untilReady, withPortRetry } from "./backend.js";
 
 export const prometheusBin = "/usr/bin/prometheus";
 
@@ -68,8 +68,6 @@ type QueryData =
   | { resultType: "vector"; result: Array<{ metric: Record<string, string>; value: [number, string] }> }
   | { resultType: "scalar" | "string"; result: [number, string] }
   | { resultType: "matrix"; result: unknown[] };
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Starts Prometheus scraping `opts.targets`; resolves once its /-/ready answers 200. */
 export async function startPrometheus(opts: PrometheusOptions): Promise<Prometheus> {
@@ -191,20 +189,11 @@ async function startOnce(opts: PrometheusOptions, port: number, timeoutMs: numbe
     stop,
   };
 
-  try {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (proc.exited()) throw new Error(`prometheus exited before it was ready:\n${logs()}`);
-      const ready = await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(2_000) }).then(
-        (r) => r.ok,
-        () => false,
-      );
-      if (ready) return prom;
-      if (Date.now() > deadline) throw new Error(`prometheus not ready within ${timeoutMs} ms:\n${logs()}`);
-      await sleep(100);
-    }
-  } catch (e) {
-    await stop();
-    throw e;
-  }
+  await untilReady(proc, "prometheus", timeoutMs, () =>
+    fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(2_000) }).then(
+      (r) => r.ok,
+      () => false,
+    ),
+  );
+  return prom;
 }
